@@ -1,0 +1,60 @@
+//! Turning AWS SDK errors into [`StepError`]s: throttling and transport failures become the
+//! transient names the state machines retry; everything else keeps AWS's code and message.
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::StepError;
+
+/// Error codes AWS services use when a caller exceeds its request rate.
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "SlowDown",
+];
+
+/// The AWS error code of a failed call, if the service answered with one.
+pub fn error_code<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> Option<&str> {
+    error.code()
+}
+
+/// Classifies any SDK failure of `operation`.
+pub fn failure<E>(operation: &'static str, error: SdkError<E, HttpResponse>) -> StepError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let message = error
+        .message()
+        .map(str::to_owned)
+        .unwrap_or_else(|| aws_smithy_types::error::display::DisplayErrorContext(&error).to_string());
+    match &error {
+        SdkError::ServiceError(service) => {
+            let code = error.code().unwrap_or("Unknown");
+            if THROTTLING_CODES.contains(&code) {
+                StepError::Throttled { operation, message }
+            } else if service.raw().status().is_server_error() {
+                StepError::AwsUnavailable { operation, message: format!("{code}: {message}") }
+            } else {
+                StepError::AwsRequestFailed { operation, code: code.to_owned(), message }
+            }
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            StepError::AwsUnavailable { operation, message }
+        }
+        _ => StepError::AwsRequestFailed { operation, code: "ClientError".into(), message },
+    }
+}
+
+/// `map_err` helper: `.send().await.map_err(aws::fail("CreateTargetGroup"))?`.
+pub fn fail<E>(operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> StepError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    move |error| failure(operation, error)
+}

@@ -1,0 +1,52 @@
+//! Resolving the database endpoint to its address. In AWS this is the system resolver, exactly as
+//! the runbook's "ping the endpoint"; a configured name server (the local stack's DNS) replaces it
+//! so that the same resolution path runs against the emulator.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::TokioResolver;
+
+pub enum Resolver {
+    System,
+    NameServer(Box<TokioResolver>),
+}
+
+impl Resolver {
+    pub fn new(name_server: Option<SocketAddr>) -> Result<Self, String> {
+        let Some(addr) = name_server else { return Ok(Self::System) };
+        let mut udp = ConnectionConfig::udp();
+        udp.port = addr.port();
+        let config = ResolverConfig::from_name_servers(vec![NameServerConfig::new(addr.ip(), true, vec![udp])]);
+        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .build()
+            .map_err(|e| format!("cannot use name server {addr}: {e}"))?;
+        Ok(Self::NameServer(Box::new(resolver)))
+    }
+
+    /// The IPv4 addresses `host` resolves to (an empty list is an error too).
+    pub async fn ipv4(&self, host: &str) -> Result<Vec<Ipv4Addr>, String> {
+        let addresses: Vec<IpAddr> = match self {
+            Self::System => {
+                tokio::net::lookup_host((host, 0)).await.map_err(|e| e.to_string())?.map(|socket| socket.ip()).collect()
+            }
+            Self::NameServer(resolver) => {
+                let fqdn = format!("{}.", host.trim_end_matches('.'));
+                resolver.lookup_ip(fqdn.as_str()).await.map_err(|e| e.to_string())?.iter().collect()
+            }
+        };
+        let v4: Vec<Ipv4Addr> = addresses
+            .into_iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        if v4.is_empty() {
+            Err("no IPv4 address".into())
+        } else {
+            Ok(v4)
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The errors a step can end with. Each variant's name is what Step Functions sees as the error
+//! name (`Retry`/`Catch` match on it), so names are part of the workflow's contract: never rename
+//! one without updating `statemachine/*.asl.json`.
+
+use lambda_runtime::Diagnostic;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("RDS instance '{identifier}' was not found in this account and region; check the identifier and the region the stack is deployed in")]
+    DatabaseNotFound { identifier: String },
+
+    #[error("RDS instance '{identifier}' is '{status}', not 'available'; run the workflow again once the instance is available")]
+    DatabaseNotAvailable { identifier: String, status: String },
+
+    #[error("RDS instance '{identifier}' runs engine '{engine}'; only MySQL-compatible engines (mysql, mariadb, aurora-mysql) can be reached by TiDB Cloud Dataflow")]
+    UnsupportedEngine { identifier: String, engine: String },
+
+    #[error("RDS instance '{identifier}' is not in a VPC (it has no DB subnet group); PrivateLink needs a VPC")]
+    DatabaseNotInVpc { identifier: String },
+
+    #[error("the endpoint {address} of RDS instance '{identifier}' did not resolve: {reason}")]
+    DatabaseEndpointUnresolved { identifier: String, address: String, reason: String },
+
+    #[error("the endpoint {address} of RDS instance '{identifier}' resolves to {resolved}, outside VPC {vpc_id} ({cidrs}){hint}")]
+    DatabaseAddressOutsideVpc {
+        identifier: String,
+        address: String,
+        resolved: String,
+        vpc_id: String,
+        cidrs: String,
+        hint: &'static str,
+    },
+
+    #[error("no availability zone is shared: VPC {vpc_id} has subnets in [{ours}], TiDB Cloud uses [{tidb_cloud}]; add a subnet to the VPC in one of TiDB Cloud's zones")]
+    NoCommonAvailabilityZone { vpc_id: String, ours: String, tidb_cloud: String },
+
+    #[error("{kind} '{name}' cannot serve RDS instance '{identifier}': {reason}")]
+    ResourceConflict { kind: &'static str, name: String, identifier: String, reason: String },
+
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    #[error("the function is misconfigured: {0}; check the stack's parameters")]
+    Misconfigured(String),
+
+    #[error("AWS throttled {operation}: {message}")]
+    Throttled { operation: &'static str, message: String },
+
+    #[error("AWS could not be reached or failed transiently during {operation}: {message}")]
+    AwsUnavailable { operation: &'static str, message: String },
+
+    #[error("{operation} failed: {code}: {message}")]
+    AwsRequestFailed { operation: &'static str, code: String, message: String },
+}
+
+impl StepError {
+    /// The stable error name Step Functions matches on.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::DatabaseNotFound { .. } => "DatabaseNotFound",
+            Self::DatabaseNotAvailable { .. } => "DatabaseNotAvailable",
+            Self::UnsupportedEngine { .. } => "UnsupportedEngine",
+            Self::DatabaseNotInVpc { .. } => "DatabaseNotInVpc",
+            Self::DatabaseEndpointUnresolved { .. } => "DatabaseEndpointUnresolved",
+            Self::DatabaseAddressOutsideVpc { .. } => "DatabaseAddressOutsideVpc",
+            Self::NoCommonAvailabilityZone { .. } => "NoCommonAvailabilityZone",
+            Self::ResourceConflict { .. } => "ResourceConflict",
+            Self::InvalidInput(_) => "InvalidInput",
+            Self::Misconfigured(_) => "Misconfigured",
+            Self::Throttled { .. } => "Throttled",
+            Self::AwsUnavailable { .. } => "AwsUnavailable",
+            Self::AwsRequestFailed { .. } => "AwsRequestFailed",
+        }
+    }
+
+    /// Whether running the step again later can succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Throttled { .. } | Self::AwsUnavailable { .. })
+    }
+}
+
+impl From<StepError> for Diagnostic {
+    fn from(error: StepError) -> Self {
+        Diagnostic { error_type: error.name().to_string(), error_message: error.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostic_carries_the_stable_name_not_the_rust_type() {
+        let diagnostic =
+            Diagnostic::from(StepError::DatabaseNotAvailable { identifier: "orders".into(), status: "stopped".into() });
+        assert_eq!(diagnostic.error_type, "DatabaseNotAvailable");
+        assert!(diagnostic.error_message.contains("'stopped'"), "{}", diagnostic.error_message);
+    }
+
+    #[test]
+    fn only_throttling_and_unavailability_are_transient() {
+        let throttled = StepError::Throttled { operation: "DescribeSubnets", message: "slow down".into() };
+        let failed = StepError::AwsRequestFailed {
+            operation: "DescribeSubnets",
+            code: "UnauthorizedOperation".into(),
+            message: "no".into(),
+        };
+        assert!(throttled.is_transient());
+        assert!(!failed.is_transient());
+    }
+}

@@ -1,0 +1,18 @@
+//! Exposes an Amazon RDS instance to TiDB Cloud over AWS PrivateLink.
+//!
+//! Each provisioning step of the state machine lives in its own module under [`steps`]; the Lambda
+//! crates under `functions/` only wire a step to the Lambda runtime. Everything a step needs to find
+//! its earlier work (names, tags) is in [`naming`]; what flows between states is in [`payload`].
+
+pub mod aws;
+pub mod dns;
+pub mod error;
+pub mod naming;
+pub mod net;
+pub mod payload;
+pub mod runtime;
+pub mod settings;
+pub mod steps;
+
+pub use error::StepError;
+pub use settings::Settings;

@@ -1,0 +1,162 @@
+//! Names and tags of everything the product creates. AWS is the database: a step finds its
+//! earlier work by these deterministic names and tags, so a retried step never duplicates.
+
+use crate::StepError;
+
+/// Tag naming the stack that manages a resource.
+pub const MANAGED_BY_TAG: &str = "tidb-privatelink:managed-by";
+/// Tag naming the RDS instance a resource serves.
+pub const DB_INSTANCE_TAG: &str = "tidb-privatelink:db-instance";
+/// Every name starts with this, which lets IAM policies scope ELB actions by name.
+pub const NAME_PREFIX: &str = "tidbpl-";
+
+/// AWS's limit for target group and load balancer names.
+const MAX_NAME_LEN: usize = 32;
+const HASH_LEN: usize = 10;
+
+/// Checks an RDS DB instance identifier (1-63 letters, digits or hyphens, starting with a letter,
+/// no trailing or doubled hyphen) and returns it lower-cased, as RDS stores it.
+pub fn db_instance_identifier(raw: &str) -> Result<String, StepError> {
+    let id = raw.trim().to_ascii_lowercase();
+    let valid = (1..=63).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !id.ends_with('-')
+        && !id.contains("--");
+    if valid {
+        Ok(id)
+    } else {
+        Err(StepError::InvalidInput(format!(
+            "'{raw}' is not an RDS DB instance identifier (1-63 letters, digits or hyphens, starting with a letter)"
+        )))
+    }
+}
+
+/// The name shared by the target group, load balancer and security group of one instance:
+/// `tidbpl-<readable prefix>-<hash of the whole identifier>`, at most 32 characters of
+/// `[a-z0-9-]`. The hash keeps identifiers that share a long prefix apart.
+pub fn resource_name(identifier: &str) -> String {
+    let room = MAX_NAME_LEN - NAME_PREFIX.len() - 1 - HASH_LEN;
+    let readable: String = identifier.chars().take(room).collect();
+    format!("{NAME_PREFIX}{}-{}", readable.trim_end_matches('-'), short_hash(identifier))
+}
+
+/// A short, stable digest of `input` (10 hex digits), for names and idempotency tokens.
+pub fn short_hash(input: &str) -> String {
+    format!("{:016x}", fnv1a(input.as_bytes()))[..HASH_LEN].to_owned()
+}
+
+/// FNV-1a: tiny, stable across Rust versions and platforms (unlike `DefaultHasher`).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The tags that mark a resource as this stack's work for one RDS instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    pub stack_name: String,
+    pub identifier: String,
+}
+
+impl Ownership {
+    pub fn new(stack_name: &str, identifier: &str) -> Self {
+        Self { stack_name: stack_name.to_owned(), identifier: identifier.to_owned() }
+    }
+
+    /// Key/value pairs to put on every created resource.
+    pub fn tags(&self) -> [(&'static str, &str); 2] {
+        [(MANAGED_BY_TAG, self.stack_name.as_str()), (DB_INSTANCE_TAG, self.identifier.as_str())]
+    }
+
+    /// Whether a resource's tags say it is ours.
+    pub fn owns<'a>(&self, tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
+        let mut found = 0;
+        for (key, value) in tags {
+            if self.tags().contains(&(key, value)) {
+                found += 1;
+            }
+        }
+        found == self.tags().len()
+    }
+
+    /// Human-readable reason a resource is not ours, for [`StepError::ResourceConflict`].
+    pub fn mismatch<'a>(&self, tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+        let tags: Vec<(&str, &str)> = tags.into_iter().collect();
+        let value = |key: &str| tags.iter().find(|(k, _)| *k == key).map(|(_, v)| *v).unwrap_or("<none>");
+        format!(
+            "it is not this stack's (tag {MANAGED_BY_TAG} is '{}', {DB_INSTANCE_TAG} is '{}'); rename or delete it, then run the workflow again",
+            value(MANAGED_BY_TAG),
+            value(DB_INSTANCE_TAG)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_valid_aws_name(name: &str) -> bool {
+        name.len() <= 32
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !name.starts_with('-')
+            && !name.ends_with('-')
+    }
+
+    #[test]
+    fn names_are_readable_and_within_aws_limits() {
+        let name = resource_name("orders-db");
+        assert!(name.starts_with("tidbpl-orders-db-"), "{name}");
+        assert!(is_valid_aws_name(&name), "{name}");
+    }
+
+    #[test]
+    fn a_63_character_identifier_fits() {
+        let id = format!("a{}", "b".repeat(62));
+        let name = resource_name(&db_instance_identifier(&id).unwrap());
+        assert_eq!(name.len(), 32);
+        assert!(is_valid_aws_name(&name), "{name}");
+    }
+
+    #[test]
+    fn identifiers_sharing_their_first_40_characters_get_different_names() {
+        let shared = format!("prod-{}", "x".repeat(35));
+        let a = resource_name(&format!("{shared}-replica-a"));
+        let b = resource_name(&format!("{shared}-replica-b"));
+        assert_ne!(a, b);
+        assert!(is_valid_aws_name(&a) && is_valid_aws_name(&b), "{a} {b}");
+    }
+
+    #[test]
+    fn a_hyphen_at_the_cut_is_dropped() {
+        // The readable part is 14 characters; the 14th here is a hyphen.
+        let name = resource_name("abcdefghijklm-nopq");
+        assert!(name.starts_with("tidbpl-abcdefghijklm-"), "{name}");
+        assert!(!name.contains("--"), "{name}");
+        assert!(is_valid_aws_name(&name), "{name}");
+    }
+
+    #[test]
+    fn names_are_stable_across_runs() {
+        // A changed hash would orphan every resource already created: pin it.
+        assert_eq!(resource_name("orders-db"), "tidbpl-orders-db-950697f645");
+        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
+    }
+
+    #[test]
+    fn identifiers_are_validated_and_lower_cased() {
+        assert_eq!(db_instance_identifier("Orders-DB").unwrap(), "orders-db");
+        for bad in ["", "1db", "db-", "db--x", "db_x", &"a".repeat(64), "db x"] {
+            let err = db_instance_identifier(bad).unwrap_err();
+            assert_eq!(err.name(), "InvalidInput", "{bad}");
+        }
+    }
+
+    #[test]
+    fn ownership_needs_both_tags_to_match() {
+        let ours = Ownership::new("stack", "db1");
+        assert!(ours.owns([(MANAGED_BY_TAG, "stack"), (DB_INSTANCE_TAG, "db1"), ("Name", "x")]));
+        assert!(!ours.owns([(MANAGED_BY_TAG, "stack"), (DB_INSTANCE_TAG, "db2")]));
+        assert!(!ours.owns([(MANAGED_BY_TAG, "stack")]));
+        assert!(ours.mismatch([(MANAGED_BY_TAG, "other")]).contains("'other'"));
+    }
+}

@@ -1,0 +1,81 @@
+//! What flows between the provisioning states. The state machine keeps one JSON document and each
+//! step writes its result under its own key (`ResultPath`), so every step reads the typed parts it
+//! needs and ignores the rest.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+/// The state machine's input when started by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionRequest {
+    pub db_instance_identifier: String,
+}
+
+/// Step 1: what the workflow needs to know about the RDS instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Database {
+    pub identifier: String,
+    pub arn: String,
+    pub engine: String,
+    pub endpoint_address: String,
+    pub port: u16,
+    /// The private address the endpoint resolved to; the load balancer's target.
+    pub ip_address: Ipv4Addr,
+    pub vpc_id: String,
+    pub vpc_cidr_blocks: Vec<String>,
+    /// Subnets of the DB subnet group, preferred for the load balancer.
+    pub subnet_ids: Vec<String>,
+    pub security_group_ids: Vec<String>,
+}
+
+/// Step 2: where the load balancer goes, and whom the endpoint service admits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZonePlan {
+    pub tidb_cloud_account_id: String,
+    /// One subnet per availability zone shared with TiDB Cloud, ordered by AZ ID.
+    pub subnets: Vec<PlannedSubnet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedSubnet {
+    pub subnet_id: String,
+    pub availability_zone_id: String,
+}
+
+/// Step 3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetGroup {
+    pub arn: String,
+    pub name: String,
+    pub registered_ip: Ipv4Addr,
+}
+
+/// Step 4.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroups {
+    pub nlb_security_group_id: String,
+    /// The customer's DB security group that now admits the load balancer.
+    pub db_security_group_id: String,
+}
+
+/// Step 5. `state` is the load balancer's state code (`provisioning`, `active`, `failed`, ...),
+/// which the state machine polls until `active`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancer {
+    pub arn: String,
+    pub name: String,
+    pub dns_name: String,
+    pub state: String,
+    pub listener_arn: String,
+}
+
+/// Step 6: the name the user gives TiDB Cloud.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointService {
+    pub service_id: String,
+    /// `com.amazonaws.vpce.<region>.vpce-svc-...`
+    pub service_name: String,
+    pub allowed_principal: String,
+    pub connection_notification_id: String,
+}

@@ -1,0 +1,105 @@
+//! The functions' configuration, read once per cold start from the environment the template sets.
+
+use std::net::SocketAddr;
+
+use crate::StepError;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Value of the `managed-by` tag on everything this stack creates.
+    pub stack_name: String,
+    /// TiDB Cloud's AWS account, allowed into the endpoint service (stack parameter).
+    pub tidb_cloud_account_id: Option<String>,
+    /// TiDB Cloud's availability zone IDs, e.g. `use1-az1` (stack parameter).
+    pub tidb_cloud_az_ids: Vec<String>,
+    /// SNS topic that receives endpoint connection notifications.
+    pub connection_topic_arn: Option<String>,
+    /// A DNS server to resolve the database endpoint with, instead of the system resolver.
+    /// Unset in AWS; the local stack points it at the emulator's DNS.
+    pub dns_resolver: Option<SocketAddr>,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, StepError> {
+        Self::from_lookup(|key| std::env::var(key).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, StepError> {
+        let stack_name = var("STACK_NAME").ok_or_else(|| StepError::Misconfigured("STACK_NAME is not set".into()))?;
+        let tidb_cloud_account_id = var("TIDB_CLOUD_ACCOUNT_ID").map(|id| account_id(&id)).transpose()?;
+        let tidb_cloud_az_ids = var("TIDB_CLOUD_AZ_IDS")
+            .map(|ids| ids.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
+        let dns_resolver = var("DNS_RESOLVER")
+            .map(|addr| {
+                addr.parse()
+                    .map_err(|_| StepError::Misconfigured(format!("DNS_RESOLVER '{addr}' is not an ip:port address")))
+            })
+            .transpose()?;
+        Ok(Self {
+            stack_name,
+            tidb_cloud_account_id,
+            tidb_cloud_az_ids,
+            connection_topic_arn: var("CONNECTION_TOPIC_ARN"),
+            dns_resolver,
+        })
+    }
+
+    pub fn tidb_cloud_account_id(&self) -> Result<&str, StepError> {
+        self.tidb_cloud_account_id.as_deref().ok_or_else(|| {
+            StepError::Misconfigured("TiDB Cloud's account ID (TIDB_CLOUD_ACCOUNT_ID) is not set".into())
+        })
+    }
+
+    pub fn connection_topic_arn(&self) -> Result<&str, StepError> {
+        self.connection_topic_arn
+            .as_deref()
+            .ok_or_else(|| StepError::Misconfigured("the connection topic (CONNECTION_TOPIC_ARN) is not set".into()))
+    }
+}
+
+/// An AWS account ID: exactly 12 digits.
+pub fn account_id(raw: &str) -> Result<String, StepError> {
+    let id = raw.trim();
+    if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(id.to_owned())
+    } else {
+        Err(StepError::Misconfigured(format!("'{id}' is not a 12-digit AWS account ID")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, StepError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|key| vars.get(key).cloned())
+    }
+
+    #[test]
+    fn reads_the_template_environment() {
+        let s = settings(&[
+            ("STACK_NAME", "tidb-privatelink"),
+            ("TIDB_CLOUD_ACCOUNT_ID", "380838443567"),
+            ("TIDB_CLOUD_AZ_IDS", "use1-az1, use1-az4,,"),
+            ("DNS_RESOLVER", "127.0.0.1:5353"),
+        ])
+        .unwrap();
+        assert_eq!(s.tidb_cloud_az_ids, ["use1-az1", "use1-az4"]);
+        assert_eq!(s.tidb_cloud_account_id().unwrap(), "380838443567");
+        assert_eq!(s.dns_resolver.unwrap().port(), 5353);
+        assert_eq!(s.connection_topic_arn().unwrap_err().name(), "Misconfigured");
+    }
+
+    #[test]
+    fn rejects_bad_values_by_name() {
+        assert_eq!(settings(&[]).unwrap_err().name(), "Misconfigured");
+        let bad_account = settings(&[("STACK_NAME", "s"), ("TIDB_CLOUD_ACCOUNT_ID", "12345")]).unwrap_err();
+        assert!(bad_account.to_string().contains("12-digit"), "{bad_account}");
+        let bad_dns = settings(&[("STACK_NAME", "s"), ("DNS_RESOLVER", "localhost")]).unwrap_err();
+        assert_eq!(bad_dns.name(), "Misconfigured");
+    }
+}

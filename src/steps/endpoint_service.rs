@@ -1,0 +1,198 @@
+//! Step 6, endpoint service: a VPC endpoint service on the load balancer that requires acceptance,
+//! admits exactly TiDB Cloud's account, and notifies the stack's topic of connection requests,
+//! which the acceptor function answers. Its name is what the user gives TiDB Cloud.
+
+use aws_config::SdkConfig;
+use aws_sdk_ec2::types::{Filter, ResourceType, ServiceConfiguration, ServiceState};
+use aws_sdk_ec2::Client;
+use tracing::{info, warn};
+
+use super::{ec2_tag_pairs, ec2_tags};
+use crate::naming::{resource_name, short_hash, Ownership, DB_INSTANCE_TAG, MANAGED_BY_TAG, NAME_PREFIX};
+use crate::payload::{Database, EndpointService, LoadBalancer, ZonePlan};
+use crate::runtime::Step;
+use crate::{aws, Settings, StepError};
+
+#[derive(Debug, serde::Deserialize)]
+pub struct Input {
+    pub database: Database,
+    pub zones: ZonePlan,
+    pub load_balancer: LoadBalancer,
+}
+
+/// Every connection event, so the acceptor also hears of connections it must reject or that go.
+const CONNECTION_EVENTS: &[&str] = &["Connect", "Accept", "Reject", "Delete"];
+
+pub struct CreateEndpointService {
+    ec2: Client,
+    settings: Settings,
+}
+
+impl Step for CreateEndpointService {
+    type Input = Input;
+    type Output = EndpointService;
+
+    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
+        Ok(Self { ec2: Client::new(sdk), settings: settings.clone() })
+    }
+
+    async fn run(&self, input: Input) -> Result<EndpointService, StepError> {
+        let topic_arn = self.settings.connection_topic_arn()?.to_owned();
+        let identifier = &input.database.identifier;
+        let ownership = Ownership::new(&self.settings.stack_name, identifier);
+        let service = match self.find(&ownership).await? {
+            Some(service) => self.ensure_fronts(service, &input.load_balancer, &ownership)?,
+            None => self.create(&input.load_balancer, &ownership).await?,
+        };
+        let service_id = service.service_id().unwrap_or_default().to_owned();
+        let principal = format!("arn:aws:iam::{}:root", input.zones.tidb_cloud_account_id);
+        self.allow_only(&service_id, &principal).await?;
+        let connection_notification_id = self.ensure_notification(&service_id, &topic_arn).await?;
+        let service_name = service.service_name().unwrap_or_default().to_owned();
+        info!(db_instance = %identifier, service = %service_name, principal = %principal, "endpoint service ready");
+        Ok(EndpointService { service_id, service_name, allowed_principal: principal, connection_notification_id })
+    }
+}
+
+impl CreateEndpointService {
+    /// Our service for this instance, found by its tags (filtered by AWS, and checked here too).
+    async fn find(&self, ownership: &Ownership) -> Result<Option<ServiceConfiguration>, StepError> {
+        let mut pages = self
+            .ec2
+            .describe_vpc_endpoint_service_configurations()
+            .filters(tag_filter(MANAGED_BY_TAG, &ownership.stack_name))
+            .filters(tag_filter(DB_INSTANCE_TAG, &ownership.identifier))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(aws::fail("DescribeVpcEndpointServiceConfigurations"))?;
+            let live = page.service_configurations().iter().find(|s| {
+                ownership.owns(ec2_tag_pairs(s.tags()))
+                    && !matches!(
+                        s.service_state(),
+                        Some(ServiceState::Deleted | ServiceState::Deleting | ServiceState::Failed)
+                    )
+            });
+            if let Some(service) = live {
+                return Ok(Some(service.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    fn ensure_fronts(
+        &self,
+        service: ServiceConfiguration,
+        lb: &LoadBalancer,
+        ownership: &Ownership,
+    ) -> Result<ServiceConfiguration, StepError> {
+        if service.network_load_balancer_arns().iter().any(|arn| arn == &lb.arn) {
+            return Ok(service);
+        }
+        Err(StepError::ResourceConflict {
+            kind: "endpoint service",
+            name: service.service_id().unwrap_or_default().to_owned(),
+            identifier: ownership.identifier.clone(),
+            reason: format!(
+                "it fronts {:?}, not load balancer {}; deprovision the instance first",
+                service.network_load_balancer_arns(),
+                lb.arn
+            ),
+        })
+    }
+
+    async fn create(&self, lb: &LoadBalancer, ownership: &Ownership) -> Result<ServiceConfiguration, StepError> {
+        let name = resource_name(&ownership.identifier);
+        let out = self
+            .ec2
+            .create_vpc_endpoint_service_configuration()
+            .acceptance_required(true)
+            .network_load_balancer_arns(&lb.arn)
+            // The load balancer's ARN is unique to this provisioning, so a retried call after a
+            // lost response returns the same service instead of a second one.
+            .client_token(client_token(&lb.arn))
+            .tag_specifications(ec2_tags(ResourceType::VpcEndpointService, ownership, &name))
+            .send()
+            .await
+            .map_err(aws::fail("CreateVpcEndpointServiceConfiguration"))?;
+        let service = out.service_configuration().cloned().ok_or_else(|| StepError::AwsRequestFailed {
+            operation: "CreateVpcEndpointServiceConfiguration",
+            code: "EmptyResponse".into(),
+            message: "no service configuration in the response".into(),
+        })?;
+        info!(db_instance = %ownership.identifier, service = service.service_id().unwrap_or_default(), "endpoint service created");
+        Ok(service)
+    }
+
+    /// Exactly one allowed principal: TiDB Cloud's account. Anything else found there (added by
+    /// hand, or left from another TiDB Cloud account) is removed.
+    async fn allow_only(&self, service_id: &str, principal: &str) -> Result<(), StepError> {
+        let current = self
+            .ec2
+            .describe_vpc_endpoint_service_permissions()
+            .service_id(service_id)
+            .send()
+            .await
+            .map_err(aws::fail("DescribeVpcEndpointServicePermissions"))?;
+        let allowed: Vec<&str> = current.allowed_principals().iter().filter_map(|p| p.principal()).collect();
+        let extra: Vec<String> = allowed.iter().filter(|p| **p != principal).map(|p| p.to_string()).collect();
+        let missing = !allowed.contains(&principal);
+        if !missing && extra.is_empty() {
+            return Ok(());
+        }
+        if !extra.is_empty() {
+            warn!(service = service_id, removed = ?extra, "removing principals that are not TiDB Cloud's account");
+        }
+        let mut change = self
+            .ec2
+            .modify_vpc_endpoint_service_permissions()
+            .service_id(service_id)
+            .set_remove_allowed_principals((!extra.is_empty()).then_some(extra));
+        if missing {
+            change = change.add_allowed_principals(principal);
+        }
+        change.send().await.map_err(aws::fail("ModifyVpcEndpointServicePermissions"))?;
+        info!(service = service_id, principal, "endpoint service allows TiDB Cloud's account only");
+        Ok(())
+    }
+
+    async fn ensure_notification(&self, service_id: &str, topic_arn: &str) -> Result<String, StepError> {
+        let existing = self
+            .ec2
+            .describe_vpc_endpoint_connection_notifications()
+            .filters(Filter::builder().name("service-id").values(service_id).build())
+            .send()
+            .await
+            .map_err(aws::fail("DescribeVpcEndpointConnectionNotifications"))?;
+        let ours = existing
+            .connection_notification_set()
+            .iter()
+            .find(|n| n.service_id() == Some(service_id) && n.connection_notification_arn() == Some(topic_arn));
+        if let Some(id) = ours.and_then(|n| n.connection_notification_id()) {
+            return Ok(id.to_owned());
+        }
+        let out = self
+            .ec2
+            .create_vpc_endpoint_connection_notification()
+            .service_id(service_id)
+            .connection_notification_arn(topic_arn)
+            .set_connection_events(Some(CONNECTION_EVENTS.iter().map(|e| e.to_string()).collect()))
+            .client_token(client_token(&format!("{service_id}/{topic_arn}")))
+            .send()
+            .await
+            .map_err(aws::fail("CreateVpcEndpointConnectionNotification"))?;
+        let id =
+            out.connection_notification().and_then(|n| n.connection_notification_id()).unwrap_or_default().to_owned();
+        info!(service = service_id, notification = %id, topic = topic_arn, "connection notifications go to the stack's topic");
+        Ok(id)
+    }
+}
+
+fn tag_filter(key: &str, value: &str) -> Filter {
+    Filter::builder().name(format!("tag:{key}")).values(value).build()
+}
+
+/// An idempotency token derived from what makes a request unique.
+fn client_token(seed: &str) -> String {
+    format!("{NAME_PREFIX}{}", short_hash(seed))
+}

@@ -1,0 +1,158 @@
+//! Step 1, inspect the database: the instance must exist, be available, run a MySQL-compatible
+//! engine, and its endpoint must resolve to a private address inside its VPC, the address the
+//! load balancer will forward to.
+
+use std::net::Ipv4Addr;
+
+use aws_config::SdkConfig;
+use aws_sdk_rds::types::DbInstance;
+use tracing::info;
+
+use crate::dns::Resolver;
+use crate::naming::db_instance_identifier;
+use crate::net::cidr_contains;
+use crate::payload::{Database, ProvisionRequest};
+use crate::runtime::Step;
+use crate::{aws, Settings, StepError};
+
+/// Engines whose instances speak the MySQL protocol TiDB Cloud Dataflow uses.
+pub const SUPPORTED_ENGINES: &[&str] = &["mysql", "mariadb", "aurora-mysql"];
+
+pub struct InspectDatabase {
+    rds: aws_sdk_rds::Client,
+    ec2: aws_sdk_ec2::Client,
+    resolver: Resolver,
+}
+
+impl Step for InspectDatabase {
+    type Input = ProvisionRequest;
+    type Output = Database;
+
+    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
+        Ok(Self {
+            rds: aws_sdk_rds::Client::new(sdk),
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            resolver: Resolver::new(settings.dns_resolver).map_err(StepError::Misconfigured)?,
+        })
+    }
+
+    async fn run(&self, request: ProvisionRequest) -> Result<Database, StepError> {
+        let identifier = db_instance_identifier(&request.db_instance_identifier)?;
+        let instance = self.describe(&identifier).await?;
+        let status = instance.db_instance_status().unwrap_or("unknown");
+        if status != "available" {
+            return Err(StepError::DatabaseNotAvailable { identifier, status: status.to_owned() });
+        }
+        let engine = instance.engine().unwrap_or_default().to_owned();
+        if !SUPPORTED_ENGINES.contains(&engine.as_str()) {
+            return Err(StepError::UnsupportedEngine { identifier, engine });
+        }
+        let (Some(address), Some(port)) = (
+            instance.endpoint().and_then(|e| e.address()),
+            instance.endpoint().and_then(|e| e.port()).and_then(|p| u16::try_from(p).ok()),
+        ) else {
+            return Err(StepError::DatabaseNotAvailable {
+                identifier,
+                status: "available but without an endpoint".into(),
+            });
+        };
+        let Some(subnet_group) = instance.db_subnet_group() else {
+            return Err(StepError::DatabaseNotInVpc { identifier });
+        };
+        let vpc_id = subnet_group.vpc_id().unwrap_or_default().to_owned();
+        let vpc_cidr_blocks = self.vpc_cidr_blocks(&vpc_id).await?;
+        let resolved = self.resolver.ipv4(address).await.map_err(|reason| StepError::DatabaseEndpointUnresolved {
+            identifier: identifier.clone(),
+            address: address.to_owned(),
+            reason,
+        })?;
+        let ip_address = pick_address_in_vpc(&resolved, &vpc_cidr_blocks).ok_or_else(|| {
+            StepError::DatabaseAddressOutsideVpc {
+                identifier: identifier.clone(),
+                address: address.to_owned(),
+                resolved: join(&resolved),
+                vpc_id: vpc_id.clone(),
+                cidrs: vpc_cidr_blocks.join(", "),
+                hint: if instance.publicly_accessible() == Some(true) {
+                    "; the instance is publicly accessible, so its endpoint resolves to a public IP: turn off public accessibility"
+                } else {
+                    ""
+                },
+            }
+        })?;
+        let database = Database {
+            arn: instance.db_instance_arn().unwrap_or_default().to_owned(),
+            engine,
+            endpoint_address: address.to_owned(),
+            port,
+            ip_address,
+            vpc_id,
+            vpc_cidr_blocks,
+            subnet_ids: subnet_group
+                .subnets()
+                .iter()
+                .filter_map(|s| s.subnet_identifier())
+                .map(str::to_owned)
+                .collect(),
+            security_group_ids: instance
+                .vpc_security_groups()
+                .iter()
+                .filter(|g| g.status().is_none_or(|s| s == "active" || s == "adding"))
+                .filter_map(|g| g.vpc_security_group_id())
+                .map(str::to_owned)
+                .collect(),
+            identifier,
+        };
+        info!(db_instance = %database.identifier, ip = %database.ip_address, vpc = %database.vpc_id, engine = %database.engine, "database inspected");
+        Ok(database)
+    }
+}
+
+impl InspectDatabase {
+    async fn describe(&self, identifier: &str) -> Result<DbInstance, StepError> {
+        let not_found = || StepError::DatabaseNotFound { identifier: identifier.to_owned() };
+        match self.rds.describe_db_instances().db_instance_identifier(identifier).send().await {
+            Ok(out) => out.db_instances().first().cloned().ok_or_else(not_found),
+            Err(e) if aws::error_code(&e) == Some("DBInstanceNotFound") => Err(not_found()),
+            Err(e) => Err(aws::failure("DescribeDBInstances", e)),
+        }
+    }
+
+    async fn vpc_cidr_blocks(&self, vpc_id: &str) -> Result<Vec<String>, StepError> {
+        let out = self.ec2.describe_vpcs().vpc_ids(vpc_id).send().await.map_err(aws::fail("DescribeVpcs"))?;
+        let vpc = out.vpcs().first().ok_or_else(|| StepError::InvalidInput(format!("VPC {vpc_id} not found")))?;
+        let mut blocks: Vec<String> = vpc
+            .cidr_block_association_set()
+            .iter()
+            .filter(|a| a.cidr_block_state().and_then(|s| s.state()).is_none_or(|s| s.as_str() == "associated"))
+            .filter_map(|a| a.cidr_block())
+            .map(str::to_owned)
+            .collect();
+        if blocks.is_empty() {
+            blocks.extend(vpc.cidr_block().map(str::to_owned));
+        }
+        Ok(blocks)
+    }
+}
+
+/// The first resolved address inside one of the VPC's CIDR blocks.
+pub fn pick_address_in_vpc(resolved: &[Ipv4Addr], cidrs: &[String]) -> Option<Ipv4Addr> {
+    resolved.iter().copied().find(|ip| cidrs.iter().any(|cidr| cidr_contains(cidr, *ip)))
+}
+
+fn join(ips: &[Ipv4Addr]) -> String {
+    ips.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_address_inside_the_vpc() {
+        let cidrs = vec!["10.0.0.0/16".to_owned(), "100.64.0.0/16".to_owned()];
+        let ips: Vec<Ipv4Addr> = ["203.0.113.5", "100.64.3.4"].iter().map(|s| s.parse().unwrap()).collect();
+        assert_eq!(pick_address_in_vpc(&ips, &cidrs), Some("100.64.3.4".parse().unwrap()));
+        assert_eq!(pick_address_in_vpc(&ips[..1], &cidrs), None);
+    }
+}

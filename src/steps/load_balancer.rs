@@ -1,0 +1,179 @@
+//! Step 5, load balancer: an internal network load balancer in the planned subnets, with the
+//! security group of step 4 (which can only be attached at creation), cross-zone load balancing
+//! on, PrivateLink traffic exempt from the inbound rules, and a TCP listener forwarding the
+//! database port to the target group.
+//!
+//! The step is idempotent and reports the load balancer's state, so the state machine polls by
+//! running it again until the state is `active`.
+
+use aws_config::SdkConfig;
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, EnforceSecurityGroupInboundRulesOnPrivateLinkTrafficEnum as Enforce, IpAddressType,
+    LoadBalancer as ElbLoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum,
+};
+use aws_sdk_elasticloadbalancingv2::Client;
+use tracing::info;
+
+use super::{elb_tags, ensure_elb_owned};
+use crate::naming::{resource_name, Ownership};
+use crate::payload::{Database, LoadBalancer, SecurityGroups, TargetGroup, ZonePlan};
+use crate::runtime::Step;
+use crate::{aws, Settings, StepError};
+
+#[derive(Debug, serde::Deserialize)]
+pub struct Input {
+    pub database: Database,
+    pub zones: ZonePlan,
+    pub target_group: TargetGroup,
+    pub security_groups: SecurityGroups,
+}
+
+const CROSS_ZONE: &str = "load_balancing.cross_zone.enabled";
+
+pub struct CreateLoadBalancer {
+    elb: Client,
+    stack_name: String,
+}
+
+impl Step for CreateLoadBalancer {
+    type Input = Input;
+    type Output = LoadBalancer;
+
+    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
+        Ok(Self { elb: Client::new(sdk), stack_name: settings.stack_name.clone() })
+    }
+
+    async fn run(&self, input: Input) -> Result<LoadBalancer, StepError> {
+        let db = &input.database;
+        let ownership = Ownership::new(&self.stack_name, &db.identifier);
+        let name = resource_name(&db.identifier);
+        let lb = match self.find(&name).await? {
+            Some(lb) => {
+                ensure_elb_owned(
+                    &self.elb,
+                    &ownership,
+                    "load balancer",
+                    &name,
+                    lb.load_balancer_arn().unwrap_or_default(),
+                )
+                .await?;
+                lb
+            }
+            None => self.create(&name, &input, &ownership).await?,
+        };
+        let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
+        self.enable_cross_zone(&arn).await?;
+        if lb.enforce_security_group_inbound_rules_on_private_link_traffic() != Some("off") {
+            self.exempt_private_link_traffic(&arn, &input.security_groups.nlb_security_group_id).await?;
+        }
+        let listener_arn = self.ensure_listener(&arn, db.port, &input.target_group.arn, &ownership).await?;
+        let state =
+            lb.state().and_then(|s| s.code()).map(|c| c.as_str().to_owned()).unwrap_or_else(|| "unknown".into());
+        info!(db_instance = %db.identifier, load_balancer = %arn, state = %state, "load balancer checked");
+        Ok(LoadBalancer { arn, name, dns_name: lb.dns_name().unwrap_or_default().to_owned(), state, listener_arn })
+    }
+}
+
+impl CreateLoadBalancer {
+    async fn find(&self, name: &str) -> Result<Option<ElbLoadBalancer>, StepError> {
+        match self.elb.describe_load_balancers().names(name).send().await {
+            Ok(out) => Ok(out.load_balancers().first().cloned()),
+            Err(e) if aws::error_code(&e) == Some("LoadBalancerNotFound") => Ok(None),
+            Err(e) => Err(aws::failure("DescribeLoadBalancers", e)),
+        }
+    }
+
+    async fn create(&self, name: &str, input: &Input, ownership: &Ownership) -> Result<ElbLoadBalancer, StepError> {
+        let out = self
+            .elb
+            .create_load_balancer()
+            .name(name)
+            .r#type(LoadBalancerTypeEnum::Network)
+            .scheme(LoadBalancerSchemeEnum::Internal)
+            .ip_address_type(IpAddressType::Ipv4)
+            .set_subnets(Some(input.zones.subnets.iter().map(|s| s.subnet_id.clone()).collect()))
+            .security_groups(&input.security_groups.nlb_security_group_id)
+            .set_tags(Some(elb_tags(ownership)))
+            .send()
+            .await
+            .map_err(aws::fail("CreateLoadBalancer"))?;
+        let lb = out.load_balancers().first().cloned().ok_or_else(|| StepError::AwsRequestFailed {
+            operation: "CreateLoadBalancer",
+            code: "EmptyResponse".into(),
+            message: "no load balancer in the response".into(),
+        })?;
+        info!(db_instance = %input.database.identifier, load_balancer = lb.load_balancer_arn().unwrap_or_default(), "load balancer created");
+        Ok(lb)
+    }
+
+    /// Off by default on NLBs; a single-AZ database behind endpoints in other zones needs it.
+    async fn enable_cross_zone(&self, arn: &str) -> Result<(), StepError> {
+        let current = self
+            .elb
+            .describe_load_balancer_attributes()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .map_err(aws::fail("DescribeLoadBalancerAttributes"))?;
+        if current.attributes().iter().any(|a| a.key() == Some(CROSS_ZONE) && a.value() == Some("true")) {
+            return Ok(());
+        }
+        self.elb
+            .modify_load_balancer_attributes()
+            .load_balancer_arn(arn)
+            .attributes(LoadBalancerAttribute::builder().key(CROSS_ZONE).value("true").build())
+            .send()
+            .await
+            .map_err(aws::fail("ModifyLoadBalancerAttributes"))?;
+        Ok(())
+    }
+
+    /// With a security group attached, an NLB applies its inbound rules to PrivateLink traffic
+    /// too and silently drops TiDB Cloud's connections; exempt that traffic.
+    async fn exempt_private_link_traffic(&self, arn: &str, group_id: &str) -> Result<(), StepError> {
+        self.elb
+            .set_security_groups()
+            .load_balancer_arn(arn)
+            .security_groups(group_id)
+            .enforce_security_group_inbound_rules_on_private_link_traffic(Enforce::Off)
+            .send()
+            .await
+            .map_err(aws::fail("SetSecurityGroups"))?;
+        info!(load_balancer = arn, "inbound rules no longer applied to PrivateLink traffic");
+        Ok(())
+    }
+
+    async fn ensure_listener(
+        &self,
+        arn: &str,
+        port: u16,
+        target_group_arn: &str,
+        ownership: &Ownership,
+    ) -> Result<String, StepError> {
+        let listeners = self
+            .elb
+            .describe_listeners()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .map_err(aws::fail("DescribeListeners"))?;
+        if let Some(listener) = listeners.listeners().iter().find(|l| l.port() == Some(i32::from(port))) {
+            return Ok(listener.listener_arn().unwrap_or_default().to_owned());
+        }
+        let forward = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(target_group_arn).build();
+        let out = self
+            .elb
+            .create_listener()
+            .load_balancer_arn(arn)
+            .protocol(ProtocolEnum::Tcp)
+            .port(i32::from(port))
+            .default_actions(forward)
+            .set_tags(Some(elb_tags(ownership)))
+            .send()
+            .await
+            .map_err(aws::fail("CreateListener"))?;
+        let listener_arn = out.listeners().first().and_then(|l| l.listener_arn()).unwrap_or_default().to_owned();
+        info!(load_balancer = arn, listener = %listener_arn, port, "listener created");
+        Ok(listener_arn)
+    }
+}

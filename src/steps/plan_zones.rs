@@ -1,0 +1,159 @@
+//! Step 2, plan zones: TiDB Cloud's endpoints can only reach the load balancer in availability
+//! zones both sides share, matched by AZ ID (zone names differ between accounts). Pick one subnet
+//! of the database's VPC in each shared zone, preferring the DB subnet group's.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_config::SdkConfig;
+use aws_sdk_ec2::types::Filter;
+use tracing::info;
+
+use crate::payload::{Database, PlannedSubnet, ZonePlan};
+use crate::runtime::Step;
+use crate::{aws, Settings, StepError};
+
+#[derive(Debug, serde::Deserialize)]
+pub struct Input {
+    pub database: Database,
+}
+
+/// A subnet of the VPC, as far as planning cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subnet {
+    pub subnet_id: String,
+    pub availability_zone_id: String,
+}
+
+pub struct PlanZones {
+    ec2: aws_sdk_ec2::Client,
+    settings: Settings,
+}
+
+impl Step for PlanZones {
+    type Input = Input;
+    type Output = ZonePlan;
+
+    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
+        Ok(Self { ec2: aws_sdk_ec2::Client::new(sdk), settings: settings.clone() })
+    }
+
+    async fn run(&self, input: Input) -> Result<ZonePlan, StepError> {
+        let database = input.database;
+        let account_id = self.settings.tidb_cloud_account_id()?.to_owned();
+        let subnets = self.vpc_subnets(&database.vpc_id).await?;
+        let planned = plan(&database.vpc_id, &subnets, &self.settings.tidb_cloud_az_ids, &database.subnet_ids)?;
+        info!(
+            db_instance = %database.identifier,
+            zones = ?planned.iter().map(|s| s.availability_zone_id.as_str()).collect::<Vec<_>>(),
+            subnets = ?planned.iter().map(|s| s.subnet_id.as_str()).collect::<Vec<_>>(),
+            "zones planned"
+        );
+        Ok(ZonePlan { tidb_cloud_account_id: account_id, subnets: planned })
+    }
+}
+
+impl PlanZones {
+    async fn vpc_subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>, StepError> {
+        let mut pages = self
+            .ec2
+            .describe_subnets()
+            .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
+            .into_paginator()
+            .send();
+        let mut subnets = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(aws::fail("DescribeSubnets"))?;
+            subnets.extend(page.subnets().iter().filter_map(|s| {
+                Some(Subnet {
+                    subnet_id: s.subnet_id()?.to_owned(),
+                    availability_zone_id: s.availability_zone_id()?.to_owned(),
+                })
+            }));
+        }
+        Ok(subnets)
+    }
+}
+
+/// One subnet per AZ ID shared with TiDB Cloud, ordered by AZ ID: a subnet of the DB subnet group
+/// when the zone has one, else the zone's lowest subnet ID, so that planning is deterministic.
+pub fn plan(
+    vpc_id: &str,
+    subnets: &[Subnet],
+    tidb_cloud_az_ids: &[String],
+    preferred: &[String],
+) -> Result<Vec<PlannedSubnet>, StepError> {
+    if tidb_cloud_az_ids.is_empty() {
+        return Err(StepError::Misconfigured(
+            "TiDB Cloud's availability zone IDs (TIDB_CLOUD_AZ_IDS) are not set".into(),
+        ));
+    }
+    let wanted: BTreeSet<&str> = tidb_cloud_az_ids.iter().map(String::as_str).collect();
+    let mut best: BTreeMap<&str, &Subnet> = BTreeMap::new();
+    for subnet in subnets.iter().filter(|s| wanted.contains(s.availability_zone_id.as_str())) {
+        let rank = |s: &Subnet| (!preferred.contains(&s.subnet_id), s.subnet_id.clone());
+        best.entry(subnet.availability_zone_id.as_str())
+            .and_modify(|current| {
+                if rank(subnet) < rank(current) {
+                    *current = subnet;
+                }
+            })
+            .or_insert(subnet);
+    }
+    if best.is_empty() {
+        let ours: BTreeSet<&str> = subnets.iter().map(|s| s.availability_zone_id.as_str()).collect();
+        return Err(StepError::NoCommonAvailabilityZone {
+            vpc_id: vpc_id.to_owned(),
+            ours: ours.into_iter().collect::<Vec<_>>().join(", "),
+            tidb_cloud: wanted.into_iter().collect::<Vec<_>>().join(", "),
+        });
+    }
+    Ok(best
+        .into_values()
+        .map(|s| PlannedSubnet { subnet_id: s.subnet_id.clone(), availability_zone_id: s.availability_zone_id.clone() })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subnet(id: &str, az: &str) -> Subnet {
+        Subnet { subnet_id: id.into(), availability_zone_id: az.into() }
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn one_subnet_per_shared_zone_preferring_the_db_subnet_group() {
+        let subnets = [
+            subnet("subnet-a2", "use1-az1"),
+            subnet("subnet-a1", "use1-az1"),
+            subnet("subnet-b9", "use1-az2"),
+            subnet("subnet-b1", "use1-az2"),
+            subnet("subnet-c1", "use1-az6"),
+        ];
+        let planned =
+            plan("vpc-1", &subnets, &strings(&["use1-az2", "use1-az1", "use1-az4"]), &strings(&["subnet-b9"])).unwrap();
+        let got: Vec<(&str, &str)> =
+            planned.iter().map(|s| (s.subnet_id.as_str(), s.availability_zone_id.as_str())).collect();
+        assert_eq!(got, [("subnet-a1", "use1-az1"), ("subnet-b9", "use1-az2")]);
+    }
+
+    #[test]
+    fn no_shared_zone_names_both_sides() {
+        let subnets = [subnet("subnet-1", "use1-az6"), subnet("subnet-2", "use1-az3")];
+        let err = plan("vpc-9", &subnets, &strings(&["use1-az1", "use1-az2"]), &[]).unwrap_err();
+        assert_eq!(err.name(), "NoCommonAvailabilityZone");
+        let message = err.to_string();
+        assert!(message.contains("[use1-az3, use1-az6]") && message.contains("[use1-az1, use1-az2]"), "{message}");
+        assert!(message.contains("vpc-9"), "{message}");
+    }
+
+    #[test]
+    fn missing_tidb_cloud_zones_is_a_configuration_error() {
+        let err = plan("vpc-1", &[subnet("subnet-1", "use1-az1")], &[], &[]).unwrap_err();
+        assert_eq!(err.name(), "Misconfigured");
+    }
+}

@@ -1,0 +1,183 @@
+//! Step 4, security groups: the load balancer gets a security group of its own whose only egress
+//! is the database port towards the database's security group, and the database's security group
+//! admits that port from the load balancer's group only (never from an address range).
+
+use aws_config::SdkConfig;
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, SecurityGroup, UserIdGroupPair};
+use aws_sdk_ec2::Client;
+use tracing::info;
+
+use super::{ec2_tag_pairs, ec2_tags};
+use crate::naming::{resource_name, Ownership};
+use crate::payload::{Database, SecurityGroups};
+use crate::runtime::Step;
+use crate::{aws, Settings, StepError};
+
+#[derive(Debug, serde::Deserialize)]
+pub struct Input {
+    pub database: Database,
+}
+
+pub struct CreateSecurityGroups {
+    ec2: Client,
+    stack_name: String,
+}
+
+impl Step for CreateSecurityGroups {
+    type Input = Input;
+    type Output = SecurityGroups;
+
+    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
+        Ok(Self { ec2: Client::new(sdk), stack_name: settings.stack_name.clone() })
+    }
+
+    async fn run(&self, input: Input) -> Result<SecurityGroups, StepError> {
+        let db = input.database;
+        let ownership = Ownership::new(&self.stack_name, &db.identifier);
+        let db_group_id = db.security_group_ids.first().cloned().ok_or_else(|| {
+            StepError::InvalidInput(format!("RDS instance '{}' has no VPC security group", db.identifier))
+        })?;
+        let name = resource_name(&db.identifier);
+        let nlb_group = match self.find(&db.vpc_id, &name).await? {
+            Some(group) if ownership.owns(ec2_tag_pairs(group.tags())) => group,
+            Some(group) => {
+                return Err(StepError::ResourceConflict {
+                    kind: "security group",
+                    name,
+                    identifier: db.identifier.clone(),
+                    reason: ownership.mismatch(ec2_tag_pairs(group.tags())),
+                })
+            }
+            None => self.create(&name, &db, &ownership).await?,
+        };
+        let nlb_group_id = nlb_group.group_id().unwrap_or_default().to_owned();
+        self.restrict_egress(&nlb_group, &db_group_id, db.port).await?;
+        self.admit_load_balancer(&db_group_id, &nlb_group_id, &db, &ownership).await?;
+        Ok(SecurityGroups { nlb_security_group_id: nlb_group_id, db_security_group_id: db_group_id })
+    }
+}
+
+impl CreateSecurityGroups {
+    async fn find(&self, vpc_id: &str, name: &str) -> Result<Option<SecurityGroup>, StepError> {
+        let out = self
+            .ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
+            .filters(Filter::builder().name("group-name").values(name).build())
+            .send()
+            .await
+            .map_err(aws::fail("DescribeSecurityGroups"))?;
+        Ok(out.security_groups().first().cloned())
+    }
+
+    async fn describe(&self, group_id: &str) -> Result<SecurityGroup, StepError> {
+        let out = self
+            .ec2
+            .describe_security_groups()
+            .group_ids(group_id)
+            .send()
+            .await
+            .map_err(aws::fail("DescribeSecurityGroups"))?;
+        out.security_groups()
+            .first()
+            .cloned()
+            .ok_or_else(|| StepError::InvalidInput(format!("security group {group_id} not found")))
+    }
+
+    async fn create(&self, name: &str, db: &Database, ownership: &Ownership) -> Result<SecurityGroup, StepError> {
+        let created = self
+            .ec2
+            .create_security_group()
+            .group_name(name)
+            .description(format!("TiDB Cloud PrivateLink load balancer for RDS instance {}", db.identifier))
+            .vpc_id(&db.vpc_id)
+            .tag_specifications(ec2_tags(ResourceType::SecurityGroup, ownership, name))
+            .send()
+            .await
+            .map_err(aws::fail("CreateSecurityGroup"))?;
+        let group_id = created.group_id().unwrap_or_default();
+        info!(db_instance = %db.identifier, security_group = group_id, "load balancer security group created");
+        self.describe(group_id).await
+    }
+
+    /// A new group allows all egress; the load balancer only needs the database port.
+    async fn restrict_egress(&self, group: &SecurityGroup, db_group_id: &str, port: u16) -> Result<(), StepError> {
+        let group_id = group.group_id().unwrap_or_default();
+        let egress = group.ip_permissions_egress();
+        let open = egress
+            .iter()
+            .find(|p| p.ip_protocol() == Some("-1") && p.ip_ranges().iter().any(|r| r.cidr_ip() == Some("0.0.0.0/0")));
+        if !egress.iter().any(|p| admits(p, port, db_group_id)) {
+            self.ec2
+                .authorize_security_group_egress()
+                .group_id(group_id)
+                .ip_permissions(tcp_from_group(port, db_group_id, "to the RDS instance"))
+                .send()
+                .await
+                .map_err(aws::fail("AuthorizeSecurityGroupEgress"))?;
+        }
+        if open.is_some() {
+            let all = IpPermission::builder()
+                .ip_protocol("-1")
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build();
+            self.ec2
+                .revoke_security_group_egress()
+                .group_id(group_id)
+                .ip_permissions(all)
+                .send()
+                .await
+                .map_err(aws::fail("RevokeSecurityGroupEgress"))?;
+            info!(security_group = group_id, "load balancer egress limited to the database port");
+        }
+        Ok(())
+    }
+
+    async fn admit_load_balancer(
+        &self,
+        db_group_id: &str,
+        nlb_group_id: &str,
+        db: &Database,
+        ownership: &Ownership,
+    ) -> Result<(), StepError> {
+        let db_group = self.describe(db_group_id).await?;
+        if db_group.ip_permissions().iter().any(|p| admits(p, db.port, nlb_group_id)) {
+            return Ok(());
+        }
+        let rule_name = format!("{}-ingress", resource_name(&db.identifier));
+        let result = self
+            .ec2
+            .authorize_security_group_ingress()
+            .group_id(db_group_id)
+            .ip_permissions(tcp_from_group(db.port, nlb_group_id, "TiDB Cloud PrivateLink load balancer"))
+            .tag_specifications(ec2_tags(ResourceType::SecurityGroupRule, ownership, &rule_name))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            // Another run added it between our read and write: the rule is there, as wanted.
+            Err(e) if aws::error_code(&e) == Some("InvalidPermission.Duplicate") => {}
+            Err(e) => return Err(aws::failure("AuthorizeSecurityGroupIngress", e)),
+        }
+        info!(db_instance = %db.identifier, db_security_group = db_group_id, from = nlb_group_id, port = db.port, "database security group admits the load balancer");
+        Ok(())
+    }
+}
+
+fn tcp_from_group(port: u16, group_id: &str, description: &str) -> IpPermission {
+    IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(i32::from(port))
+        .to_port(i32::from(port))
+        .user_id_group_pairs(UserIdGroupPair::builder().group_id(group_id).description(description).build())
+        .build()
+}
+
+/// Whether a rule admits TCP `port` to or from security group `group_id`.
+fn admits(permission: &IpPermission, port: u16, group_id: &str) -> bool {
+    let port = i32::from(port);
+    permission.ip_protocol() == Some("tcp")
+        && permission.from_port().is_some_and(|from| from <= port)
+        && permission.to_port().is_some_and(|to| to >= port)
+        && permission.user_id_group_pairs().iter().any(|pair| pair.group_id() == Some(group_id))
+}

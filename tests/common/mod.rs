@@ -1,0 +1,256 @@
+//! Test harness: one emulator (moto with the project's extension, `tests/emulator/`) per test
+//! binary, started on 127.0.0.1 and stopped when the test process exits; a fresh AWS account per
+//! test so tests run in parallel without resetting shared state; and a realistic network with a
+//! MySQL RDS instance to provision.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use serde_json::Value;
+use tidb_privatelink::runtime::Step;
+use tidb_privatelink::{Settings, StepError};
+
+pub const REGION: &str = "us-east-1";
+pub const STACK: &str = "tidb-privatelink-test";
+pub const TIDB_CLOUD_ACCOUNT: &str = "380838443567";
+/// TiDB Cloud's zones in the tests: az1 and az2 overlap the test VPC (us-east-1b, 1c), az4 does not.
+pub const TIDB_CLOUD_AZ_IDS: [&str; 3] = ["use1-az1", "use1-az2", "use1-az4"];
+
+pub struct Emulator {
+    pub endpoint: String,
+    pub dns: SocketAddr,
+}
+
+static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The emulator of this test process, started on first use. It watches our PID and exits with us.
+pub fn emulator() -> &'static Emulator {
+    EMULATOR.get_or_init(|| {
+        let python = root().join(".venv/bin/python");
+        assert!(python.exists(), "{} is missing: run scripts/setup first", python.display());
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dns_port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = log_path(&format!("emulator-{}-{port}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).unwrap();
+        Command::new(python)
+            .arg(root().join("tests/emulator/launch.py"))
+            .args(["--port", &port.to_string(), "--dns-port", &dns_port.to_string()])
+            .args(["--watch-pid", &std::process::id().to_string()])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("start the emulator");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        wait_until_ready(port, &log);
+        Emulator { endpoint, dns: SocketAddr::from(([127, 0, 0, 1], dns_port)) }
+    })
+}
+
+fn log_path(name: &str) -> PathBuf {
+    let dir = root().join("target/test-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn wait_until_ready(port: u16, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if http_get(port, "/moto-api/")
+            .is_some_and(|reply| reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the emulator did not answer within 60 s; its log: {}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    Some(reply)
+}
+
+/// An SDK configuration for the emulator. SDK retries are off so that a failure shows at once.
+pub async fn sdk_config(credentials: aws_sdk_sts::config::Credentials) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(&emulator().endpoint)
+        .credentials_provider(credentials)
+        .retry_config(RetryConfig::disabled())
+        .load()
+        .await
+}
+
+/// A new, empty AWS account in the emulator, entered by assuming a role in it.
+pub async fn fresh_account() -> SdkConfig {
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let seed = nanos
+        ^ (u64::from(std::process::id()) << 20)
+        ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let account = format!("{:012}", seed % 900_000_000_000 + 100_000_000_000);
+    let admin = sdk_config(aws_sdk_sts::config::Credentials::new("testing", "testing", None, None, "tests")).await;
+    let assumed = aws_sdk_sts::Client::new(&admin)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/tests"))
+        .role_session_name("tests")
+        .send()
+        .await
+        .expect("assume a role in a fresh account");
+    let c = assumed.credentials().expect("credentials");
+    sdk_config(aws_sdk_sts::config::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        None,
+        "assumed",
+    ))
+    .await
+}
+
+/// A VPC in three zones (us-east-1a/b/c = use1-az6/az1/az2), a DB subnet group over them, the
+/// database's security group, and the stack's notification topic.
+pub struct Network {
+    pub sdk: SdkConfig,
+    pub vpc_id: String,
+    pub subnets: Vec<(String, String, String)>,
+    pub db_security_group_id: String,
+    pub subnet_group: String,
+    pub topic_arn: String,
+}
+
+impl Network {
+    pub async fn new() -> Self {
+        let sdk = fresh_account().await;
+        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+        let vpc = ec2.create_vpc().cidr_block("10.42.0.0/16").send().await.unwrap();
+        let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
+        let mut subnets = Vec::new();
+        for (i, zone) in ["us-east-1a", "us-east-1b", "us-east-1c"].iter().enumerate() {
+            let out = ec2
+                .create_subnet()
+                .vpc_id(&vpc_id)
+                .cidr_block(format!("10.42.{}.0/24", i + 1))
+                .availability_zone(*zone)
+                .send()
+                .await
+                .unwrap();
+            let subnet = out.subnet().unwrap();
+            subnets.push((
+                subnet.subnet_id().unwrap().to_owned(),
+                zone.to_string(),
+                subnet.availability_zone_id().unwrap().to_owned(),
+            ));
+        }
+        let sg = ec2
+            .create_security_group()
+            .group_name("orders-db")
+            .description("database")
+            .vpc_id(&vpc_id)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::SecurityGroup)
+                    .tags(Tag::builder().key("team").value("orders").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let subnet_group = "orders-subnets".to_owned();
+        aws_sdk_rds::Client::new(&sdk)
+            .create_db_subnet_group()
+            .db_subnet_group_name(&subnet_group)
+            .db_subnet_group_description("orders")
+            .set_subnet_ids(Some(subnets.iter().map(|s| s.0.clone()).collect()))
+            .send()
+            .await
+            .unwrap();
+        let topic = aws_sdk_sns::Client::new(&sdk).create_topic().name("connections").send().await.unwrap();
+        Self {
+            vpc_id,
+            subnets,
+            db_security_group_id: sg.group_id().unwrap().to_owned(),
+            subnet_group,
+            topic_arn: topic.topic_arn().unwrap().to_owned(),
+            sdk,
+        }
+    }
+
+    /// Creates an RDS instance in this network and returns its identifier.
+    pub async fn database(&self, identifier: &str, engine: &str, publicly_accessible: bool) -> String {
+        aws_sdk_rds::Client::new(&self.sdk)
+            .create_db_instance()
+            .db_instance_identifier(identifier)
+            .engine(engine)
+            .db_instance_class("db.t3.micro")
+            .allocated_storage(20)
+            .master_username("admin")
+            .master_user_password("not-a-real-secret-1")
+            .db_subnet_group_name(&self.subnet_group)
+            .vpc_security_group_ids(&self.db_security_group_id)
+            .availability_zone("us-east-1b")
+            .publicly_accessible(publicly_accessible)
+            .send()
+            .await
+            .unwrap();
+        identifier.to_owned()
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            stack_name: STACK.into(),
+            tidb_cloud_account_id: Some(TIDB_CLOUD_ACCOUNT.into()),
+            tidb_cloud_az_ids: TIDB_CLOUD_AZ_IDS.iter().map(|s| s.to_string()).collect(),
+            connection_topic_arn: Some(self.topic_arn.clone()),
+            dns_resolver: Some(emulator().dns),
+        }
+    }
+
+    /// The private IP of the instance's network interface, as the emulator assigned it.
+    pub async fn database_interface_ip(&self) -> String {
+        let out = aws_sdk_ec2::Client::new(&self.sdk)
+            .describe_network_interfaces()
+            .filters(Filter::builder().name("vpc-id").values(&self.vpc_id).build())
+            .filters(Filter::builder().name("description").values("RDSNetworkInterface").build())
+            .send()
+            .await
+            .unwrap();
+        let interfaces = out.network_interfaces();
+        assert_eq!(interfaces.len(), 1, "one RDS network interface expected: {interfaces:?}");
+        interfaces[0].private_ip_address().unwrap().to_owned()
+    }
+}
+
+/// Runs one step the way the state machine does: the step reads its input from the whole
+/// workflow document and its result is stored under `result_key` (the state's `ResultPath`).
+pub async fn run_step<S: Step>(
+    settings: &Settings,
+    sdk: &SdkConfig,
+    document: &mut Value,
+    result_key: &str,
+) -> Result<Value, StepError> {
+    let step = S::new(sdk, settings)?;
+    let input: S::Input = serde_json::from_value(document.clone()).expect("the document holds the step's input");
+    let output = serde_json::to_value(step.run(input).await?).unwrap();
+    document[result_key] = output.clone();
+    Ok(output)
+}
