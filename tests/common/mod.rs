@@ -201,6 +201,11 @@ impl Network {
             .create_db_instance()
             .db_instance_identifier(identifier)
             .engine(engine)
+            .engine_version(match engine {
+                "mariadb" => "10.11.6",
+                "postgres" => "16.3",
+                _ => "8.0.35",
+            })
             .db_instance_class("db.t3.micro")
             .allocated_storage(20)
             .master_username("admin")
