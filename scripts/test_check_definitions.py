@@ -1,0 +1,259 @@
+"""Each check in check_definitions.py catches a broken copy of the real project.
+
+Every test copies template.yaml, statemachine/ and the crates' Cargo.toml files into a temporary
+directory, breaks one thing, and expects exactly the check that guards it to fail. The unbroken
+copy must pass, so a check that reports nothing cannot hide behind these tests.
+
+When the project itself fails a check, the first test says so and the others cannot tell
+anything: fix the project first (scripts/check-static runs these with -x).
+
+Run: .venv-tools/bin/python -m pytest scripts/test_check_definitions.py
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import check_definitions as cd  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    shutil.copy(REPO / "template.yaml", tmp_path / "template.yaml")
+    shutil.copytree(REPO / "statemachine", tmp_path / "statemachine")
+    for manifest in (REPO / "functions").glob("*/Cargo.toml"):
+        target = tmp_path / "functions" / manifest.parent.name
+        target.mkdir(parents=True)
+        shutil.copy(manifest, target / "Cargo.toml")
+    return tmp_path
+
+
+def problems(root: Path) -> dict[str, list[str]]:
+    return {r.title: r.problems for r in cd.run(root, root / "template.yaml") if r.problems}
+
+
+def edit_template(root: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrites the copy in long form (JSON is YAML), which the loader must read as well."""
+    template = cd.load_template(root / "template.yaml")
+    change(template)
+    (root / "template.yaml").write_text(json.dumps(template, indent=1), encoding="utf-8")
+
+
+def edit_definition(root: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    path = root / "statemachine" / "provision.asl.json"
+    definition = json.loads(path.read_text(encoding="utf-8"))
+    change(definition)
+    path.write_text(json.dumps(definition, indent=2), encoding="utf-8")
+
+
+def only_failure(root: Path, check: Callable[..., cd.Result], expected: str) -> None:
+    found = problems(root)
+    title = check(root, cd.load_template(root / "template.yaml")).title
+    assert list(found) == [title], found
+    assert any(expected in p for p in found[title]), found[title]
+
+
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
+
+
+def first_task(definition: dict[str, Any]) -> dict[str, Any]:
+    return next(s for s in definition["States"].values() if s["Type"] == "Task")
+
+
+def first_statement(template: dict[str, Any], function: str) -> dict[str, Any]:
+    policies = resources(template)[function]["Properties"]["Policies"]
+    return next(p for p in policies if "Statement" in p)["Statement"][0]
+
+
+# --- The real project passes, and the loader reads short-form intrinsics -------------------------
+
+
+def test_the_project_as_it_is_passes(project: Path) -> None:
+    assert problems(project) == {}
+
+
+def test_loader_reads_short_form_intrinsics(tmp_path: Path) -> None:
+    (tmp_path / "t.yaml").write_text(
+        "Resources:\n"
+        "  A:\n"
+        "    Type: X\n"
+        "    Properties:\n"
+        "      Arn: !GetAtt Fn.Arn\n"
+        "      List: !GetAtt [Fn, Arn]\n"
+        "      Name: !Ref Fn\n"
+        "      Joined: !Join [',', !Ref Ids]\n"
+        "      Text: !Sub 'arn:${AWS::Partition}:x'\n"
+        "      Level: !FindInMap [M, !Ref L, K]\n",
+        encoding="utf-8",
+    )
+    props = cd.load_template(tmp_path / "t.yaml")["Resources"]["A"]["Properties"]
+    assert props["Arn"] == {"Fn::GetAtt": ["Fn", "Arn"]}
+    assert props["List"] == {"Fn::GetAtt": ["Fn", "Arn"]}
+    assert props["Name"] == {"Ref": "Fn"}
+    assert props["Joined"] == {"Fn::Join": [",", {"Ref": "Ids"}]}
+    assert props["Text"] == {"Fn::Sub": "arn:${AWS::Partition}:x"}
+    assert props["Level"] == {"Fn::FindInMap": ["M", {"Ref": "L"}, "K"]}
+
+
+# --- 1. placeholders and substitutions ------------------------------------------------------------
+
+
+def test_placeholder_without_substitution(project: Path) -> None:
+    edit_definition(project, lambda d: d["States"]["ReadRequest"].update(Comment="uses ${NotSubstituted}"))
+    only_failure(project, cd.check_substitutions, "${NotSubstituted}")
+
+
+def test_unused_substitution(project: Path) -> None:
+    edit_template(
+        project,
+        lambda t: resources(t)["ProvisionStateMachine"]["Properties"]["DefinitionSubstitutions"].update(
+            SpareFunctionArn={"Fn::GetAtt": ["PlanZonesFunction", "Arn"]}
+        ),
+    )
+    only_failure(project, cd.check_substitutions, "SpareFunctionArn is not used")
+
+
+def test_missing_definition_file(project: Path) -> None:
+    (project / "statemachine" / "provision.asl.json").unlink()
+    found = problems(project)
+    assert any("does not exist" in p for ps in found.values() for p in ps), found
+
+
+# --- 2. Task placeholders point at functions ------------------------------------------------------
+
+
+def test_task_placeholder_mapped_to_something_else(project: Path) -> None:
+    edit_template(
+        project,
+        lambda t: resources(t)["ProvisionStateMachine"]["Properties"]["DefinitionSubstitutions"].update(
+            InspectDatabaseFunctionArn={"Ref": "ConnectionTopic"}
+        ),
+    )
+    only_failure(project, cd.check_task_functions, "not !GetAtt <Function>.Arn")
+
+
+def test_task_placeholder_mapped_to_a_missing_function(project: Path) -> None:
+    edit_template(
+        project,
+        lambda t: resources(t)["ProvisionStateMachine"]["Properties"]["DefinitionSubstitutions"].update(
+            PlanZonesFunctionArn={"Fn::GetAtt": ["NoSuchFunction", "Arn"]}
+        ),
+    )
+    only_failure(project, cd.check_task_functions, "NoSuchFunction, which is not a function")
+
+
+def test_lambda_invoke_function_name_is_checked_too(project: Path) -> None:
+    def to_invoke(definition: dict[str, Any]) -> None:
+        task = first_task(definition)
+        placeholder = task["Resource"]
+        task["Resource"] = "arn:aws:states:::lambda:invoke"
+        task["Parameters"] = {"FunctionName": placeholder, "Payload.$": "$"}
+
+    edit_definition(project, to_invoke)
+    assert problems(project) == {}
+    edit_template(
+        project,
+        lambda t: resources(t)["ProvisionStateMachine"]["Properties"]["DefinitionSubstitutions"].update(
+            InspectDatabaseFunctionArn={"Fn::GetAtt": ["InspectDatabaseFunction", "FunctionName"]}
+        ),
+    )
+    only_failure(project, cd.check_task_functions, "not !GetAtt <Function>.Arn")
+
+
+# --- 3. no orphan definitions ---------------------------------------------------------------------
+
+
+def test_definition_without_state_machine(project: Path) -> None:
+    shutil.copy(project / "statemachine" / "provision.asl.json", project / "statemachine" / "forgotten.asl.json")
+    only_failure(project, cd.check_orphan_definitions, "forgotten.asl.json")
+
+
+# --- 4. Binary names a crate ----------------------------------------------------------------------
+
+
+def test_binary_without_crate(project: Path) -> None:
+    edit_template(
+        project,
+        lambda t: resources(t)["PlanZonesFunction"]["Metadata"]["BuildProperties"].update(Binary="plan-zone"),
+    )
+    only_failure(project, cd.check_binaries, "has no crate")
+
+
+def test_crate_with_another_package_name(project: Path) -> None:
+    manifest = project / "functions" / "target-group" / "Cargo.toml"
+    manifest.write_text(manifest.read_text().replace('name = "target-group"', 'name = "target-groups"'))
+    only_failure(project, cd.check_binaries, "names package 'target-groups'")
+
+
+def test_function_without_cargo_lambda_build(project: Path) -> None:
+    edit_template(project, lambda t: resources(t)["LoadBalancerFunction"].pop("Metadata"))
+    only_failure(project, cd.check_binaries, "Binary is missing")
+
+
+# --- 5. policies ----------------------------------------------------------------------------------
+
+
+def test_function_without_own_statements(project: Path) -> None:
+    edit_template(
+        project,
+        lambda t: resources(t)["SecurityGroupsFunction"]["Properties"].update(Policies=["AWSLambdaBasicExecutionRole"]),
+    )
+    only_failure(project, cd.check_policies, "SecurityGroupsFunction: has no inline policy statements")
+
+
+def test_function_with_shared_role(project: Path) -> None:
+    edit_template(project, lambda t: resources(t)["PlanZonesFunction"]["Properties"].update(Role="arn:aws:iam::1:role/x"))
+    only_failure(project, cd.check_policies, "shared Role")
+
+
+@pytest.mark.parametrize("action", ["*", "ec2:*", ["elasticloadbalancing:DescribeTags", "elasticloadbalancing:*"]])
+def test_wildcard_actions(project: Path, action: Any) -> None:
+    edit_template(project, lambda t: first_statement(t, "TargetGroupFunction").update(Action=action))
+    only_failure(project, cd.check_policies, "grants a whole service")
+
+
+def test_pass_role_on_everything(project: Path) -> None:
+    def grant(template: dict[str, Any]) -> None:
+        policies = resources(template)["EndpointServiceFunction"]["Properties"]["Policies"]
+        policies.append({"Statement": [{"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}]})
+
+    edit_template(project, grant)
+    only_failure(project, cd.check_policies, "iam:PassRole on Resource '*'")
+
+
+def test_wildcard_outside_functions_is_caught(project: Path) -> None:
+    def grant(template: dict[str, Any]) -> None:
+        statements = resources(template)["ConnectionTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
+        statements[0]["Action"] = "kms:*"
+
+    edit_template(project, grant)
+    only_failure(project, cd.check_policies, "ConnectionTopicKey")
+
+
+def test_deny_with_wildcard_is_allowed(project: Path) -> None:
+    def deny(template: dict[str, Any]) -> None:
+        policies = resources(template)["PlanZonesFunction"]["Properties"]["Policies"]
+        policies.append({"Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]})
+
+    edit_template(project, deny)
+    assert problems(project) == {}
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def test_main_exit_status(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cd.main(["--root", str(project)]) == 0
+    shutil.copy(project / "statemachine" / "provision.asl.json", project / "statemachine" / "extra.asl.json")
+    assert cd.main(["--root", str(project)]) == 1
+    assert "FAIL" in capsys.readouterr().out
