@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Start the project's local AWS: moto 5.2.5, patched, plus a DNS server.
+
+    python tests/emulator/launch.py --port P --dns-port D [--host 127.0.0.1]
+                                    [--watch-pid PID] [--config JSON]
+                                    [--log-requests]
+
+* Applies every patch in ``patches/`` (see README.md), then serves moto's
+  whole API (threaded werkzeug) on http://HOST:P and RDS endpoint names by
+  DNS on HOST:D (UDP, and TCP on the same port).
+* Port 0 picks a free port; the ports really bound are printed as one JSON
+  line on stdout once both servers listen:
+  ``{"event": "ready", "port": 40123, "dns_port": 40124, "pid": 777}``.
+  Readiness can also be polled with ``GET /moto-api/`` (200).
+* ``MOTO_PORT`` is set to the bound HTTP port, because moto's Step Functions
+  interpreter calls back into ``http://localhost:$MOTO_PORT``.
+* ``--watch-pid PID``: exit soon (<= ~0.5 s) after that process is gone, so a
+  test process that starts the emulator cannot leak it.
+* ``--config JSON``: passed to moto's runtime config at start, like
+  ``POST /moto-api/config`` (e.g. ``{"stepfunctions": {"execute_state_machine": true}}``).
+* Request logging is off; ``--log-requests`` or ``EMULATOR_LOG_REQUESTS=1``
+  turns werkzeug's per-request lines (stderr) on.
+* SIGTERM / SIGINT stop it at once (all state is in memory).
+Only loopback addresses are accepted for ``--host``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True, help="HTTP port for the AWS API (0: any free port)")
+    parser.add_argument("--dns-port", type=int, required=True, help="UDP/TCP port for DNS (0: any free port)")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    parser.add_argument("--watch-pid", type=int, help="exit when this process is gone")
+    parser.add_argument("--config", help="JSON for moto's runtime config (as POST /moto-api/config)")
+    parser.add_argument(
+        "--log-requests",
+        action="store_true",
+        default=os.environ.get("EMULATOR_LOG_REQUESTS", "") not in ("", "0", "false"),
+        help="log every HTTP request to stderr (also EMULATOR_LOG_REQUESTS=1)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        parser.error(f"--host must be a loopback address, not {args.host!r}")
+    return args
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A dead child not yet reaped still answers kill(0); it is gone for us.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _watch(pid: int) -> None:
+    while _alive(pid):
+        time.sleep(0.5)
+    logging.getLogger("emulator").info("watched process %s is gone; exiting", pid)
+    os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="emulator %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.watch_pid:
+        if not _alive(args.watch_pid):
+            sys.exit(f"--watch-pid {args.watch_pid}: no such process")
+        threading.Thread(target=_watch, args=(args.watch_pid,), name="watch-pid", daemon=True).start()
+
+    def stop(signum: int, frame: object) -> None:
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    from werkzeug.serving import make_server
+
+    from moto.moto_api._internal.models import moto_api_backend
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from patches import apply_all, dns_server
+
+    apply_all()
+    if args.config:
+        moto_api_backend.set_config(json.loads(args.config))
+
+    log_requests = args.log_requests
+
+    class RequestHandler(MotoRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            if log_requests:
+                super().log_request(code, size)
+
+    logging.getLogger("werkzeug").setLevel(logging.INFO if log_requests else logging.WARNING)
+
+    dns_port, _dns = dns_server.start(args.host, args.dns_port)
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True  # type: ignore[attr-defined]  # as moto_server does: errors become 500s with a body
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=RequestHandler)
+    port = server.server_port
+    # Always this server's port: a MOTO_PORT inherited from the caller would
+    # send the Step Functions interpreter's calls elsewhere.
+    os.environ["MOTO_PORT"] = str(port)
+    print(json.dumps({"event": "ready", "port": port, "dns_port": dns_port, "pid": os.getpid()}), flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

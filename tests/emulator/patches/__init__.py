@@ -1,0 +1,25 @@
+"""The project's extension of moto 5.2.5: one module per AWS area.
+
+``apply_all()`` monkeypatches moto in place; call it once, before serving.
+Each module's docstring says what AWS does, what stock moto does, and what the
+patch changes; tests/emulator/README.md collects them.
+"""
+
+from __future__ import annotations
+
+_applied = False
+
+
+def apply_all() -> None:
+    global _applied
+    if _applied:
+        return
+    from . import ec2, elbv2, rds, vpce_connections, vpce_notifications, vpce_services
+
+    ec2.apply()
+    rds.apply()
+    elbv2.apply()
+    vpce_services.apply()
+    vpce_notifications.apply()
+    vpce_connections.apply()
+    _applied = True

@@ -1,0 +1,127 @@
+"""ELBv2: NLB ARNs, the PrivateLink security-group setting, idempotent creates."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+from conftest import make_network
+
+
+def nlb(elb, net, name="rds-nlb", groups=True, **extra):
+    kwargs = dict(Name=name, Subnets=net["subnets"], Scheme="internal", Type="network")
+    if groups:
+        kwargs["SecurityGroups"] = [net["sg"]]
+    kwargs.update(extra)
+    return elb.create_load_balancer(**kwargs)["LoadBalancers"][0]
+
+
+def target_group(elb, net, name="rds-tg", port=3306, **extra):
+    return elb.create_target_group(
+        Name=name, Protocol="TCP", Port=port, VpcId=net["vpc"], TargetType="ip", **extra
+    )["TargetGroups"][0]
+
+
+def error_code(excinfo) -> str:
+    return excinfo.value.response["Error"]["Code"]
+
+
+def test_nlb_and_listener_arns_say_net(aws):
+    elb = aws("elbv2")
+    net = make_network(aws("ec2"))
+    lb = nlb(elb, net)
+    assert ":loadbalancer/net/rds-nlb/" in lb["LoadBalancerArn"]
+    tg = target_group(elb, net)
+    listener = elb.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"], Protocol="TCP", Port=3306,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}],
+    )["Listeners"][0]
+    assert ":listener/net/rds-nlb/" in listener["ListenerArn"]
+    alb = elb.create_load_balancer(Name="web", Subnets=net["subnets"], Type="application")["LoadBalancers"][0]
+    assert ":loadbalancer/app/web/" in alb["LoadBalancerArn"]
+
+
+def test_enforce_privatelink_inbound_rules(aws):
+    elb = aws("elbv2")
+    net = make_network(aws("ec2"))
+    arn = nlb(elb, net)["LoadBalancerArn"]
+
+    described = elb.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"][0]
+    assert described["EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic"] == "on"  # AWS default
+
+    out = elb.set_security_groups(
+        LoadBalancerArn=arn, SecurityGroups=[net["sg"]], EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic="off"
+    )
+    assert out["SecurityGroupIds"] == [net["sg"]]
+    assert out["EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic"] == "off"
+    described = elb.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"][0]
+    assert described["EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic"] == "off"
+
+    # Leaving the setting out keeps it.
+    out = elb.set_security_groups(LoadBalancerArn=arn, SecurityGroups=[net["sg"]])
+    assert out["EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic"] == "off"
+
+
+def test_nlb_without_groups_cannot_get_them_later(aws):
+    elb = aws("elbv2")
+    net = make_network(aws("ec2"))
+    lb = nlb(elb, net, groups=False)
+    assert "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic" not in lb
+    with pytest.raises(ClientError) as err:
+        elb.set_security_groups(LoadBalancerArn=lb["LoadBalancerArn"], SecurityGroups=[net["sg"]])
+    assert error_code(err) == "InvalidConfigurationRequest"
+
+
+def test_create_target_group_is_idempotent(aws):
+    elb = aws("elbv2")
+    net = make_network(aws("ec2"))
+    first = target_group(elb, net)
+    again = target_group(elb, net)
+    assert again["TargetGroupArn"] == first["TargetGroupArn"]
+    assert len(elb.describe_target_groups(Names=["rds-tg"])["TargetGroups"]) == 1
+    with pytest.raises(ClientError) as err:
+        target_group(elb, net, port=5432)
+    assert error_code(err) == "DuplicateTargetGroupName"
+
+
+def test_create_load_balancer_is_idempotent(aws):
+    elb = aws("elbv2")
+    net = make_network(aws("ec2"))
+    first = nlb(elb, net)
+    assert nlb(elb, net)["LoadBalancerArn"] == first["LoadBalancerArn"]
+    assert len(elb.describe_load_balancers(Names=["rds-nlb"])["LoadBalancers"]) == 1
+    with pytest.raises(ClientError) as err:
+        nlb(elb, net, Subnets=net["subnets"][:1])
+    assert error_code(err) == "DuplicateLoadBalancerName"
+
+
+def test_create_listener_is_idempotent(aws):
+    elb = aws("elbv2")
+    net = make_network(aws("ec2"))
+    lb = nlb(elb, net)["LoadBalancerArn"]
+    tg1 = target_group(elb, net)["TargetGroupArn"]
+    tg2 = target_group(elb, net, name="other-tg")["TargetGroupArn"]
+
+    def listen(tg):
+        return elb.create_listener(
+            LoadBalancerArn=lb, Protocol="TCP", Port=3306,
+            DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
+        )["Listeners"][0]["ListenerArn"]
+
+    assert listen(tg1) == listen(tg1)
+    assert len(elb.describe_listeners(LoadBalancerArn=lb)["Listeners"]) == 1
+    with pytest.raises(ClientError) as err:
+        listen(tg2)
+    assert error_code(err) == "DuplicateListener"
+
+
+def test_nlb_in_use_by_endpoint_service_cannot_be_deleted(aws):
+    elb, ec2 = aws("elbv2"), aws("ec2")
+    net = make_network(ec2)
+    arn = nlb(elb, net)["LoadBalancerArn"]
+    service = ec2.create_vpc_endpoint_service_configuration(NetworkLoadBalancerArns=[arn])["ServiceConfiguration"]
+    with pytest.raises(ClientError) as err:
+        elb.delete_load_balancer(LoadBalancerArn=arn)
+    assert error_code(err) == "ResourceInUse"
+    ec2.delete_vpc_endpoint_service_configurations(ServiceIds=[service["ServiceId"]])
+    elb.delete_load_balancer(LoadBalancerArn=arn)
+    assert elb.describe_load_balancers()["LoadBalancers"] == []
