@@ -4,6 +4,7 @@
 //! crates under `functions/` only wire a step to the Lambda runtime. Everything a step needs to find
 //! its earlier work (names, tags) is in [`naming`]; what flows between states is in [`payload`].
 
+pub mod acceptor;
 pub mod aws;
 pub mod dns;
 pub mod error;

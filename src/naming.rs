@@ -7,6 +7,9 @@ use crate::StepError;
 pub const MANAGED_BY_TAG: &str = "tidb-privatelink:managed-by";
 /// Tag naming the RDS instance a resource serves.
 pub const DB_INSTANCE_TAG: &str = "tidb-privatelink:db-instance";
+/// Tag on an endpoint service naming the endpoint TiDB Cloud created for it, once known: the
+/// acceptor then accepts that endpoint only.
+pub const TIDB_CLOUD_ENDPOINT_TAG: &str = "tidb-privatelink:tidb-cloud-endpoint";
 /// Every name starts with this, which lets IAM policies scope ELB actions by name.
 pub const NAME_PREFIX: &str = "tidbpl-";
 

@@ -12,70 +12,9 @@ use tidb_privatelink::naming::{resource_name, DB_INSTANCE_TAG, MANAGED_BY_TAG};
 use tidb_privatelink::steps::endpoint_service::CreateEndpointService;
 use tidb_privatelink::steps::inspect_database::InspectDatabase;
 use tidb_privatelink::steps::load_balancer::CreateLoadBalancer;
-use tidb_privatelink::steps::plan_zones::PlanZones;
 use tidb_privatelink::steps::security_groups::CreateSecurityGroups;
 use tidb_privatelink::steps::target_group::CreateTargetGroup;
-use tidb_privatelink::{Settings, StepError};
-
-/// The workflow's Task states in execution order, as (substitution placeholder, result key), read
-/// from the definition: Pass states are followed, and a Choice by its first branch (the NLB is active).
-fn provision_tasks() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(root().join("statemachine/provision.asl.json")).unwrap();
-    let definition: Value = serde_json::from_str(&text).unwrap();
-    let mut tasks = Vec::new();
-    let mut name = definition["StartAt"].as_str().unwrap().to_owned();
-    loop {
-        let state = &definition["States"][&name];
-        let next = match state["Type"].as_str().unwrap() {
-            "Task" => {
-                let placeholder = state["Resource"].as_str().unwrap().trim_start_matches("${").trim_end_matches('}');
-                let key = state["ResultPath"].as_str().unwrap().trim_start_matches("$.");
-                tasks.push((placeholder.to_owned(), key.to_owned()));
-                state["Next"].as_str()
-            }
-            "Choice" => state["Choices"][0]["Next"].as_str(),
-            _ => state["Next"].as_str(),
-        };
-        match next {
-            Some(next) => name = next.to_owned(),
-            None => return tasks,
-        }
-    }
-}
-
-/// Runs the workflow's steps in the definition's order, polling the load balancer step until the
-/// load balancer is active as the state machine's Wait/Choice loop does.
-async fn provision(network: &Network, settings: &Settings, identifier: &str) -> Result<Value, StepError> {
-    let sdk = &network.sdk;
-    let mut document = json!({"db_instance_identifier": identifier, "load_balancer_poll": {"count": 0}});
-    for (placeholder, key) in provision_tasks() {
-        let doc = &mut document;
-        match placeholder.as_str() {
-            "InspectDatabaseFunctionArn" => run_step::<InspectDatabase>(settings, sdk, doc, &key).await?,
-            "PlanZonesFunctionArn" => run_step::<PlanZones>(settings, sdk, doc, &key).await?,
-            "TargetGroupFunctionArn" => run_step::<CreateTargetGroup>(settings, sdk, doc, &key).await?,
-            "SecurityGroupsFunctionArn" => run_step::<CreateSecurityGroups>(settings, sdk, doc, &key).await?,
-            "LoadBalancerFunctionArn" => {
-                let mut polls = 0;
-                loop {
-                    let lb = run_step::<CreateLoadBalancer>(settings, sdk, doc, &key).await?;
-                    if lb["state"] == "active" {
-                        break lb;
-                    }
-                    polls += 1;
-                    assert!(polls < 5, "load balancer never became active: {lb}");
-                }
-            }
-            "EndpointServiceFunctionArn" => run_step::<CreateEndpointService>(settings, sdk, doc, &key).await?,
-            other => panic!("no step for {other}"),
-        };
-    }
-    Ok(document)
-}
-
-fn str_of<'a>(document: &'a Value, pointer: &str) -> &'a str {
-    document.pointer(pointer).and_then(Value::as_str).unwrap_or_else(|| panic!("{pointer} missing in {document}"))
-}
+use tidb_privatelink::StepError;
 
 #[test]
 fn the_state_machine_runs_the_six_steps_in_runbook_order() {

@@ -16,8 +16,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tidb_privatelink::runtime::Step;
+use tidb_privatelink::steps::endpoint_service::CreateEndpointService;
+use tidb_privatelink::steps::inspect_database::InspectDatabase;
+use tidb_privatelink::steps::load_balancer::CreateLoadBalancer;
+use tidb_privatelink::steps::plan_zones::PlanZones;
+use tidb_privatelink::steps::security_groups::CreateSecurityGroups;
+use tidb_privatelink::steps::target_group::CreateTargetGroup;
 use tidb_privatelink::{Settings, StepError};
 
 pub const REGION: &str = "us-east-1";
@@ -100,22 +106,26 @@ pub async fn sdk_config(credentials: aws_sdk_sts::config::Credentials) -> SdkCon
         .await
 }
 
-/// A new, empty AWS account in the emulator, entered by assuming a role in it.
+/// A new, empty AWS account in the emulator.
 pub async fn fresh_account() -> SdkConfig {
     static COUNTER: AtomicU64 = AtomicU64::new(1);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
     let seed = nanos
         ^ (u64::from(std::process::id()) << 20)
         ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let account = format!("{:012}", seed % 900_000_000_000 + 100_000_000_000);
+    account(&format!("{:012}", seed % 900_000_000_000 + 100_000_000_000)).await
+}
+
+/// Acts as AWS account `id` in the emulator, by assuming a role in it.
+pub async fn account(id: &str) -> SdkConfig {
     let admin = sdk_config(aws_sdk_sts::config::Credentials::new("testing", "testing", None, None, "tests")).await;
     let assumed = aws_sdk_sts::Client::new(&admin)
         .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/tests"))
+        .role_arn(format!("arn:aws:iam::{id}:role/tests"))
         .role_session_name("tests")
         .send()
         .await
-        .expect("assume a role in a fresh account");
+        .expect("assume a role in the account");
     let c = assumed.credentials().expect("credentials");
     sdk_config(aws_sdk_sts::config::Credentials::new(
         c.access_key_id(),
@@ -258,4 +268,64 @@ pub async fn run_step<S: Step>(
     let output = serde_json::to_value(step.run(input).await?).unwrap();
     document[result_key] = output.clone();
     Ok(output)
+}
+
+/// The workflow's Task states in execution order, as (substitution placeholder, result key), read
+/// from the definition: Pass states are followed, and a Choice by its first branch (the NLB is active).
+pub fn provision_tasks() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(root().join("statemachine/provision.asl.json")).unwrap();
+    let definition: Value = serde_json::from_str(&text).unwrap();
+    let mut tasks = Vec::new();
+    let mut name = definition["StartAt"].as_str().unwrap().to_owned();
+    loop {
+        let state = &definition["States"][&name];
+        let next = match state["Type"].as_str().unwrap() {
+            "Task" => {
+                let placeholder = state["Resource"].as_str().unwrap().trim_start_matches("${").trim_end_matches('}');
+                let key = state["ResultPath"].as_str().unwrap().trim_start_matches("$.");
+                tasks.push((placeholder.to_owned(), key.to_owned()));
+                state["Next"].as_str()
+            }
+            "Choice" => state["Choices"][0]["Next"].as_str(),
+            _ => state["Next"].as_str(),
+        };
+        match next {
+            Some(next) => name = next.to_owned(),
+            None => return tasks,
+        }
+    }
+}
+
+/// Runs the workflow's steps in the definition's order, polling the load balancer step until the
+/// load balancer is active as the state machine's Wait/Choice loop does.
+pub async fn provision(network: &Network, settings: &Settings, identifier: &str) -> Result<Value, StepError> {
+    let sdk = &network.sdk;
+    let mut document = json!({"db_instance_identifier": identifier, "load_balancer_poll": {"count": 0}});
+    for (placeholder, key) in provision_tasks() {
+        let doc = &mut document;
+        match placeholder.as_str() {
+            "InspectDatabaseFunctionArn" => run_step::<InspectDatabase>(settings, sdk, doc, &key).await?,
+            "PlanZonesFunctionArn" => run_step::<PlanZones>(settings, sdk, doc, &key).await?,
+            "TargetGroupFunctionArn" => run_step::<CreateTargetGroup>(settings, sdk, doc, &key).await?,
+            "SecurityGroupsFunctionArn" => run_step::<CreateSecurityGroups>(settings, sdk, doc, &key).await?,
+            "LoadBalancerFunctionArn" => {
+                let mut polls = 0;
+                loop {
+                    let lb = run_step::<CreateLoadBalancer>(settings, sdk, doc, &key).await?;
+                    if lb["state"] == "active" {
+                        break lb;
+                    }
+                    polls += 1;
+                    assert!(polls < 5, "load balancer never became active: {lb}");
+                }
+            }
+            "EndpointServiceFunctionArn" => run_step::<CreateEndpointService>(settings, sdk, doc, &key).await?,
+            other => panic!("no step for {other}"),
+        };
+    }
+    Ok(document)
+}
+
+pub fn str_of<'a>(document: &'a Value, pointer: &str) -> &'a str {
+    document.pointer(pointer).and_then(Value::as_str).unwrap_or_else(|| panic!("{pointer} missing in {document}"))
 }

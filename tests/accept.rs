@@ -1,0 +1,168 @@
+//! The acceptor against the emulator: TiDB Cloud's account (and only it) gets its endpoint
+//! connection accepted; another account's request is rejected even when someone allowed it by
+//! hand; services the stack does not manage are left alone; a repeated notification is harmless.
+
+mod common;
+
+use aws_lambda_events::sns::SnsEvent;
+use aws_sdk_ec2::types::{Filter, VpcEndpointType};
+use common::*;
+use tidb_privatelink::acceptor::AcceptConnections;
+use tidb_privatelink::naming::TIDB_CLOUD_ENDPOINT_TAG;
+use tidb_privatelink::runtime::Step;
+
+fn notification() -> SnsEvent {
+    serde_json::from_str(include_str!("fixtures/sns-connection-notification.json")).unwrap()
+}
+
+/// Runs the acceptor once, as one notification's delivery would; returns (endpoint, accepted) pairs.
+async fn accept(network: &Network) -> Vec<(String, bool)> {
+    let acceptor = AcceptConnections::new(&network.sdk, &network.settings()).unwrap();
+    let decisions = acceptor.run(notification()).await.unwrap();
+    decisions.decisions.into_iter().map(|d| (d.vpc_endpoint_id, d.accepted)).collect()
+}
+
+/// An interface endpoint to `service_name` created from `consumer`'s own VPC in use1-az1.
+async fn request_connection(consumer: &aws_config::SdkConfig, service_name: &str) -> String {
+    let ec2 = aws_sdk_ec2::Client::new(consumer);
+    let vpc = ec2.create_vpc().cidr_block("10.99.0.0/16").send().await.unwrap();
+    let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(vpc_id)
+        .cidr_block("10.99.1.0/24")
+        .availability_zone("us-east-1b")
+        .send()
+        .await
+        .unwrap();
+    let endpoint = ec2
+        .create_vpc_endpoint()
+        .vpc_endpoint_type(VpcEndpointType::Interface)
+        .service_name(service_name)
+        .vpc_id(vpc_id)
+        .subnet_ids(subnet.subnet().unwrap().subnet_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let endpoint = endpoint.vpc_endpoint().unwrap();
+    assert_eq!(endpoint.state().map(|s| s.as_str()), Some("pendingAcceptance"));
+    endpoint.vpc_endpoint_id().unwrap().to_owned()
+}
+
+/// The endpoint's state as its owner sees it.
+async fn endpoint_state(consumer: &aws_config::SdkConfig, endpoint_id: &str) -> String {
+    let out =
+        aws_sdk_ec2::Client::new(consumer).describe_vpc_endpoints().vpc_endpoint_ids(endpoint_id).send().await.unwrap();
+    out.vpc_endpoints()[0].state().unwrap().as_str().to_owned()
+}
+
+async fn provisioned_service(network: &Network) -> (String, String) {
+    let id = network.database("orders-db", "mysql", false).await;
+    let document = provision(network, &network.settings(), &id).await.unwrap();
+    (
+        str_of(&document, "/endpoint_service/service_id").to_owned(),
+        str_of(&document, "/endpoint_service/service_name").to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn tidb_clouds_request_is_accepted_and_a_repeat_changes_nothing() {
+    let network = Network::new().await;
+    let (_, service_name) = provisioned_service(&network).await;
+    let tidb_cloud = account(TIDB_CLOUD_ACCOUNT).await;
+    let endpoint = request_connection(&tidb_cloud, &service_name).await;
+
+    assert_eq!(accept(&network).await, [(endpoint.clone(), true)]);
+    assert_eq!(endpoint_state(&tidb_cloud, &endpoint).await, "available");
+
+    // The same notification again (SNS delivers at least once), or a late one: nothing to do.
+    assert_eq!(accept(&network).await, []);
+    assert_eq!(endpoint_state(&tidb_cloud, &endpoint).await, "available");
+}
+
+#[tokio::test]
+async fn another_accounts_request_is_rejected_even_when_allowed_by_hand() {
+    let network = Network::new().await;
+    let (service_id, service_name) = provisioned_service(&network).await;
+    let intruder = fresh_account().await;
+    let intruder_id = aws_sdk_sts::Client::new(&intruder).get_caller_identity().send().await.unwrap();
+    aws_sdk_ec2::Client::new(&network.sdk)
+        .modify_vpc_endpoint_service_permissions()
+        .service_id(&service_id)
+        .add_allowed_principals(format!("arn:aws:iam::{}:root", intruder_id.account().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let endpoint = request_connection(&intruder, &service_name).await;
+
+    assert_eq!(accept(&network).await, [(endpoint.clone(), false)]);
+    assert_eq!(endpoint_state(&intruder, &endpoint).await, "rejected");
+}
+
+#[tokio::test]
+async fn services_the_stack_does_not_manage_are_left_alone() {
+    let network = Network::new().await;
+    provisioned_service(&network).await;
+    // A service of the customer's own, on a load balancer of their own, that also allows TiDB Cloud.
+    let ec2 = aws_sdk_ec2::Client::new(&network.sdk);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&network.sdk);
+    let lb = elb
+        .create_load_balancer()
+        .name("customer-nlb")
+        .r#type(aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum::Network)
+        .scheme(aws_sdk_elasticloadbalancingv2::types::LoadBalancerSchemeEnum::Internal)
+        .subnets(&network.subnets[1].0)
+        .send()
+        .await
+        .unwrap();
+    let service = ec2
+        .create_vpc_endpoint_service_configuration()
+        .acceptance_required(true)
+        .network_load_balancer_arns(lb.load_balancers()[0].load_balancer_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let service = service.service_configuration().unwrap();
+    ec2.modify_vpc_endpoint_service_permissions()
+        .service_id(service.service_id().unwrap())
+        .add_allowed_principals(format!("arn:aws:iam::{TIDB_CLOUD_ACCOUNT}:root"))
+        .send()
+        .await
+        .unwrap();
+    let tidb_cloud = account(TIDB_CLOUD_ACCOUNT).await;
+    let endpoint = request_connection(&tidb_cloud, service.service_name().unwrap()).await;
+
+    assert_eq!(accept(&network).await, []);
+    assert_eq!(endpoint_state(&tidb_cloud, &endpoint).await, "pendingAcceptance");
+    let connections = ec2
+        .describe_vpc_endpoint_connections()
+        .filters(Filter::builder().name("service-id").values(service.service_id().unwrap()).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connections.vpc_endpoint_connections()[0].vpc_endpoint_state().unwrap().as_str(), "pendingAcceptance");
+}
+
+#[tokio::test]
+async fn a_known_endpoint_id_is_the_only_one_accepted() {
+    let network = Network::new().await;
+    let (service_id, service_name) = provisioned_service(&network).await;
+    let tidb_cloud = account(TIDB_CLOUD_ACCOUNT).await;
+    let expected = request_connection(&tidb_cloud, &service_name).await;
+    let stray = request_connection(&tidb_cloud, &service_name).await;
+    aws_sdk_ec2::Client::new(&network.sdk)
+        .create_tags()
+        .resources(&service_id)
+        .tags(aws_sdk_ec2::types::Tag::builder().key(TIDB_CLOUD_ENDPOINT_TAG).value(&expected).build())
+        .send()
+        .await
+        .unwrap();
+
+    let mut decisions = accept(&network).await;
+    decisions.sort();
+    let mut want = vec![(expected.clone(), true), (stray.clone(), false)];
+    want.sort();
+    assert_eq!(decisions, want);
+    assert_eq!(endpoint_state(&tidb_cloud, &expected).await, "available");
+    assert_eq!(endpoint_state(&tidb_cloud, &stray).await, "rejected");
+}
