@@ -37,6 +37,9 @@ pub enum StepError {
     #[error("{kind} '{name}' cannot serve RDS instance '{identifier}': {reason}")]
     ResourceConflict { kind: &'static str, name: String, identifier: String, reason: String },
 
+    #[error("{0} is still in use; the teardown retries this step")]
+    TeardownPending(String),
+
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
@@ -51,6 +54,21 @@ pub enum StepError {
 
     #[error("{operation} failed: {code}: {message}")]
     AwsRequestFailed { operation: &'static str, code: String, message: String },
+
+    #[error("TiDB Cloud rejected the API key during {operation} (HTTP {status}): {message}; check the key pair in the stack's TiDB Cloud secret and that the key's organization owns the cluster")]
+    TiDBCloudUnauthorized { operation: &'static str, status: u16, message: String },
+
+    #[error("TiDB Cloud found no such resource during {operation}: {message}; check the TiDB Cloud cluster ID")]
+    TiDBCloudNotFound { operation: &'static str, message: String },
+
+    #[error("TiDB Cloud {operation} failed (HTTP {status}, code {code}): {message}")]
+    TiDBCloudRequestFailed { operation: &'static str, status: u16, code: String, message: String },
+
+    #[error("TiDB Cloud throttled {operation}: {message}")]
+    TiDBCloudThrottled { operation: &'static str, message: String },
+
+    #[error("TiDB Cloud could not be reached or failed transiently during {operation}: {message}")]
+    TiDBCloudUnavailable { operation: &'static str, message: String },
 }
 
 impl StepError {
@@ -65,17 +83,29 @@ impl StepError {
             Self::DatabaseAddressOutsideVpc { .. } => "DatabaseAddressOutsideVpc",
             Self::NoCommonAvailabilityZone { .. } => "NoCommonAvailabilityZone",
             Self::ResourceConflict { .. } => "ResourceConflict",
+            Self::TeardownPending(_) => "TeardownPending",
             Self::InvalidInput(_) => "InvalidInput",
             Self::Misconfigured(_) => "Misconfigured",
             Self::Throttled { .. } => "Throttled",
             Self::AwsUnavailable { .. } => "AwsUnavailable",
             Self::AwsRequestFailed { .. } => "AwsRequestFailed",
+            Self::TiDBCloudUnauthorized { .. } => "TiDBCloudUnauthorized",
+            Self::TiDBCloudNotFound { .. } => "TiDBCloudNotFound",
+            Self::TiDBCloudRequestFailed { .. } => "TiDBCloudRequestFailed",
+            Self::TiDBCloudThrottled { .. } => "TiDBCloudThrottled",
+            Self::TiDBCloudUnavailable { .. } => "TiDBCloudUnavailable",
         }
     }
 
     /// Whether running the step again later can succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Throttled { .. } | Self::AwsUnavailable { .. })
+        matches!(
+            self,
+            Self::Throttled { .. }
+                | Self::AwsUnavailable { .. }
+                | Self::TiDBCloudThrottled { .. }
+                | Self::TiDBCloudUnavailable { .. }
+        )
     }
 }
 

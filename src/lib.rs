@@ -11,9 +11,12 @@ pub mod error;
 pub mod naming;
 pub mod net;
 pub mod payload;
+pub mod resources;
 pub mod runtime;
 pub mod settings;
 pub mod steps;
+pub mod teardown;
+pub mod tidb_cloud;
 
 pub use error::StepError;
 pub use settings::Settings;

@@ -6,9 +6,9 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-/// The state machine's input when started by hand.
+/// The input of a workflow started by hand: which RDS instance to provision or tear down.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProvisionRequest {
+pub struct DbInstanceRequest {
     pub db_instance_identifier: String,
 }
 
@@ -78,4 +78,12 @@ pub struct EndpointService {
     pub service_name: String,
     pub allowed_principal: String,
     pub connection_notification_id: String,
+}
+
+/// What a teardown step did. `done` is false while AWS still needs time (the load balancer is
+/// still being deleted); the state machine then waits and runs the step again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removal {
+    pub removed: Vec<String>,
+    pub done: bool,
 }

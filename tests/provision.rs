@@ -208,37 +208,6 @@ async fn assert_owned_elb(elb: &aws_sdk_elasticloadbalancingv2::Client, arn: &st
     );
 }
 
-/// Everything in the account that carries the stack's tag, by kind, for counting.
-async fn managed_resources(network: &Network) -> Vec<String> {
-    let ec2 = aws_sdk_ec2::Client::new(&network.sdk);
-    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&network.sdk);
-    let mut found = Vec::new();
-    let managed = Filter::builder().name(format!("tag:{MANAGED_BY_TAG}")).values(STACK).build();
-    let groups = ec2.describe_security_groups().filters(managed.clone()).send().await.unwrap();
-    found.extend(groups.security_groups().iter().map(|g| format!("sg {}", g.group_id().unwrap())));
-    let services = ec2.describe_vpc_endpoint_service_configurations().send().await.unwrap();
-    found.extend(
-        services
-            .service_configurations()
-            .iter()
-            .filter(|s| s.tags().iter().any(|t| t.key() == Some(MANAGED_BY_TAG)))
-            .map(|s| format!("service {}", s.service_id().unwrap())),
-    );
-    let tgs = elb.describe_target_groups().send().await.unwrap();
-    found.extend(tgs.target_groups().iter().map(|t| format!("tg {}", t.target_group_arn().unwrap())));
-    let lbs = elb.describe_load_balancers().send().await.unwrap();
-    for lb in lbs.load_balancers() {
-        found.push(format!("lb {}", lb.load_balancer_arn().unwrap()));
-        let listeners =
-            elb.describe_listeners().load_balancer_arn(lb.load_balancer_arn().unwrap()).send().await.unwrap();
-        found.extend(listeners.listeners().iter().map(|l| format!("listener {}", l.listener_arn().unwrap())));
-    }
-    let db_group = ec2.describe_security_groups().group_ids(&network.db_security_group_id).send().await.unwrap();
-    found.extend(db_group.security_groups()[0].ip_permissions().iter().map(|p| format!("db rule {p:?}")));
-    found.sort();
-    found
-}
-
 #[tokio::test]
 async fn running_the_workflow_again_creates_nothing_new() {
     let network = Network::new().await;

@@ -3,13 +3,13 @@
 //! which the acceptor function answers. Its name is what the user gives TiDB Cloud.
 
 use aws_config::SdkConfig;
-use aws_sdk_ec2::types::{Filter, ResourceType, ServiceConfiguration, ServiceState};
+use aws_sdk_ec2::types::{Filter, ResourceType, ServiceConfiguration};
 use aws_sdk_ec2::Client;
 use tracing::{info, warn};
 
-use super::{ec2_tag_pairs, ec2_tags};
-use crate::naming::{resource_name, short_hash, Ownership, DB_INSTANCE_TAG, MANAGED_BY_TAG, NAME_PREFIX};
+use crate::naming::{resource_name, short_hash, Ownership, NAME_PREFIX};
 use crate::payload::{Database, EndpointService, LoadBalancer, ZonePlan};
+use crate::resources::{ec2_tags, find_endpoint_service};
 use crate::runtime::Step;
 use crate::{aws, Settings, StepError};
 
@@ -40,7 +40,7 @@ impl Step for CreateEndpointService {
         let topic_arn = self.settings.connection_topic_arn()?.to_owned();
         let identifier = &input.database.identifier;
         let ownership = Ownership::new(&self.settings.stack_name, identifier);
-        let service = match self.find(&ownership).await? {
+        let service = match find_endpoint_service(&self.ec2, &ownership).await? {
             Some(service) => self.ensure_fronts(service, &input.load_balancer, &ownership)?,
             None => self.create(&input.load_balancer, &ownership).await?,
         };
@@ -55,31 +55,6 @@ impl Step for CreateEndpointService {
 }
 
 impl CreateEndpointService {
-    /// Our service for this instance, found by its tags (filtered by AWS, and checked here too).
-    async fn find(&self, ownership: &Ownership) -> Result<Option<ServiceConfiguration>, StepError> {
-        let mut pages = self
-            .ec2
-            .describe_vpc_endpoint_service_configurations()
-            .filters(tag_filter(MANAGED_BY_TAG, &ownership.stack_name))
-            .filters(tag_filter(DB_INSTANCE_TAG, &ownership.identifier))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(aws::fail("DescribeVpcEndpointServiceConfigurations"))?;
-            let live = page.service_configurations().iter().find(|s| {
-                ownership.owns(ec2_tag_pairs(s.tags()))
-                    && !matches!(
-                        s.service_state(),
-                        Some(ServiceState::Deleted | ServiceState::Deleting | ServiceState::Failed)
-                    )
-            });
-            if let Some(service) = live {
-                return Ok(Some(service.clone()));
-            }
-        }
-        Ok(None)
-    }
-
     fn ensure_fronts(
         &self,
         service: ServiceConfiguration,
@@ -186,10 +161,6 @@ impl CreateEndpointService {
         info!(service = service_id, notification = %id, topic = topic_arn, "connection notifications go to the stack's topic");
         Ok(id)
     }
-}
-
-fn tag_filter(key: &str, value: &str) -> Filter {
-    Filter::builder().name(format!("tag:{key}")).values(value).build()
 }
 
 /// An idempotency token derived from what makes a request unique.

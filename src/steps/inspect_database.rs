@@ -11,7 +11,7 @@ use tracing::info;
 use crate::dns::Resolver;
 use crate::naming::db_instance_identifier;
 use crate::net::cidr_contains;
-use crate::payload::{Database, ProvisionRequest};
+use crate::payload::{Database, DbInstanceRequest};
 use crate::runtime::Step;
 use crate::{aws, Settings, StepError};
 
@@ -25,7 +25,7 @@ pub struct InspectDatabase {
 }
 
 impl Step for InspectDatabase {
-    type Input = ProvisionRequest;
+    type Input = DbInstanceRequest;
     type Output = Database;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
@@ -36,7 +36,7 @@ impl Step for InspectDatabase {
         })
     }
 
-    async fn run(&self, request: ProvisionRequest) -> Result<Database, StepError> {
+    async fn run(&self, request: DbInstanceRequest) -> Result<Database, StepError> {
         let identifier = db_instance_identifier(&request.db_instance_identifier)?;
         let instance = self.describe(&identifier).await?;
         let status = instance.db_instance_status().unwrap_or("unknown");

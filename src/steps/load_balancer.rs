@@ -14,9 +14,9 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use aws_sdk_elasticloadbalancingv2::Client;
 use tracing::info;
 
-use super::{elb_tags, ensure_elb_owned};
 use crate::naming::{resource_name, Ownership};
 use crate::payload::{Database, LoadBalancer, SecurityGroups, TargetGroup, ZonePlan};
+use crate::resources::{elb_tags, ensure_elb_owned, find_load_balancer};
 use crate::runtime::Step;
 use crate::{aws, Settings, StepError};
 
@@ -47,7 +47,7 @@ impl Step for CreateLoadBalancer {
         let db = &input.database;
         let ownership = Ownership::new(&self.stack_name, &db.identifier);
         let name = resource_name(&db.identifier);
-        let lb = match self.find(&name).await? {
+        let lb = match find_load_balancer(&self.elb, &name).await? {
             Some(lb) => {
                 ensure_elb_owned(
                     &self.elb,
@@ -75,14 +75,6 @@ impl Step for CreateLoadBalancer {
 }
 
 impl CreateLoadBalancer {
-    async fn find(&self, name: &str) -> Result<Option<ElbLoadBalancer>, StepError> {
-        match self.elb.describe_load_balancers().names(name).send().await {
-            Ok(out) => Ok(out.load_balancers().first().cloned()),
-            Err(e) if aws::error_code(&e) == Some("LoadBalancerNotFound") => Ok(None),
-            Err(e) => Err(aws::failure("DescribeLoadBalancers", e)),
-        }
-    }
-
     async fn create(&self, name: &str, input: &Input, ownership: &Ownership) -> Result<ElbLoadBalancer, StepError> {
         let out = self
             .elb

@@ -7,9 +7,9 @@ use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, SecurityGr
 use aws_sdk_ec2::Client;
 use tracing::info;
 
-use super::{ec2_tag_pairs, ec2_tags};
 use crate::naming::{resource_name, Ownership};
 use crate::payload::{Database, SecurityGroups};
+use crate::resources::{ec2_tag_pairs, ec2_tags};
 use crate::runtime::Step;
 use crate::{aws, Settings, StepError};
 

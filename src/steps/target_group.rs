@@ -9,9 +9,9 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use aws_sdk_elasticloadbalancingv2::Client;
 use tracing::info;
 
-use super::{elb_tags, ensure_elb_owned};
 use crate::naming::{resource_name, Ownership};
 use crate::payload::{Database, TargetGroup};
+use crate::resources::{elb_tags, ensure_elb_owned, find_target_group};
 use crate::runtime::Step;
 use crate::{aws, Settings, StepError};
 
@@ -43,7 +43,7 @@ impl Step for CreateTargetGroup {
         let db = input.database;
         let ownership = Ownership::new(&self.stack_name, &db.identifier);
         let name = resource_name(&db.identifier);
-        let group = match self.find(&name).await? {
+        let group = match find_target_group(&self.elb, &name).await? {
             Some(group) => {
                 let arn = group.target_group_arn().unwrap_or_default();
                 ensure_elb_owned(&self.elb, &ownership, KIND, &name, arn).await?;
@@ -61,14 +61,6 @@ impl Step for CreateTargetGroup {
 }
 
 impl CreateTargetGroup {
-    async fn find(&self, name: &str) -> Result<Option<ElbTargetGroup>, StepError> {
-        match self.elb.describe_target_groups().names(name).send().await {
-            Ok(out) => Ok(out.target_groups().first().cloned()),
-            Err(e) if aws::error_code(&e) == Some("TargetGroupNotFound") => Ok(None),
-            Err(e) => Err(aws::failure("DescribeTargetGroups", e)),
-        }
-    }
-
     async fn create(&self, name: &str, db: &Database, ownership: &Ownership) -> Result<ElbTargetGroup, StepError> {
         let out = self
             .elb

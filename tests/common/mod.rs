@@ -17,6 +17,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use serde_json::{json, Value};
+use tidb_privatelink::naming::MANAGED_BY_TAG;
 use tidb_privatelink::runtime::Step;
 use tidb_privatelink::steps::endpoint_service::CreateEndpointService;
 use tidb_privatelink::steps::inspect_database::InspectDatabase;
@@ -24,6 +25,10 @@ use tidb_privatelink::steps::load_balancer::CreateLoadBalancer;
 use tidb_privatelink::steps::plan_zones::PlanZones;
 use tidb_privatelink::steps::security_groups::CreateSecurityGroups;
 use tidb_privatelink::steps::target_group::CreateTargetGroup;
+use tidb_privatelink::teardown::endpoint_service::RemoveEndpointService;
+use tidb_privatelink::teardown::load_balancer::RemoveLoadBalancer;
+use tidb_privatelink::teardown::security_groups::RemoveSecurityGroups;
+use tidb_privatelink::teardown::target_group::RemoveTargetGroup;
 use tidb_privatelink::{Settings, StepError};
 
 pub const REGION: &str = "us-east-1";
@@ -273,7 +278,13 @@ pub async fn run_step<S: Step>(
 /// The workflow's Task states in execution order, as (substitution placeholder, result key), read
 /// from the definition: Pass states are followed, and a Choice by its first branch (the NLB is active).
 pub fn provision_tasks() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(root().join("statemachine/provision.asl.json")).unwrap();
+    workflow_tasks("provision")
+}
+
+/// The Task states of `statemachine/<workflow>.asl.json` in execution order, as (substitution
+/// placeholder, result key).
+pub fn workflow_tasks(workflow: &str) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(root().join(format!("statemachine/{workflow}.asl.json"))).unwrap();
     let definition: Value = serde_json::from_str(&text).unwrap();
     let mut tasks = Vec::new();
     let mut name = definition["StartAt"].as_str().unwrap().to_owned();
@@ -282,7 +293,7 @@ pub fn provision_tasks() -> Vec<(String, String)> {
         let next = match state["Type"].as_str().unwrap() {
             "Task" => {
                 let placeholder = state["Resource"].as_str().unwrap().trim_start_matches("${").trim_end_matches('}');
-                let key = state["ResultPath"].as_str().unwrap().trim_start_matches("$.");
+                let key = state["ResultPath"].as_str().unwrap().rsplit('.').next().unwrap();
                 tasks.push((placeholder.to_owned(), key.to_owned()));
                 state["Next"].as_str()
             }
@@ -328,4 +339,76 @@ pub async fn provision(network: &Network, settings: &Settings, identifier: &str)
 
 pub fn str_of<'a>(document: &'a Value, pointer: &str) -> &'a str {
     document.pointer(pointer).and_then(Value::as_str).unwrap_or_else(|| panic!("{pointer} missing in {document}"))
+}
+
+/// Everything in the account that carries the stack's tag, by kind, for counting.
+pub async fn managed_resources(network: &Network) -> Vec<String> {
+    let ec2 = aws_sdk_ec2::Client::new(&network.sdk);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&network.sdk);
+    let mut found = Vec::new();
+    let managed = Filter::builder().name(format!("tag:{MANAGED_BY_TAG}")).values(STACK).build();
+    let groups = ec2.describe_security_groups().filters(managed.clone()).send().await.unwrap();
+    found.extend(groups.security_groups().iter().map(|g| format!("sg {}", g.group_id().unwrap())));
+    let services = ec2.describe_vpc_endpoint_service_configurations().send().await.unwrap();
+    found.extend(
+        services
+            .service_configurations()
+            .iter()
+            .filter(|s| s.tags().iter().any(|t| t.key() == Some(MANAGED_BY_TAG)))
+            .map(|s| format!("service {}", s.service_id().unwrap())),
+    );
+    let tgs = elb.describe_target_groups().send().await.unwrap();
+    found.extend(tgs.target_groups().iter().map(|t| format!("tg {}", t.target_group_arn().unwrap())));
+    let lbs = elb.describe_load_balancers().send().await.unwrap();
+    for lb in lbs.load_balancers() {
+        found.push(format!("lb {}", lb.load_balancer_arn().unwrap()));
+        let listeners =
+            elb.describe_listeners().load_balancer_arn(lb.load_balancer_arn().unwrap()).send().await.unwrap();
+        found.extend(listeners.listeners().iter().map(|l| format!("listener {}", l.listener_arn().unwrap())));
+    }
+    let db_group = ec2.describe_security_groups().group_ids(&network.db_security_group_id).send().await.unwrap();
+    for permission in db_group.security_groups()[0].ip_permissions() {
+        for pair in permission.user_id_group_pairs() {
+            found.push(format!(
+                "db rule {:?} {:?} from {:?}",
+                permission.ip_protocol(),
+                permission.from_port(),
+                pair.group_id()
+            ));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Runs the deprovision workflow's steps in the definition's order, as the state machine does:
+/// the load balancer step is polled until it reports `done`, and a `TeardownPending` step is
+/// retried (the definition's Retry), a bounded number of times.
+pub async fn deprovision(network: &Network, settings: &Settings, identifier: &str) -> Result<Value, StepError> {
+    let sdk = &network.sdk;
+    let mut document = json!({"db_instance_identifier": identifier});
+    let mut removed = json!({});
+    for (placeholder, key) in workflow_tasks("deprovision") {
+        let mut attempts = 0;
+        let removal = loop {
+            let doc = &mut document;
+            let result = match placeholder.as_str() {
+                "RemoveEndpointServiceFunctionArn" => run_step::<RemoveEndpointService>(settings, sdk, doc, &key).await,
+                "RemoveLoadBalancerFunctionArn" => run_step::<RemoveLoadBalancer>(settings, sdk, doc, &key).await,
+                "RemoveTargetGroupFunctionArn" => run_step::<RemoveTargetGroup>(settings, sdk, doc, &key).await,
+                "RemoveSecurityGroupsFunctionArn" => run_step::<RemoveSecurityGroups>(settings, sdk, doc, &key).await,
+                other => panic!("no step for {other}"),
+            };
+            attempts += 1;
+            match result {
+                Ok(removal) if removal["done"] == true => break removal,
+                Ok(_) => {}
+                Err(error) if error.name() == "TeardownPending" => {}
+                Err(error) => return Err(error),
+            }
+            assert!(attempts < 5, "{placeholder} never finished");
+        };
+        removed[key] = removal;
+    }
+    Ok(removed)
 }

@@ -1,0 +1,102 @@
+//! Teardown step 1: the endpoint service. Its connections are rejected first (AWS refuses to delete
+//! a service with available or pending connections), then its notifications and the service go.
+
+use aws_config::SdkConfig;
+use aws_sdk_ec2::types::Filter;
+use tracing::info;
+
+use super::{ownership, Clients};
+use crate::payload::{DbInstanceRequest, Removal};
+use crate::resources::find_endpoint_service;
+use crate::runtime::Step;
+use crate::{aws, Settings, StepError};
+
+/// Connection states that keep a service from being deleted.
+const LIVE_STATES: &[&str] = &["pendingAcceptance", "pending", "available"];
+
+pub struct RemoveEndpointService(Clients);
+
+impl Step for RemoveEndpointService {
+    type Input = DbInstanceRequest;
+    type Output = Removal;
+
+    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
+        Ok(Self(Clients::new(sdk, settings)))
+    }
+
+    async fn run(&self, request: DbInstanceRequest) -> Result<Removal, StepError> {
+        let ec2 = &self.0.ec2;
+        let ownership = ownership(&self.0.settings, &request)?;
+        let Some(service) = find_endpoint_service(ec2, &ownership).await? else {
+            return Ok(Removal { removed: vec![], done: true });
+        };
+        let service_id = service.service_id().unwrap_or_default().to_owned();
+        let by_service = || Filter::builder().name("service-id").values(&service_id).build();
+
+        let connections = ec2
+            .describe_vpc_endpoint_connections()
+            .filters(by_service())
+            .send()
+            .await
+            .map_err(aws::fail("DescribeVpcEndpointConnections"))?;
+        let live: Vec<String> = connections
+            .vpc_endpoint_connections()
+            .iter()
+            .filter(|c| {
+                c.vpc_endpoint_state().is_some_and(|s| LIVE_STATES.iter().any(|l| s.as_str().eq_ignore_ascii_case(l)))
+            })
+            .filter_map(|c| c.vpc_endpoint_id().map(str::to_owned))
+            .collect();
+        if !live.is_empty() {
+            ec2.reject_vpc_endpoint_connections()
+                .service_id(&service_id)
+                .set_vpc_endpoint_ids(Some(live.clone()))
+                .send()
+                .await
+                .map_err(aws::fail("RejectVpcEndpointConnections"))?;
+            info!(db_instance = %ownership.identifier, service = %service_id, endpoints = ?live, "endpoint connections rejected");
+        }
+
+        let notifications = ec2
+            .describe_vpc_endpoint_connection_notifications()
+            .filters(by_service())
+            .send()
+            .await
+            .map_err(aws::fail("DescribeVpcEndpointConnectionNotifications"))?;
+        let notification_ids: Vec<String> = notifications
+            .connection_notification_set()
+            .iter()
+            .filter_map(|n| n.connection_notification_id().map(str::to_owned))
+            .collect();
+        if !notification_ids.is_empty() {
+            ec2.delete_vpc_endpoint_connection_notifications()
+                .set_connection_notification_ids(Some(notification_ids))
+                .send()
+                .await
+                .map_err(aws::fail("DeleteVpcEndpointConnectionNotifications"))?;
+        }
+
+        let deleted = ec2
+            .delete_vpc_endpoint_service_configurations()
+            .service_ids(&service_id)
+            .send()
+            .await
+            .map_err(aws::fail("DeleteVpcEndpointServiceConfigurations"))?;
+        if let Some(item) = deleted.unsuccessful().first() {
+            let code = item.error().and_then(|e| e.code()).unwrap_or("Unknown");
+            let message = item.error().and_then(|e| e.message()).unwrap_or_default();
+            if code == "ExistingVpcEndpointConnections" {
+                return Err(StepError::TeardownPending(format!("endpoint service {service_id} ({message})")));
+            }
+            if !code.ends_with("NotFound") {
+                return Err(StepError::AwsRequestFailed {
+                    operation: "DeleteVpcEndpointServiceConfigurations",
+                    code: code.to_owned(),
+                    message: message.to_owned(),
+                });
+            }
+        }
+        info!(db_instance = %ownership.identifier, service = %service_id, "endpoint service deleted");
+        Ok(Removal { removed: vec![service_id], done: true })
+    }
+}

@@ -1,0 +1,53 @@
+//! Teardown step 2: the load balancer and its listeners. Deletion takes a while in AWS; the step
+//! reports `done` only once the load balancer is gone, and the state machine polls it until then.
+
+use aws_config::SdkConfig;
+use tracing::info;
+
+use super::{ownership, Clients};
+use crate::naming::resource_name;
+use crate::payload::{DbInstanceRequest, Removal};
+use crate::resources::{ensure_elb_owned, find_load_balancer};
+use crate::runtime::Step;
+use crate::{aws, Settings, StepError};
+
+pub struct RemoveLoadBalancer(Clients);
+
+impl Step for RemoveLoadBalancer {
+    type Input = DbInstanceRequest;
+    type Output = Removal;
+
+    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
+        Ok(Self(Clients::new(sdk, settings)))
+    }
+
+    async fn run(&self, request: DbInstanceRequest) -> Result<Removal, StepError> {
+        let elb = &self.0.elb;
+        let ownership = ownership(&self.0.settings, &request)?;
+        let name = resource_name(&ownership.identifier);
+        let Some(lb) = find_load_balancer(elb, &name).await? else {
+            return Ok(Removal { removed: vec![], done: true });
+        };
+        let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
+        ensure_elb_owned(elb, &ownership, "load balancer", &name, &arn).await?;
+        let listeners =
+            elb.describe_listeners().load_balancer_arn(&arn).send().await.map_err(aws::fail("DescribeListeners"))?;
+        let mut removed = Vec::new();
+        for listener in listeners.listeners().iter().filter_map(|l| l.listener_arn()) {
+            elb.delete_listener().listener_arn(listener).send().await.map_err(aws::fail("DeleteListener"))?;
+            removed.push(listener.to_owned());
+        }
+        match elb.delete_load_balancer().load_balancer_arn(&arn).send().await {
+            Ok(_) => {}
+            // An endpoint service still uses it: the previous step's deletion has not finished.
+            Err(e) if aws::error_code(&e) == Some("ResourceInUse") => {
+                return Err(StepError::TeardownPending(format!("load balancer {name}")))
+            }
+            Err(e) => return Err(aws::failure("DeleteLoadBalancer", e)),
+        }
+        removed.push(arn);
+        let done = find_load_balancer(elb, &name).await?.is_none();
+        info!(db_instance = %ownership.identifier, load_balancer = %name, done, "load balancer deleted");
+        Ok(Removal { removed, done })
+    }
+}
