@@ -15,6 +15,7 @@ pub mod resources;
 pub mod runtime;
 pub mod settings;
 pub mod steps;
+pub mod sync_targets;
 pub mod teardown;
 pub mod tidb_cloud;
 

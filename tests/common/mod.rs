@@ -212,8 +212,24 @@ impl Network {
 
     /// Creates an RDS instance in this network and returns its identifier.
     pub async fn database(&self, identifier: &str, engine: &str, publicly_accessible: bool) -> String {
+        self.create_database(identifier, engine, publicly_accessible, false).await
+    }
+
+    /// A Multi-AZ MySQL instance, which can fail over to a standby with another address.
+    pub async fn multi_az_database(&self, identifier: &str) -> String {
+        self.create_database(identifier, "mysql", false, true).await
+    }
+
+    async fn create_database(
+        &self,
+        identifier: &str,
+        engine: &str,
+        publicly_accessible: bool,
+        multi_az: bool,
+    ) -> String {
         aws_sdk_rds::Client::new(&self.sdk)
             .create_db_instance()
+            .multi_az(multi_az)
             .db_instance_identifier(identifier)
             .engine(engine)
             .engine_version(match engine {

@@ -1,0 +1,280 @@
+//! Following the database's address. A failover, reboot, class change, maintenance or stop/start
+//! can move an RDS instance to a new private IP; DNS follows within minutes and so must the target
+//! group. On each RDS event that can move the address, and on a schedule as a backstop, every
+//! instance this stack manages is resolved again: a new address is registered first, and the old
+//! ones are removed only once the new target is healthy, so one stale DNS answer cannot take away a
+//! good target (the flap guard).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use aws_config::SdkConfig;
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::dns::Resolver;
+use crate::naming::{DB_INSTANCE_TAG, MANAGED_BY_TAG, NAME_PREFIX};
+use crate::runtime::Step;
+use crate::{aws, Settings, StepError};
+
+/// A registered target and its health state (`healthy`, `initial`, `unhealthy`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub ip: String,
+    pub health: String,
+}
+
+/// What to change in a target group whose database now resolves to `resolved`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TargetChanges {
+    pub register: Option<String>,
+    pub deregister: Vec<String>,
+}
+
+/// Register the resolved address if it is missing; once its target is healthy, remove the others.
+pub fn plan_changes(resolved: Ipv4Addr, targets: &[Target]) -> TargetChanges {
+    let resolved = resolved.to_string();
+    match targets.iter().find(|t| t.ip == resolved) {
+        None => TargetChanges { register: Some(resolved), deregister: vec![] },
+        Some(current) if current.health == "healthy" => TargetChanges {
+            register: None,
+            deregister: targets.iter().filter(|t| t.ip != resolved).map(|t| t.ip.clone()).collect(),
+        },
+        Some(_) => TargetChanges::default(),
+    }
+}
+
+/// The instance an RDS event is about (`SourceArn` `arn:...:db:<id>`, or `SourceIdentifier`,
+/// sometimes prefixed `rds:`); `None` for a scheduled run, which syncs every managed instance.
+pub fn event_instance(event: &Value) -> Option<String> {
+    let detail = event.get("detail")?;
+    let from_arn = detail
+        .get("SourceArn")
+        .and_then(Value::as_str)
+        .and_then(|arn| arn.rsplit(":db:").next().filter(|id| *id != arn));
+    let from_id = detail.get("SourceIdentifier").and_then(Value::as_str).map(|id| id.trim_start_matches("rds:"));
+    from_arn.or(from_id).map(str::to_ascii_lowercase)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceSync {
+    pub db_instance_identifier: String,
+    pub resolved_ip: Option<String>,
+    pub registered: Vec<String>,
+    pub deregistered: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReport {
+    pub instances: Vec<InstanceSync>,
+}
+
+pub struct SyncTargets {
+    rds: aws_sdk_rds::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    resolver: Resolver,
+    stack_name: String,
+}
+
+impl Step for SyncTargets {
+    type Input = Value;
+    type Output = SyncReport;
+
+    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
+        Ok(Self {
+            rds: aws_sdk_rds::Client::new(sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            resolver: Resolver::new(settings.dns_resolver).map_err(StepError::Misconfigured)?,
+            stack_name: settings.stack_name.clone(),
+        })
+    }
+
+    async fn run(&self, event: Value) -> Result<SyncReport, StepError> {
+        let only = event_instance(&event);
+        let mut report = SyncReport::default();
+        for (identifier, target_group_arn) in self.managed_target_groups().await? {
+            if only.as_ref().is_some_and(|id| *id != identifier) {
+                continue;
+            }
+            report.instances.push(self.sync(&identifier, &target_group_arn).await?);
+        }
+        Ok(report)
+    }
+}
+
+impl SyncTargets {
+    /// This stack's target groups, by the instance they serve.
+    async fn managed_target_groups(&self) -> Result<BTreeMap<String, String>, StepError> {
+        let mut arns = Vec::new();
+        let mut pages = self.elb.describe_target_groups().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(aws::fail("DescribeTargetGroups"))?;
+            arns.extend(
+                page.target_groups()
+                    .iter()
+                    .filter(|g| g.target_group_name().is_some_and(|n| n.starts_with(NAME_PREFIX)))
+                    .filter_map(|g| g.target_group_arn().map(str::to_owned)),
+            );
+        }
+        let mut managed = BTreeMap::new();
+        // DescribeTags takes at most 20 resources per call.
+        for chunk in arns.chunks(20) {
+            let tags = self
+                .elb
+                .describe_tags()
+                .set_resource_arns(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(aws::fail("DescribeTags"))?;
+            for description in tags.tag_descriptions() {
+                let tag = |key: &str| description.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value());
+                if let (Some(stack), Some(identifier), Some(arn)) =
+                    (tag(MANAGED_BY_TAG), tag(DB_INSTANCE_TAG), description.resource_arn())
+                {
+                    if stack == self.stack_name {
+                        managed.insert(identifier.to_owned(), arn.to_owned());
+                    }
+                }
+            }
+        }
+        Ok(managed)
+    }
+
+    async fn sync(&self, identifier: &str, target_group_arn: &str) -> Result<InstanceSync, StepError> {
+        let mut sync = InstanceSync { db_instance_identifier: identifier.to_owned(), ..Default::default() };
+        let Some((address, port)) = self.endpoint(identifier).await? else {
+            info!(db_instance = identifier, "instance has no endpoint now; targets left as they are");
+            return Ok(sync);
+        };
+        let resolved = match self.resolver.ipv4(&address).await {
+            Ok(ips) => ips[0],
+            Err(reason) => {
+                warn!(db_instance = identifier, address = %address, reason = %reason, "endpoint did not resolve; targets left as they are");
+                return Ok(sync);
+            }
+        };
+        sync.resolved_ip = Some(resolved.to_string());
+        let health = self
+            .elb
+            .describe_target_health()
+            .target_group_arn(target_group_arn)
+            .send()
+            .await
+            .map_err(aws::fail("DescribeTargetHealth"))?;
+        let targets: Vec<Target> = health
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| {
+                Some(Target {
+                    ip: d.target()?.id()?.to_owned(),
+                    health: d
+                        .target_health()
+                        .and_then(|h| h.state())
+                        .map(|s| s.as_str().to_owned())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect();
+        let changes = plan_changes(resolved, &targets);
+        let target = |ip: &str| TargetDescription::builder().id(ip).port(port).build();
+        if let Some(ip) = changes.register {
+            self.elb
+                .register_targets()
+                .target_group_arn(target_group_arn)
+                .targets(target(&ip))
+                .send()
+                .await
+                .map_err(aws::fail("RegisterTargets"))?;
+            info!(db_instance = identifier, ip = %ip, "new database address registered");
+            emit_metric("TargetsRegistered", identifier);
+            sync.registered.push(ip);
+        }
+        if !changes.deregister.is_empty() {
+            self.elb
+                .deregister_targets()
+                .target_group_arn(target_group_arn)
+                .set_targets(Some(changes.deregister.iter().map(|ip| target(ip)).collect()))
+                .send()
+                .await
+                .map_err(aws::fail("DeregisterTargets"))?;
+            info!(db_instance = identifier, ips = ?changes.deregister, "old database addresses deregistered");
+            emit_metric("TargetsDeregistered", identifier);
+            sync.deregistered = changes.deregister;
+        }
+        Ok(sync)
+    }
+
+    async fn endpoint(&self, identifier: &str) -> Result<Option<(String, i32)>, StepError> {
+        match self.rds.describe_db_instances().db_instance_identifier(identifier).send().await {
+            Ok(out) => Ok(out
+                .db_instances()
+                .first()
+                .and_then(|db| db.endpoint())
+                .and_then(|e| Some((e.address()?.to_owned(), e.port()?)))),
+            Err(e) if aws::error_code(&e) == Some("DBInstanceNotFound") => Ok(None),
+            Err(e) => Err(aws::failure("DescribeDBInstances", e)),
+        }
+    }
+}
+
+/// One CloudWatch metric data point in the embedded metric format: Lambda's log pipeline turns this
+/// log line into a metric, with no SDK client or PutMetricData permission.
+fn emit_metric(name: &str, identifier: &str) {
+    let line = serde_json::json!({
+        "_aws": {
+            "Timestamp": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            "CloudWatchMetrics": [{"Namespace": "TiDBPrivateLink", "Dimensions": [["DBInstance"]], "Metrics": [{"Name": name, "Unit": "Count"}]}]
+        },
+        "DBInstance": identifier,
+        name: 1
+    });
+    println!("{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(ip: &str, health: &str) -> Target {
+        Target { ip: ip.into(), health: health.into() }
+    }
+
+    #[test]
+    fn a_new_address_is_registered_before_anything_is_removed() {
+        let changes = plan_changes("10.0.2.9".parse().unwrap(), &[target("10.0.1.5", "healthy")]);
+        assert_eq!(changes, TargetChanges { register: Some("10.0.2.9".into()), deregister: vec![] });
+    }
+
+    #[test]
+    fn old_addresses_go_once_the_new_target_is_healthy() {
+        let targets = [target("10.0.1.5", "unhealthy"), target("10.0.2.9", "initial")];
+        assert_eq!(plan_changes("10.0.2.9".parse().unwrap(), &targets), TargetChanges::default());
+        let targets = [target("10.0.1.5", "unhealthy"), target("10.0.2.9", "healthy")];
+        assert_eq!(plan_changes("10.0.2.9".parse().unwrap(), &targets).deregister, ["10.0.1.5"]);
+    }
+
+    #[test]
+    fn a_stale_answer_cannot_remove_the_good_target() {
+        // DNS briefly answers the old address: it is registered again, and nothing is removed,
+        // because the old address never becomes healthy.
+        let good = [target("10.0.2.9", "healthy")];
+        let stale = plan_changes("10.0.1.5".parse().unwrap(), &good);
+        assert_eq!(stale, TargetChanges { register: Some("10.0.1.5".into()), deregister: vec![] });
+        let both = [target("10.0.2.9", "healthy"), target("10.0.1.5", "unhealthy")];
+        assert_eq!(plan_changes("10.0.1.5".parse().unwrap(), &both), TargetChanges::default());
+        // The next correct answer removes the stale one.
+        assert_eq!(plan_changes("10.0.2.9".parse().unwrap(), &both).deregister, ["10.0.1.5"]);
+    }
+
+    #[test]
+    fn events_name_their_instance() {
+        let failover: Value = serde_json::from_str(include_str!("../tests/fixtures/events/rds-failover.json")).unwrap();
+        assert_eq!(event_instance(&failover).as_deref(), Some("orders-db"));
+        let prefixed = serde_json::json!({"detail": {"SourceIdentifier": "rds:Orders-DB"}});
+        assert_eq!(event_instance(&prefixed).as_deref(), Some("orders-db"));
+        let scheduled = serde_json::json!({"detail-type": "Scheduled Event", "detail": {}});
+        assert_eq!(event_instance(&scheduled), None);
+    }
+}

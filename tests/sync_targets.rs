@@ -1,0 +1,80 @@
+//! Following the database through a failover against the emulator, whose RDS moves a Multi-AZ
+//! instance to a new address (and its DNS with it) on a forced-failover reboot.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use tidb_privatelink::runtime::Step;
+use tidb_privatelink::sync_targets::SyncTargets;
+
+fn failover_event() -> Value {
+    serde_json::from_str(include_str!("fixtures/events/rds-failover.json")).unwrap()
+}
+
+async fn targets(network: &Network, target_group_arn: &str) -> Vec<String> {
+    let health = aws_sdk_elasticloadbalancingv2::Client::new(&network.sdk)
+        .describe_target_health()
+        .target_group_arn(target_group_arn)
+        .send()
+        .await
+        .unwrap();
+    let mut ips: Vec<String> =
+        health.target_health_descriptions().iter().filter_map(|d| d.target()?.id().map(str::to_owned)).collect();
+    ips.sort();
+    ips
+}
+
+async fn sync(network: &Network, event: Value) -> Value {
+    let step = SyncTargets::new(&network.sdk, &network.settings()).unwrap();
+    serde_json::to_value(step.run(event).await.unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn after_a_failover_the_target_group_holds_exactly_the_new_address() {
+    let network = Network::new().await;
+    // The fixture's failover event is about "orders-db".
+    let id = network.multi_az_database("orders-db").await;
+    let document = provision(&network, &network.settings(), &id).await.unwrap();
+    let tg = str_of(&document, "/target_group/arn").to_owned();
+    let old_ip = str_of(&document, "/database/ip_address").to_owned();
+    assert_eq!(targets(&network, &tg).await, [old_ip.clone()]);
+
+    aws_sdk_rds::Client::new(&network.sdk)
+        .reboot_db_instance()
+        .db_instance_identifier(&id)
+        .force_failover(true)
+        .send()
+        .await
+        .unwrap();
+    let new_ip = network.database_interface_ip().await;
+    assert_ne!(new_ip, old_ip);
+
+    // The failover event: the new address is registered first, the old one kept for now.
+    let first = sync(&network, failover_event()).await;
+    assert_eq!(first["instances"][0]["registered"], json!([new_ip]));
+    assert_eq!(first["instances"][0]["deregistered"], json!([]));
+    let mut both = vec![old_ip.clone(), new_ip.clone()];
+    both.sort();
+    assert_eq!(targets(&network, &tg).await, both);
+
+    // The next run finds the new target healthy and removes the old one.
+    let second = sync(&network, json!({"detail-type": "Scheduled Event", "detail": {}})).await;
+    assert_eq!(second["instances"][0]["deregistered"], json!([old_ip]));
+    assert_eq!(targets(&network, &tg).await, [new_ip.clone()]);
+
+    // And a run with nothing new changes nothing.
+    let third = sync(&network, json!({"detail-type": "Scheduled Event", "detail": {}})).await;
+    assert_eq!(third["instances"][0]["registered"], json!([]));
+    assert_eq!(third["instances"][0]["deregistered"], json!([]));
+    assert_eq!(targets(&network, &tg).await, [new_ip]);
+}
+
+#[tokio::test]
+async fn an_event_about_another_instance_touches_nothing() {
+    let network = Network::new().await;
+    let id = network.database("billing-db", "mysql", false).await;
+    provision(&network, &network.settings(), &id).await.unwrap();
+    let report = sync(&network, failover_event()).await;
+    assert_eq!(report["instances"], json!([]));
+}
