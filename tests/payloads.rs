@@ -30,7 +30,7 @@ fn every_result_round_trips() {
 #[test]
 fn every_step_input_reads_from_the_whole_document() {
     let document = document();
-    let request: ProvisionRequest = serde_json::from_value(document.clone()).unwrap();
+    let request: DbInstanceRequest = serde_json::from_value(document.clone()).unwrap();
     assert_eq!(request.db_instance_identifier, "orders-db");
     let zones: plan_zones::Input = serde_json::from_value(document.clone()).unwrap();
     assert_eq!(zones.database.ip_address.to_string(), "10.42.2.57");
