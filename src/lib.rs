@@ -18,6 +18,7 @@ pub mod steps;
 pub mod sync_targets;
 pub mod teardown;
 pub mod tidb_cloud;
+pub mod turn;
 
 pub use error::StepError;
 pub use settings::Settings;

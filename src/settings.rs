@@ -4,6 +4,9 @@ use std::net::SocketAddr;
 
 use crate::StepError;
 
+/// The opt-in tag key when the stack does not set another.
+pub const DEFAULT_OPT_IN_TAG_KEY: &str = "tidb-privatelink";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     /// Value of the `managed-by` tag on everything this stack creates.
@@ -14,6 +17,11 @@ pub struct Settings {
     pub tidb_cloud_az_ids: Vec<String>,
     /// SNS topic that receives endpoint connection notifications.
     pub connection_topic_arn: Option<String>,
+    /// The tag key that opts an RDS instance in.
+    pub opt_in_tag_key: String,
+    /// The two workflows, which run one at a time per instance.
+    pub provision_state_machine_arn: Option<String>,
+    pub deprovision_state_machine_arn: Option<String>,
     /// A DNS server to resolve the database endpoint with, instead of the system resolver.
     /// Unset in AWS; the local stack points it at the emulator's DNS.
     pub dns_resolver: Option<SocketAddr>,
@@ -37,6 +45,9 @@ impl Settings {
             })
             .transpose()?;
         Ok(Self {
+            opt_in_tag_key: var("OPT_IN_TAG_KEY").unwrap_or_else(|| DEFAULT_OPT_IN_TAG_KEY.to_owned()),
+            provision_state_machine_arn: var("PROVISION_STATE_MACHINE_ARN"),
+            deprovision_state_machine_arn: var("DEPROVISION_STATE_MACHINE_ARN"),
             stack_name,
             tidb_cloud_account_id,
             tidb_cloud_az_ids,
@@ -49,6 +60,16 @@ impl Settings {
         self.tidb_cloud_account_id.as_deref().ok_or_else(|| {
             StepError::Misconfigured("TiDB Cloud's account ID (TIDB_CLOUD_ACCOUNT_ID) is not set".into())
         })
+    }
+
+    /// Both workflows' state machine ARNs.
+    pub fn state_machine_arns(&self) -> Result<[&str; 2], StepError> {
+        match (&self.provision_state_machine_arn, &self.deprovision_state_machine_arn) {
+            (Some(provision), Some(deprovision)) => Ok([provision, deprovision]),
+            _ => Err(StepError::Misconfigured(
+                "the workflows' ARNs (PROVISION_STATE_MACHINE_ARN, DEPROVISION_STATE_MACHINE_ARN) are not set".into(),
+            )),
+        }
     }
 
     pub fn connection_topic_arn(&self) -> Result<&str, StepError> {

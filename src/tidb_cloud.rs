@@ -1,6 +1,6 @@
 //! The TiDB Cloud API client: TiDB Cloud's AWS account and zones, and the private link connection
 //! of a cluster to an endpoint service (create, get, list, delete), as the `v1beta1` contract in
-//! `reference/tidbcloud-privatelink-openapi.yaml` describes them.
+//! `tests/tidb_cloud_double/tidbcloud-privatelink-openapi.yaml` describes them.
 //!
 //! Requests are signed with HTTP Digest (RFC 7616: MD5 or, when offered, SHA-256; qop `auth`) so
 //! the private key never travels; a short 429 is waited out as the rate-limit headers say; every
@@ -58,7 +58,13 @@ impl ApiKey {
         client: &aws_sdk_secretsmanager::Client,
         secret_id: &str,
     ) -> Result<Self, StepError> {
-        let out = client.get_secret_value().secret_id(secret_id).send().await.map_err(aws::fail("GetSecretValue"))?;
+        let out = client.get_secret_value().secret_id(secret_id).send().await.map_err(|error| {
+            if aws::error_code(&error) == Some("ResourceNotFoundException") {
+                StepError::Misconfigured(format!("the TiDB Cloud API key secret {secret_id} does not exist"))
+            } else {
+                aws::failure("GetSecretValue", error)
+            }
+        })?;
         let text = out.secret_string().ok_or_else(|| {
             StepError::Misconfigured(format!(
                 "secret {secret_id} has no text value; store the TiDB Cloud key pair as JSON text"

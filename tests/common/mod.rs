@@ -258,7 +258,15 @@ impl Network {
             tidb_cloud_az_ids: TIDB_CLOUD_AZ_IDS.iter().map(|s| s.to_string()).collect(),
             connection_topic_arn: Some(self.topic_arn.clone()),
             dns_resolver: Some(emulator().dns),
+            opt_in_tag_key: "tidb-privatelink".into(),
+            ..Settings::default()
         }
+    }
+
+    /// This network's AWS account ID.
+    pub async fn sdk_account(&self) -> String {
+        let identity = aws_sdk_sts::Client::new(&self.sdk).get_caller_identity().send().await.unwrap();
+        identity.account().unwrap().to_owned()
     }
 
     /// The private IP of the instance's network interface, as the emulator assigned it.
@@ -291,8 +299,9 @@ pub async fn run_step<S: Step>(
     Ok(output)
 }
 
-/// The workflow's Task states in execution order, as (substitution placeholder, result key), read
-/// from the definition: Pass states are followed, and a Choice by its first branch (the NLB is active).
+/// The provisioning steps in execution order, as (substitution placeholder, result key), read
+/// from the definition: Pass states are followed, and a Choice by its first branch (it is the
+/// instance's turn, the NLB is active).
 pub fn provision_tasks() -> Vec<(String, String)> {
     workflow_tasks("provision")
 }
@@ -307,6 +316,8 @@ pub fn workflow_tasks(workflow: &str) -> Vec<(String, String)> {
     loop {
         let state = &definition["States"][&name];
         let next = match state["Type"].as_str().unwrap() {
+            // Waiting for the instance's turn is a concern of its own (tests/turn.rs).
+            "Task" if state["Resource"] == "${AwaitTurnFunctionArn}" => state["Next"].as_str(),
             "Task" => {
                 let placeholder = state["Resource"].as_str().unwrap().trim_start_matches("${").trim_end_matches('}');
                 let key = state["ResultPath"].as_str().unwrap().rsplit('.').next().unwrap();
