@@ -1246,6 +1246,17 @@ mod tests {
     }
 
     #[test]
+    fn calls_can_run_inside_a_lambda_step() {
+        fn send<T: Send>(_: &T) {}
+        fn shared<T: Send + Sync>() {}
+        shared::<TiDBCloud>();
+        let tidb = TiDBCloud::new(rfc_key(), ClientOptions::default()).unwrap();
+        send(&tidb.availability_zones("1"));
+        send(&tidb.create_private_link_connection("1", "d", "s"));
+        send(&tidb.list_private_link_connections("1"));
+    }
+
+    #[test]
     fn a_bad_base_url_is_misconfiguration() {
         for url in ["", "serverless.tidbapi.com", "ftp://serverless.tidbapi.com"] {
             let options = ClientOptions { base_url: url.into(), ..ClientOptions::default() };
