@@ -4,15 +4,20 @@
 //! belongs to TiDB Cloud's account (and, once the provisioning knows the endpoint TiDB Cloud
 //! created, only that endpoint); any other is rejected, even if someone widened the service's
 //! allowed principals by hand. Services without this stack's tag are never touched.
+//!
+//! A provisioning that links a TiDB Cloud cluster waits for the acceptance on a task token. It
+//! announces the wait with an EventBridge event carrying the token, which also triggers this
+//! function: once the awaited endpoint is accepted, the waiting execution is resumed. Whichever
+//! comes first, TiDB Cloud's connection request or the announcement, the other finds it done.
 
 use aws_config::SdkConfig;
-use aws_lambda_events::sns::SnsEvent;
 use aws_sdk_ec2::types::{Filter, ServiceConfiguration, VpcEndpointConnection};
 use aws_sdk_ec2::Client;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::naming::{MANAGED_BY_TAG, TIDB_CLOUD_ENDPOINT_TAG};
+use crate::naming::{MANAGED_BY_TAG, TIDB_CLOUD_ACCOUNT_TAG, TIDB_CLOUD_ENDPOINT_TAG};
 use crate::runtime::Step;
 use crate::{aws, Settings, StepError};
 
@@ -33,6 +38,28 @@ pub struct Decision {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decisions {
     pub decisions: Vec<Decision>,
+    /// Whether a provisioning waiting for this acceptance was resumed.
+    #[serde(default)]
+    pub resumed: bool,
+}
+
+/// `detail-type` of the event a provisioning sends when it starts waiting for the acceptance.
+pub const AWAITED_DETAIL_TYPE: &str = "TiDB Cloud endpoint connection awaited";
+
+/// The detail of that event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Awaited {
+    pub service_id: String,
+    pub endpoint_id: String,
+    pub task_token: String,
+}
+
+/// The awaited acceptance, when the trigger is that event rather than a connection notification.
+pub fn awaited(event: &Value) -> Option<Awaited> {
+    if event.get("detail-type").and_then(Value::as_str) != Some(AWAITED_DETAIL_TYPE) {
+        return None;
+    }
+    serde_json::from_value(event.get("detail")?.clone()).ok()
 }
 
 /// Whether to accept a connection from `owner`'s endpoint `endpoint_id`, and why.
@@ -56,28 +83,45 @@ pub fn decide(
 
 pub struct AcceptConnections {
     ec2: Client,
+    sfn: aws_sdk_sfn::Client,
     settings: Settings,
 }
 
 impl Step for AcceptConnections {
-    type Input = SnsEvent;
+    /// A connection notification (SNS event) or the announcement of an awaited acceptance
+    /// (EventBridge event); either only triggers a look at the truth.
+    type Input = Value;
     type Output = Decisions;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        settings.tidb_cloud_account_id()?;
-        Ok(Self { ec2: Client::new(sdk), settings: settings.clone() })
+        Ok(Self { ec2: Client::new(sdk), sfn: aws_sdk_sfn::Client::new(sdk), settings: settings.clone() })
     }
 
-    async fn run(&self, event: SnsEvent) -> Result<Decisions, StepError> {
-        for record in &event.records {
-            info!(message_id = %record.sns.message_id, topic = %record.sns.topic_arn, "connection notification received");
+    async fn run(&self, event: Value) -> Result<Decisions, StepError> {
+        let awaited = awaited(&event);
+        match &awaited {
+            Some(a) => {
+                info!(service = %a.service_id, endpoint = %a.endpoint_id, "a provisioning awaits the acceptance")
+            }
+            None => {
+                info!(records = event["Records"].as_array().map_or(0, Vec::len), "connection notification received")
+            }
         }
-        let tidb_cloud_account = self.settings.tidb_cloud_account_id()?;
         let mut decisions = Vec::new();
         for service in self.managed_services().await? {
             let service_id = service.service_id().unwrap_or_default();
-            let expected =
-                service.tags().iter().find(|t| t.key() == Some(TIDB_CLOUD_ENDPOINT_TAG)).and_then(|t| t.value());
+            let tag = |key: &str| service.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value());
+            let expected = tag(TIDB_CLOUD_ENDPOINT_TAG);
+            // The account the provisioning planned for (from TiDB Cloud's API or the stack).
+            let Some(tidb_cloud_account) =
+                tag(TIDB_CLOUD_ACCOUNT_TAG).or(self.settings.tidb_cloud_account_id.as_deref())
+            else {
+                warn!(
+                    service = service_id,
+                    "no TiDB Cloud account is known for this service; its connections stay pending"
+                );
+                continue;
+            };
             let mut accept = Vec::new();
             let mut reject = Vec::new();
             for connection in self.pending_connections(service_id).await? {
@@ -97,11 +141,50 @@ impl Step for AcceptConnections {
             self.answer(service_id, accept, true).await?;
             self.answer(service_id, reject, false).await?;
         }
-        Ok(Decisions { decisions })
+        let resumed = match awaited {
+            Some(awaited) => self.resume(&awaited).await?,
+            None => false,
+        };
+        Ok(Decisions { decisions, resumed })
     }
 }
 
 impl AcceptConnections {
+    /// Resumes the waiting provisioning once its endpoint's connection is available. A token
+    /// whose execution has ended (timed out, stopped) is only logged.
+    async fn resume(&self, awaited: &Awaited) -> Result<bool, StepError> {
+        let connections = self
+            .ec2
+            .describe_vpc_endpoint_connections()
+            .filters(Filter::builder().name("service-id").values(&awaited.service_id).build())
+            .filters(Filter::builder().name("vpc-endpoint-id").values(&awaited.endpoint_id).build())
+            .send()
+            .await
+            .map_err(aws::fail("DescribeVpcEndpointConnections"))?;
+        let state = connections
+            .vpc_endpoint_connections()
+            .iter()
+            .find(|c| c.vpc_endpoint_id() == Some(awaited.endpoint_id.as_str()))
+            .and_then(|c| c.vpc_endpoint_state())
+            .map(|s| s.as_str().to_owned());
+        if !state.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("available")) {
+            info!(endpoint = %awaited.endpoint_id, state = ?state, "awaited endpoint not available yet; the provisioning keeps waiting");
+            return Ok(false);
+        }
+        let output = serde_json::json!({"endpoint_id": awaited.endpoint_id, "state": "available"});
+        match self.sfn.send_task_success().task_token(&awaited.task_token).output(output.to_string()).send().await {
+            Ok(_) => {
+                info!(endpoint = %awaited.endpoint_id, "waiting provisioning resumed");
+                Ok(true)
+            }
+            Err(e) if matches!(aws::error_code(&e), Some("TaskTimedOut" | "TaskDoesNotExist" | "InvalidToken")) => {
+                warn!(endpoint = %awaited.endpoint_id, code = aws::error_code(&e), "the waiting provisioning is gone; nothing to resume");
+                Ok(false)
+            }
+            Err(e) => Err(aws::failure("SendTaskSuccess", e)),
+        }
+    }
+
     async fn managed_services(&self) -> Result<Vec<ServiceConfiguration>, StepError> {
         let mut pages = self
             .ec2

@@ -37,6 +37,9 @@ pub enum StepError {
     #[error("{kind} '{name}' cannot serve RDS instance '{identifier}': {reason}")]
     ResourceConflict { kind: &'static str, name: String, identifier: String, reason: String },
 
+    #[error("TiDB Cloud's private link connection {connection_id} failed again after it was created anew: {message}")]
+    TiDBCloudConnectionFailed { connection_id: String, message: String },
+
     #[error("{0} is still in use; the teardown retries this step")]
     TeardownPending(String),
 
@@ -83,6 +86,7 @@ impl StepError {
             Self::DatabaseAddressOutsideVpc { .. } => "DatabaseAddressOutsideVpc",
             Self::NoCommonAvailabilityZone { .. } => "NoCommonAvailabilityZone",
             Self::ResourceConflict { .. } => "ResourceConflict",
+            Self::TiDBCloudConnectionFailed { .. } => "TiDBCloudConnectionFailed",
             Self::TeardownPending(_) => "TeardownPending",
             Self::InvalidInput(_) => "InvalidInput",
             Self::Misconfigured(_) => "Misconfigured",

@@ -10,6 +10,10 @@ pub const DB_INSTANCE_TAG: &str = "tidb-privatelink:db-instance";
 /// Tag on an endpoint service naming the endpoint TiDB Cloud created for it, once known: the
 /// acceptor then accepts that endpoint only.
 pub const TIDB_CLOUD_ENDPOINT_TAG: &str = "tidb-privatelink:tidb-cloud-endpoint";
+/// Tag on an endpoint service naming the AWS account whose endpoints the acceptor accepts.
+pub const TIDB_CLOUD_ACCOUNT_TAG: &str = "tidb-privatelink:tidb-cloud-account";
+/// Tag on an endpoint service naming the TiDB Cloud cluster linked to it, for the teardown.
+pub const TIDB_CLOUD_CLUSTER_TAG: &str = "tidb-privatelink:tidb-cloud-cluster";
 /// Every name starts with this, which lets IAM policies scope ELB actions by name.
 pub const NAME_PREFIX: &str = "tidbpl-";
 

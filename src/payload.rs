@@ -27,6 +27,10 @@ pub struct Database {
     /// Subnets of the DB subnet group, preferred for the load balancer.
     pub subnet_ids: Vec<String>,
     pub security_group_ids: Vec<String>,
+    /// The TiDB Cloud cluster to link, from the opt-in tag or the stack; none leaves the TiDB
+    /// Cloud side to the user.
+    #[serde(default)]
+    pub tidb_cloud_cluster_id: Option<String>,
 }
 
 /// Step 2: where the load balancer goes, and whom the endpoint service admits.
@@ -86,4 +90,24 @@ pub struct EndpointService {
 pub struct Removal {
     pub removed: Vec<String>,
     pub done: bool,
+}
+
+/// Steps 7 and 8: the private link connection in TiDB Cloud, polled until `ACTIVE`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TiDBCloudConnection {
+    /// False when no TiDB Cloud cluster is configured: the workflow ends after step 6.
+    pub configured: bool,
+    #[serde(default)]
+    pub cluster_id: Option<String>,
+    #[serde(default)]
+    pub connection_id: Option<String>,
+    /// TiDB Cloud's state: `CREATING`, `PENDING_ACCEPTANCE`, `ACTIVE`, `FAILED`, `DELETING`.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// The endpoint TiDB Cloud created: the only one the acceptor accepts for this service.
+    #[serde(default)]
+    pub endpoint_id: Option<String>,
+    /// Whether a failed connection was already deleted and created again once.
+    #[serde(default)]
+    pub recreated: bool,
 }

@@ -22,6 +22,13 @@ pub struct Settings {
     /// The two workflows, which run one at a time per instance.
     pub provision_state_machine_arn: Option<String>,
     pub deprovision_state_machine_arn: Option<String>,
+    /// The TiDB Cloud cluster to link when the opt-in tag's value does not name one.
+    pub tidb_cloud_cluster_id: Option<String>,
+    /// Secrets Manager secret holding the TiDB Cloud API key pair; without it the TiDB Cloud side
+    /// is left to the user.
+    pub tidb_cloud_api_key_secret_arn: Option<String>,
+    /// Base URL of the TiDB Cloud API (the default unless testing).
+    pub tidb_cloud_api_url: Option<String>,
     /// A DNS server to resolve the database endpoint with, instead of the system resolver.
     /// Unset in AWS; the local stack points it at the emulator's DNS.
     pub dns_resolver: Option<SocketAddr>,
@@ -45,6 +52,9 @@ impl Settings {
             })
             .transpose()?;
         Ok(Self {
+            tidb_cloud_cluster_id: var("TIDB_CLOUD_CLUSTER_ID"),
+            tidb_cloud_api_key_secret_arn: var("TIDB_CLOUD_API_KEY_SECRET_ARN"),
+            tidb_cloud_api_url: var("TIDB_CLOUD_API_URL"),
             opt_in_tag_key: var("OPT_IN_TAG_KEY").unwrap_or_else(|| DEFAULT_OPT_IN_TAG_KEY.to_owned()),
             provision_state_machine_arn: var("PROVISION_STATE_MACHINE_ARN"),
             deprovision_state_machine_arn: var("DEPROVISION_STATE_MACHINE_ARN"),
@@ -69,6 +79,28 @@ impl Settings {
             _ => Err(StepError::Misconfigured(
                 "the workflows' ARNs (PROVISION_STATE_MACHINE_ARN, DEPROVISION_STATE_MACHINE_ARN) are not set".into(),
             )),
+        }
+    }
+
+    /// The TiDB Cloud client, when the stack has an API key; built once per cold start, it reads
+    /// the key on first use.
+    pub fn tidb_cloud(&self, sdk: &aws_config::SdkConfig) -> Result<Option<crate::tidb_cloud::TiDBCloud>, StepError> {
+        let Some(secret) = &self.tidb_cloud_api_key_secret_arn else { return Ok(None) };
+        let mut options = crate::tidb_cloud::ClientOptions::default();
+        if let Some(url) = &self.tidb_cloud_api_url {
+            options.base_url = url.clone();
+        }
+        crate::tidb_cloud::TiDBCloud::with_secret(sdk, secret, options).map(Some)
+    }
+
+    /// The TiDB Cloud cluster an instance opts into: its opt-in tag's value, unless that is a
+    /// plain switch (`true`, `enabled`), then the stack's cluster, if any.
+    pub fn cluster_for_tag(&self, tag_value: Option<&str>) -> Option<String> {
+        match tag_value.map(str::trim) {
+            Some(value) if !value.is_empty() && !["true", "enabled"].contains(&value.to_ascii_lowercase().as_str()) => {
+                Some(value.to_owned())
+            }
+            _ => self.tidb_cloud_cluster_id.clone(),
         }
     }
 
@@ -113,6 +145,17 @@ mod tests {
         assert_eq!(s.tidb_cloud_account_id().unwrap(), "380838443567");
         assert_eq!(s.dns_resolver.unwrap().port(), 5353);
         assert_eq!(s.connection_topic_arn().unwrap_err().name(), "Misconfigured");
+    }
+
+    #[test]
+    fn the_tag_value_names_the_cluster_unless_it_is_a_switch() {
+        let s = settings(&[("STACK_NAME", "s"), ("TIDB_CLOUD_CLUSTER_ID", "111")]).unwrap();
+        assert_eq!(s.cluster_for_tag(Some("10140100115280519574")).as_deref(), Some("10140100115280519574"));
+        assert_eq!(s.cluster_for_tag(Some("True")).as_deref(), Some("111"));
+        assert_eq!(s.cluster_for_tag(Some("enabled")).as_deref(), Some("111"));
+        assert_eq!(s.cluster_for_tag(None).as_deref(), Some("111"));
+        let without = settings(&[("STACK_NAME", "s")]).unwrap();
+        assert_eq!(without.cluster_for_tag(Some("true")), None);
     }
 
     #[test]

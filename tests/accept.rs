@@ -4,14 +4,13 @@
 
 mod common;
 
-use aws_lambda_events::sns::SnsEvent;
 use aws_sdk_ec2::types::{Filter, VpcEndpointType};
 use common::*;
 use tidb_privatelink::acceptor::AcceptConnections;
 use tidb_privatelink::naming::TIDB_CLOUD_ENDPOINT_TAG;
 use tidb_privatelink::runtime::Step;
 
-fn notification() -> SnsEvent {
+fn notification() -> serde_json::Value {
     serde_json::from_str(include_str!("fixtures/sns-connection-notification.json")).unwrap()
 }
 

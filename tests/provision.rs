@@ -17,7 +17,7 @@ use tidb_privatelink::steps::target_group::CreateTargetGroup;
 use tidb_privatelink::StepError;
 
 #[test]
-fn the_state_machine_runs_the_six_steps_in_runbook_order() {
+fn the_state_machine_runs_the_steps_in_runbook_order() {
     let got: Vec<(String, String)> = provision_tasks();
     let expected = [
         ("InspectDatabaseFunctionArn", "database"),
@@ -26,6 +26,7 @@ fn the_state_machine_runs_the_six_steps_in_runbook_order() {
         ("SecurityGroupsFunctionArn", "security_groups"),
         ("LoadBalancerFunctionArn", "load_balancer"),
         ("EndpointServiceFunctionArn", "endpoint_service"),
+        ("ConnectTiDBCloudFunctionArn", "tidb_cloud"),
     ];
     let expected: Vec<(String, String)> = expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     assert_eq!(got, expected);

@@ -18,6 +18,7 @@ fn the_teardown_runs_in_an_order_aws_accepts() {
     assert_eq!(
         order,
         [
+            "RemoveTiDBCloudConnectionFunctionArn",
             "RemoveEndpointServiceFunctionArn",
             "RemoveLoadBalancerFunctionArn",
             "RemoveTargetGroupFunctionArn",

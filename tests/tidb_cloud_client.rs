@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -15,44 +12,13 @@ use aws_sdk_elasticloadbalancingv2::types::{LoadBalancerSchemeEnum, LoadBalancer
 use common::*;
 use tidb_privatelink::tidb_cloud::{ClientOptions, ConnectionState, TiDBCloud};
 
-const CLUSTER: &str = "10140100115280519574";
-const PUBLIC_KEY: &str = "it-public-key";
-const PRIVATE_KEY: &str = "it-private-key-4f1d9c";
-
-/// The double of this test process, started on first use; it exits with us (`--watch-pid`).
-fn double() -> &'static str {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        let emulator = &emulator().endpoint;
-        let logs = root().join("target/test-logs");
-        std::fs::create_dir_all(&logs).unwrap();
-        let log = std::fs::File::create(logs.join(format!("tidb-cloud-double-{}.log", std::process::id()))).unwrap();
-        let mut child = Command::new(root().join(".venv/bin/python"))
-            .arg(root().join("tests/tidb_cloud_double/double.py"))
-            .args(["--emulator-url", emulator, "--account-id", TIDB_CLOUD_ACCOUNT])
-            .args(["--az-ids", &TIDB_CLOUD_AZ_IDS.join(","), "--cluster", CLUSTER])
-            .args(["--public-key", PUBLIC_KEY, "--private-key", PRIVATE_KEY])
-            .args(["--watch-pid", &std::process::id().to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start the TiDB Cloud double");
-        let mut ready = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-        let ready: serde_json::Value = serde_json::from_str(&ready).expect("the double's ready line");
-        std::thread::spawn(move || child.wait()); // reaps it when --watch-pid ends it
-        format!("http://127.0.0.1:{}", ready["port"])
-    })
-}
-
 /// A fresh account holding the key pair as the stack's secret; `None` keeps the right one.
 async fn account_with_secret(private_key: Option<&str>) -> SdkConfig {
     let sdk = fresh_account().await;
     let secret = serde_json::json!({"public_key": PUBLIC_KEY, "private_key": private_key.unwrap_or(PRIVATE_KEY)});
     aws_sdk_secretsmanager::Client::new(&sdk)
         .create_secret()
-        .name("tidb-cloud-api-key")
+        .name(SECRET_NAME)
         .secret_string(secret.to_string())
         .send()
         .await
@@ -61,7 +27,11 @@ async fn account_with_secret(private_key: Option<&str>) -> SdkConfig {
 }
 
 fn options() -> ClientOptions {
-    ClientOptions { base_url: double().to_owned(), timeout: Duration::from_secs(10), ..ClientOptions::default() }
+    ClientOptions {
+        base_url: tidb_cloud_double().to_owned(),
+        timeout: Duration::from_secs(10),
+        ..ClientOptions::default()
+    }
 }
 
 /// An NLB in the network's three zones and an endpoint service on it that requires acceptance and
@@ -100,7 +70,7 @@ async fn endpoint_service(network: &Network) -> (String, String) {
 async fn a_connection_goes_from_creating_to_active_once_accepted() {
     let network = Network::new().await;
     let sdk = account_with_secret(None).await;
-    let tidb = TiDBCloud::with_secret(&sdk, "tidb-cloud-api-key", options()).unwrap();
+    let tidb = TiDBCloud::with_secret(&sdk, SECRET_NAME, options()).unwrap();
     let (service_id, service_name) = endpoint_service(&network).await;
 
     let zones = tidb.availability_zones(CLUSTER).await.unwrap();
@@ -142,7 +112,7 @@ async fn a_connection_goes_from_creating_to_active_once_accepted() {
 #[tokio::test]
 async fn a_service_that_does_not_allow_tidb_cloud_fails_with_tidb_clouds_message() {
     let sdk = account_with_secret(None).await;
-    let tidb = TiDBCloud::with_secret(&sdk, "tidb-cloud-api-key", options()).unwrap();
+    let tidb = TiDBCloud::with_secret(&sdk, SECRET_NAME, options()).unwrap();
     let name = "com.amazonaws.vpce.us-east-1.vpce-svc-0000000000000000f";
     let created = tidb.create_private_link_connection(CLUSTER, "nowhere", name).await.unwrap();
     let failed = tidb.get_private_link_connection(CLUSTER, &created.private_link_connection_id).await.unwrap();
@@ -155,7 +125,7 @@ async fn a_service_that_does_not_allow_tidb_cloud_fails_with_tidb_clouds_message
 async fn a_wrong_key_in_the_secret_is_unauthorized_and_not_shown() {
     let wrong = "wrong-private-key-77aa";
     let sdk = account_with_secret(Some(wrong)).await;
-    let tidb = TiDBCloud::with_secret(&sdk, "tidb-cloud-api-key", options()).unwrap();
+    let tidb = TiDBCloud::with_secret(&sdk, SECRET_NAME, options()).unwrap();
     let error = tidb.availability_zones(CLUSTER).await.unwrap_err();
     assert_eq!(error.name(), "TiDBCloudUnauthorized");
     assert!(!format!("{error} {error:?}").contains(wrong), "{error}");
@@ -170,7 +140,7 @@ async fn a_missing_secret_or_an_unknown_cluster_is_named() {
     assert!(error.to_string().contains("no-such-secret"), "{error}");
 
     let sdk = account_with_secret(None).await;
-    let tidb = TiDBCloud::with_secret(&sdk, "tidb-cloud-api-key", options()).unwrap();
+    let tidb = TiDBCloud::with_secret(&sdk, SECRET_NAME, options()).unwrap();
     let error = tidb.availability_zones("999").await.unwrap_err();
     assert_eq!(error.name(), "TiDBCloudNotFound", "{error}");
 }

@@ -3,11 +3,13 @@
 //! which the acceptor function answers. Its name is what the user gives TiDB Cloud.
 
 use aws_config::SdkConfig;
-use aws_sdk_ec2::types::{Filter, ResourceType, ServiceConfiguration};
+use aws_sdk_ec2::types::{Filter, ResourceType, ServiceConfiguration, Tag};
 use aws_sdk_ec2::Client;
 use tracing::{info, warn};
 
-use crate::naming::{resource_name, short_hash, Ownership, NAME_PREFIX};
+use crate::naming::{
+    resource_name, short_hash, Ownership, NAME_PREFIX, TIDB_CLOUD_ACCOUNT_TAG, TIDB_CLOUD_CLUSTER_TAG,
+};
 use crate::payload::{Database, EndpointService, LoadBalancer, ZonePlan};
 use crate::resources::{ec2_tags, find_endpoint_service};
 use crate::runtime::Step;
@@ -47,6 +49,7 @@ impl Step for CreateEndpointService {
         let service_id = service.service_id().unwrap_or_default().to_owned();
         let principal = format!("arn:aws:iam::{}:root", input.zones.tidb_cloud_account_id);
         self.allow_only(&service_id, &principal).await?;
+        self.record_tidb_cloud(&service_id, &input).await?;
         let connection_notification_id = self.ensure_notification(&service_id, &topic_arn).await?;
         let service_name = service.service_name().unwrap_or_default().to_owned();
         info!(db_instance = %identifier, service = %service_name, principal = %principal, "endpoint service ready");
@@ -97,6 +100,23 @@ impl CreateEndpointService {
         })?;
         info!(db_instance = %ownership.identifier, service = service.service_id().unwrap_or_default(), "endpoint service created");
         Ok(service)
+    }
+
+    /// Tags the acceptor and the teardown read: whose endpoints to accept, which cluster to unlink.
+    async fn record_tidb_cloud(&self, service_id: &str, input: &Input) -> Result<(), StepError> {
+        let tag = |key: &str, value: &str| Tag::builder().key(key).value(value).build();
+        let mut tags = vec![tag(TIDB_CLOUD_ACCOUNT_TAG, &input.zones.tidb_cloud_account_id)];
+        tags.extend(
+            input.database.tidb_cloud_cluster_id.as_deref().map(|cluster| tag(TIDB_CLOUD_CLUSTER_TAG, cluster)),
+        );
+        self.ec2
+            .create_tags()
+            .resources(service_id)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(aws::fail("CreateTags"))?;
+        Ok(())
     }
 
     /// Exactly one allowed principal: TiDB Cloud's account. Anything else found there (added by

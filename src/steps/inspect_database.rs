@@ -22,6 +22,7 @@ pub struct InspectDatabase {
     rds: aws_sdk_rds::Client,
     ec2: aws_sdk_ec2::Client,
     resolver: Resolver,
+    settings: Settings,
 }
 
 impl Step for InspectDatabase {
@@ -33,6 +34,7 @@ impl Step for InspectDatabase {
             rds: aws_sdk_rds::Client::new(sdk),
             ec2: aws_sdk_ec2::Client::new(sdk),
             resolver: Resolver::new(settings.dns_resolver).map_err(StepError::Misconfigured)?,
+            settings: settings.clone(),
         })
     }
 
@@ -101,6 +103,13 @@ impl Step for InspectDatabase {
                 .filter_map(|g| g.vpc_security_group_id())
                 .map(str::to_owned)
                 .collect(),
+            tidb_cloud_cluster_id: self.settings.cluster_for_tag(
+                instance
+                    .tag_list()
+                    .iter()
+                    .find(|t| t.key() == Some(self.settings.opt_in_tag_key.as_str()))
+                    .and_then(|t| t.value()),
+            ),
             identifier,
         };
         info!(db_instance = %database.identifier, ip = %database.ip_address, vpc = %database.vpc_id, engine = %database.engine, "database inspected");

@@ -6,3 +6,4 @@ pub mod load_balancer;
 pub mod plan_zones;
 pub mod security_groups;
 pub mod target_group;
+pub mod tidb_cloud_connection;

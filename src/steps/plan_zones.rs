@@ -1,6 +1,7 @@
 //! Step 2, plan zones: TiDB Cloud's endpoints can only reach the load balancer in availability
 //! zones both sides share, matched by AZ ID (zone names differ between accounts). Pick one subnet
-//! of the database's VPC in each shared zone, preferring the DB subnet group's.
+//! of the database's VPC in each shared zone, preferring the DB subnet group's. TiDB Cloud's account
+//! and zones come from its API when a cluster is linked, else from the stack's parameters.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,6 +11,7 @@ use tracing::info;
 
 use crate::payload::{Database, PlannedSubnet, ZonePlan};
 use crate::runtime::Step;
+use crate::tidb_cloud::TiDBCloud;
 use crate::{aws, Settings, StepError};
 
 #[derive(Debug, serde::Deserialize)]
@@ -26,6 +28,7 @@ pub struct Subnet {
 
 pub struct PlanZones {
     ec2: aws_sdk_ec2::Client,
+    tidb_cloud: Option<TiDBCloud>,
     settings: Settings,
 }
 
@@ -34,14 +37,18 @@ impl Step for PlanZones {
     type Output = ZonePlan;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self { ec2: aws_sdk_ec2::Client::new(sdk), settings: settings.clone() })
+        Ok(Self {
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            tidb_cloud: settings.tidb_cloud(sdk)?,
+            settings: settings.clone(),
+        })
     }
 
     async fn run(&self, input: Input) -> Result<ZonePlan, StepError> {
         let database = input.database;
-        let account_id = self.settings.tidb_cloud_account_id()?.to_owned();
+        let (account_id, az_ids) = self.tidb_cloud_side(database.tidb_cloud_cluster_id.as_deref()).await?;
         let subnets = self.vpc_subnets(&database.vpc_id).await?;
-        let planned = plan(&database.vpc_id, &subnets, &self.settings.tidb_cloud_az_ids, &database.subnet_ids)?;
+        let planned = plan(&database.vpc_id, &subnets, &az_ids, &database.subnet_ids)?;
         info!(
             db_instance = %database.identifier,
             zones = ?planned.iter().map(|s| s.availability_zone_id.as_str()).collect::<Vec<_>>(),
@@ -53,6 +60,23 @@ impl Step for PlanZones {
 }
 
 impl PlanZones {
+    /// TiDB Cloud's AWS account and availability zone IDs.
+    async fn tidb_cloud_side(&self, cluster_id: Option<&str>) -> Result<(String, Vec<String>), StepError> {
+        match (cluster_id, &self.tidb_cloud) {
+            (Some(cluster), Some(api)) => {
+                let zones = api.availability_zones(cluster).await?;
+                info!(cluster, account = %zones.account_id, zones = ?zones.az_ids, "TiDB Cloud's zones read from its API");
+                Ok((crate::settings::account_id(&zones.account_id)?, zones.az_ids))
+            }
+            (Some(cluster), None) => Err(StepError::Misconfigured(format!(
+                "TiDB Cloud cluster {cluster} is to be linked, but the stack has no TiDB Cloud API key (TiDBCloudApiKeySecretArn)"
+            ))),
+            (None, _) => {
+                Ok((self.settings.tidb_cloud_account_id()?.to_owned(), self.settings.tidb_cloud_az_ids.clone()))
+            }
+        }
+    }
+
     async fn vpc_subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>, StepError> {
         let mut pages = self
             .ec2

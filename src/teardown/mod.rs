@@ -8,6 +8,7 @@ pub mod endpoint_service;
 pub mod load_balancer;
 pub mod security_groups;
 pub mod target_group;
+pub mod tidb_cloud_connection;
 
 use aws_config::SdkConfig;
 

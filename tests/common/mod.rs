@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,10 +25,12 @@ use tidb_privatelink::steps::load_balancer::CreateLoadBalancer;
 use tidb_privatelink::steps::plan_zones::PlanZones;
 use tidb_privatelink::steps::security_groups::CreateSecurityGroups;
 use tidb_privatelink::steps::target_group::CreateTargetGroup;
+use tidb_privatelink::steps::tidb_cloud_connection::ConnectTiDBCloud;
 use tidb_privatelink::teardown::endpoint_service::RemoveEndpointService;
 use tidb_privatelink::teardown::load_balancer::RemoveLoadBalancer;
 use tidb_privatelink::teardown::security_groups::RemoveSecurityGroups;
 use tidb_privatelink::teardown::target_group::RemoveTargetGroup;
+use tidb_privatelink::teardown::tidb_cloud_connection::RemoveTiDBCloudConnection;
 use tidb_privatelink::{Settings, StepError};
 
 pub const REGION: &str = "us-east-1";
@@ -89,6 +91,32 @@ fn wait_until_ready(port: u16, log: &Path) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("the emulator did not answer within 60 s; its log: {}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+/// The body of a plain-HTTP GET to a loopback URL (the test servers' control routes).
+pub fn http_get_url(url: &str) -> String {
+    http_request(url, "GET", "")
+}
+
+pub fn http_post_url(url: &str, body: &str) -> String {
+    http_request(url, "POST", body)
+}
+
+fn http_request(url: &str, method: &str, body: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("a plain-HTTP URL");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut stream = TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    assert!(head.contains(" 200 ") || head.contains(" 204 "), "{method} {url}: {head}");
+    body.to_owned()
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {
@@ -358,6 +386,8 @@ pub async fn provision(network: &Network, settings: &Settings, identifier: &str)
                 }
             }
             "EndpointServiceFunctionArn" => run_step::<CreateEndpointService>(settings, sdk, doc, &key).await?,
+            // Once: following the connection to ACTIVE is the TiDB Cloud tests' own business.
+            "ConnectTiDBCloudFunctionArn" => run_step::<ConnectTiDBCloud>(settings, sdk, doc, &key).await?,
             other => panic!("no step for {other}"),
         };
     }
@@ -420,6 +450,9 @@ pub async fn deprovision(network: &Network, settings: &Settings, identifier: &st
         let removal = loop {
             let doc = &mut document;
             let result = match placeholder.as_str() {
+                "RemoveTiDBCloudConnectionFunctionArn" => {
+                    run_step::<RemoveTiDBCloudConnection>(settings, sdk, doc, &key).await
+                }
                 "RemoveEndpointServiceFunctionArn" => run_step::<RemoveEndpointService>(settings, sdk, doc, &key).await,
                 "RemoveLoadBalancerFunctionArn" => run_step::<RemoveLoadBalancer>(settings, sdk, doc, &key).await,
                 "RemoveTargetGroupFunctionArn" => run_step::<RemoveTargetGroup>(settings, sdk, doc, &key).await,
@@ -439,3 +472,41 @@ pub async fn deprovision(network: &Network, settings: &Settings, identifier: &st
     }
     Ok(removed)
 }
+
+pub const CLUSTER: &str = "10140100115280519574";
+pub const PUBLIC_KEY: &str = "it-public-key";
+pub const PRIVATE_KEY: &str = "it-private-key-4f1d9c";
+
+/// The TiDB Cloud double (`tests/tidb_cloud_double/`) of this test process, started on first use; it exits with us (`--watch-pid`).
+pub fn tidb_cloud_double() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(start_tidb_cloud_double)
+}
+
+/// A TiDB Cloud double of its own, for a test that injects faults (they are global to a double).
+pub fn start_tidb_cloud_double() -> String {
+    static STARTED: AtomicU64 = AtomicU64::new(0);
+    let logs = root().join("target/test-logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let name = format!("tidb-cloud-double-{}-{}.log", std::process::id(), STARTED.fetch_add(1, Ordering::Relaxed));
+    let log = std::fs::File::create(logs.join(name)).unwrap();
+    let mut child = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests/tidb_cloud_double/double.py"))
+        .args(["--emulator-url", &emulator().endpoint, "--account-id", TIDB_CLOUD_ACCOUNT])
+        .args(["--az-ids", &TIDB_CLOUD_AZ_IDS.join(","), "--cluster", CLUSTER])
+        .args(["--public-key", PUBLIC_KEY, "--private-key", PRIVATE_KEY])
+        .args(["--watch-pid", &std::process::id().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("start the TiDB Cloud double");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&ready).expect("the double's ready line");
+    std::thread::spawn(move || child.wait()); // reaps it when --watch-pid ends it
+    format!("http://127.0.0.1:{}", ready["port"])
+}
+
+/// The name of the secret holding the TiDB Cloud API key in the tests.
+pub const SECRET_NAME: &str = "tidb-cloud-api-key";

@@ -1,0 +1,59 @@
+//! Teardown step 0: the private link connection in TiDB Cloud, first, so that TiDB Cloud stops
+//! using the endpoint service before it goes. The cluster is the one recorded on the endpoint
+//! service at provisioning; the step waits (`TeardownPending`) until TiDB Cloud has deleted it.
+
+use aws_config::SdkConfig;
+use tracing::{info, warn};
+
+use super::{ownership, Clients};
+use crate::naming::TIDB_CLOUD_CLUSTER_TAG;
+use crate::payload::{DbInstanceRequest, Removal};
+use crate::resources::find_endpoint_service;
+use crate::runtime::Step;
+use crate::tidb_cloud::{ConnectionState, TiDBCloud};
+use crate::{Settings, StepError};
+
+pub struct RemoveTiDBCloudConnection {
+    clients: Clients,
+    tidb_cloud: Option<TiDBCloud>,
+}
+
+impl Step for RemoveTiDBCloudConnection {
+    type Input = DbInstanceRequest;
+    type Output = Removal;
+
+    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
+        Ok(Self { clients: Clients::new(sdk, settings), tidb_cloud: settings.tidb_cloud(sdk)? })
+    }
+
+    async fn run(&self, request: DbInstanceRequest) -> Result<Removal, StepError> {
+        let ownership = ownership(&self.clients.settings, &request)?;
+        let Some(service) = find_endpoint_service(&self.clients.ec2, &ownership).await? else {
+            return Ok(Removal { removed: vec![], done: true });
+        };
+        let cluster = service.tags().iter().find(|t| t.key() == Some(TIDB_CLOUD_CLUSTER_TAG)).and_then(|t| t.value());
+        let (Some(cluster), Some(service_name)) = (cluster, service.service_name()) else {
+            return Ok(Removal { removed: vec![], done: true });
+        };
+        let Some(api) = &self.tidb_cloud else {
+            // Without a key the AWS side must still go: TiDB Cloud shows the connection as failed.
+            warn!(db_instance = %ownership.identifier, cluster, "no TiDB Cloud API key: delete the private link connection in TiDB Cloud by hand");
+            return Ok(Removal { removed: vec![], done: true });
+        };
+        let Some(connection) = api.find_private_link_connection(cluster, service_name).await? else {
+            return Ok(Removal { removed: vec![], done: true });
+        };
+        let id = connection.private_link_connection_id;
+        if connection.state != ConnectionState::Deleting {
+            match api.delete_private_link_connection(cluster, &id).await {
+                Ok(_) | Err(StepError::TiDBCloudNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            info!(db_instance = %ownership.identifier, cluster, connection = %id, "TiDB Cloud private link connection deleted");
+        }
+        match api.find_private_link_connection(cluster, service_name).await? {
+            None => Ok(Removal { removed: vec![id], done: true }),
+            Some(_) => Err(StepError::TeardownPending(format!("TiDB Cloud private link connection {id}"))),
+        }
+    }
+}
