@@ -1,34 +1,28 @@
 //! Teardown step 1: the endpoint service. Its connections are rejected first (AWS refuses to delete
 //! a service with available or pending connections), then its notifications and the service go.
 
-use aws_config::SdkConfig;
 use aws_sdk_ec2::types::Filter;
 use tracing::info;
 
-use super::{ownership, Clients};
-use crate::payload::{DbInstanceRequest, Removal};
+use super::{Clients, Removes, Teardown};
+use crate::naming::Ownership;
+use crate::payload::Removal;
 use crate::resources::find_endpoint_service;
-use crate::runtime::Step;
-use crate::{aws, Settings, StepError};
+use crate::{aws, StepError};
 
 /// Connection states that keep a service from being deleted.
 const LIVE_STATES: &[&str] = &["pendingAcceptance", "pending", "available"];
 
-pub struct RemoveEndpointService(Clients);
+pub type RemoveEndpointService = Teardown<EndpointServiceRemoval>;
 
-impl Step for RemoveEndpointService {
-    type Input = DbInstanceRequest;
-    type Output = Removal;
+#[derive(Default)]
+pub struct EndpointServiceRemoval;
 
-    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self(Clients::new(sdk, settings)))
-    }
-
-    async fn run(&self, request: DbInstanceRequest) -> Result<Removal, StepError> {
-        let ec2 = &self.0.ec2;
-        let ownership = ownership(&self.0.settings, &request)?;
+impl Removes for EndpointServiceRemoval {
+    async fn remove(&self, clients: &Clients, ownership: &Ownership) -> Result<Removal, StepError> {
+        let ec2 = &clients.ec2;
         let Some(service) = find_endpoint_service(ec2, &ownership).await? else {
-            return Ok(Removal { removed: vec![], done: true });
+            return Ok(Removal::nothing());
         };
         let service_id = service.service_id().unwrap_or_default().to_owned();
         let by_service = || Filter::builder().name("service-id").values(&service_id).build();

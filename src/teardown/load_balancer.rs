@@ -1,32 +1,26 @@
 //! Teardown step 2: the load balancer and its listeners. Deletion takes a while in AWS; the step
 //! reports `done` only once the load balancer is gone, and the state machine polls it until then.
 
-use aws_config::SdkConfig;
 use tracing::info;
 
-use super::{ownership, Clients};
+use super::{Clients, Removes, Teardown};
 use crate::naming::resource_name;
-use crate::payload::{DbInstanceRequest, Removal};
+use crate::naming::Ownership;
+use crate::payload::Removal;
 use crate::resources::{ensure_elb_owned, find_load_balancer};
-use crate::runtime::Step;
-use crate::{aws, Settings, StepError};
+use crate::{aws, StepError};
 
-pub struct RemoveLoadBalancer(Clients);
+pub type RemoveLoadBalancer = Teardown<LoadBalancerRemoval>;
 
-impl Step for RemoveLoadBalancer {
-    type Input = DbInstanceRequest;
-    type Output = Removal;
+#[derive(Default)]
+pub struct LoadBalancerRemoval;
 
-    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self(Clients::new(sdk, settings)))
-    }
-
-    async fn run(&self, request: DbInstanceRequest) -> Result<Removal, StepError> {
-        let elb = &self.0.elb;
-        let ownership = ownership(&self.0.settings, &request)?;
+impl Removes for LoadBalancerRemoval {
+    async fn remove(&self, clients: &Clients, ownership: &Ownership) -> Result<Removal, StepError> {
+        let elb = &clients.elb;
         let name = resource_name(&ownership.identifier);
         let Some(lb) = find_load_balancer(elb, &name).await? else {
-            return Ok(Removal { removed: vec![], done: true });
+            return Ok(Removal::nothing());
         };
         let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
         ensure_elb_owned(elb, &ownership, "load balancer", &name, &arn).await?;

@@ -10,30 +10,64 @@ pub mod security_groups;
 pub mod target_group;
 pub mod tidb_cloud_connection;
 
+use std::future::Future;
+
 use aws_config::SdkConfig;
 
 use crate::naming::{db_instance_identifier, Ownership};
-use crate::payload::DbInstanceRequest;
+use crate::payload::{DbInstanceRequest, Removal};
+use crate::runtime::Step;
+use crate::tidb_cloud::TiDBCloud;
 use crate::{Settings, StepError};
 
-/// The SDK clients and ownership every teardown step starts from.
-fn ownership(settings: &Settings, request: &DbInstanceRequest) -> Result<Ownership, StepError> {
-    Ok(Ownership::new(&settings.stack_name, &db_instance_identifier(&request.db_instance_identifier)?))
+/// What every teardown step works with.
+pub struct Clients {
+    pub settings: Settings,
+    pub ec2: aws_sdk_ec2::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    /// Present when the stack has a TiDB Cloud API key.
+    pub tidb_cloud: Option<TiDBCloud>,
 }
 
-/// Teardown steps keep the settings and one client per service they call.
-struct Clients {
-    settings: Settings,
-    ec2: aws_sdk_ec2::Client,
-    elb: aws_sdk_elasticloadbalancingv2::Client,
+/// What differs between teardown steps: removing their part for one instance.
+pub trait Removes: Default + Send + Sync {
+    fn remove(
+        &self,
+        clients: &Clients,
+        ownership: &Ownership,
+    ) -> impl Future<Output = Result<Removal, StepError>> + Send;
 }
 
-impl Clients {
-    fn new(sdk: &SdkConfig, settings: &Settings) -> Self {
-        Self {
+/// A teardown step as a Lambda step: input `{"db_instance_identifier": ...}`, output a [`Removal`].
+pub struct Teardown<R> {
+    clients: Clients,
+    step: R,
+}
+
+impl<R: Removes> Step for Teardown<R> {
+    type Input = DbInstanceRequest;
+    type Output = Removal;
+
+    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
+        let clients = Clients {
             settings: settings.clone(),
             ec2: aws_sdk_ec2::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
-        }
+            tidb_cloud: settings.tidb_cloud(sdk)?,
+        };
+        Ok(Self { clients, step: R::default() })
+    }
+
+    async fn run(&self, request: DbInstanceRequest) -> Result<Removal, StepError> {
+        let identifier = db_instance_identifier(&request.db_instance_identifier)?;
+        let ownership = Ownership::new(&self.clients.settings.stack_name, &identifier);
+        self.step.remove(&self.clients, &ownership).await
+    }
+}
+
+impl Removal {
+    /// Nothing of this step's was there (any more).
+    pub fn nothing() -> Self {
+        Removal { removed: vec![], done: true }
     }
 }

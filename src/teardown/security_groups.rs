@@ -3,34 +3,28 @@
 //! deleted load balancer still use it (they drain for minutes), or while another group's rule
 //! refers to it; the step then fails with `TeardownPending` and the state machine retries it.
 
-use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{Filter, IpPermission, UserIdGroupPair};
 use tracing::info;
 
-use super::{ownership, Clients};
-use crate::payload::{DbInstanceRequest, Removal};
+use super::{Clients, Removes, Teardown};
+use crate::naming::Ownership;
+use crate::payload::Removal;
 use crate::resources::find_security_group;
-use crate::runtime::Step;
-use crate::{aws, Settings, StepError};
+use crate::{aws, StepError};
 
-pub struct RemoveSecurityGroups(Clients);
+pub type RemoveSecurityGroups = Teardown<SecurityGroupsRemoval>;
 
-impl Step for RemoveSecurityGroups {
-    type Input = DbInstanceRequest;
-    type Output = Removal;
+#[derive(Default)]
+pub struct SecurityGroupsRemoval;
 
-    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self(Clients::new(sdk, settings)))
-    }
-
-    async fn run(&self, request: DbInstanceRequest) -> Result<Removal, StepError> {
-        let ec2 = &self.0.ec2;
-        let ownership = ownership(&self.0.settings, &request)?;
+impl Removes for SecurityGroupsRemoval {
+    async fn remove(&self, clients: &Clients, ownership: &Ownership) -> Result<Removal, StepError> {
+        let ec2 = &clients.ec2;
         let Some(group) = find_security_group(ec2, &ownership).await? else {
-            return Ok(Removal { removed: vec![], done: true });
+            return Ok(Removal::nothing());
         };
         let group_id = group.group_id().unwrap_or_default().to_owned();
-        let mut removed = self.revoke_rules_referring_to(&group_id).await?;
+        let mut removed = revoke_rules_referring_to(&clients.ec2, &group_id).await?;
         match ec2.delete_security_group().group_id(&group_id).send().await {
             Ok(_) => {}
             Err(e) if aws::error_code(&e) == Some("DependencyViolation") => {
@@ -45,40 +39,37 @@ impl Step for RemoveSecurityGroups {
     }
 }
 
-impl RemoveSecurityGroups {
-    /// Removes, from every security group in the account, the inbound permissions that name our
-    /// group (the rule provisioning added to the database's group); other rules stay.
-    async fn revoke_rules_referring_to(&self, group_id: &str) -> Result<Vec<String>, StepError> {
-        let ec2 = &self.0.ec2;
-        let referring = ec2
-            .describe_security_groups()
-            .filters(Filter::builder().name("ip-permission.group-id").values(group_id).build())
+/// Removes, from every security group in the account, the inbound permissions that name our
+/// group (the rule provisioning added to the database's group); other rules stay.
+async fn revoke_rules_referring_to(ec2: &aws_sdk_ec2::Client, group_id: &str) -> Result<Vec<String>, StepError> {
+    let referring = ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("ip-permission.group-id").values(group_id).build())
+        .send()
+        .await
+        .map_err(aws::fail("DescribeSecurityGroups"))?;
+    let mut removed = Vec::new();
+    for other in referring.security_groups() {
+        let other_id = other.group_id().unwrap_or_default();
+        let ours: Vec<IpPermission> = other
+            .ip_permissions()
+            .iter()
+            .filter(|p| p.user_id_group_pairs().iter().any(|pair| pair.group_id() == Some(group_id)))
+            .map(|p| only_pair_with(p, group_id))
+            .collect();
+        if ours.is_empty() || other_id == group_id {
+            continue;
+        }
+        ec2.revoke_security_group_ingress()
+            .group_id(other_id)
+            .set_ip_permissions(Some(ours))
             .send()
             .await
-            .map_err(aws::fail("DescribeSecurityGroups"))?;
-        let mut removed = Vec::new();
-        for other in referring.security_groups() {
-            let other_id = other.group_id().unwrap_or_default();
-            let ours: Vec<IpPermission> = other
-                .ip_permissions()
-                .iter()
-                .filter(|p| p.user_id_group_pairs().iter().any(|pair| pair.group_id() == Some(group_id)))
-                .map(|p| only_pair_with(p, group_id))
-                .collect();
-            if ours.is_empty() || other_id == group_id {
-                continue;
-            }
-            ec2.revoke_security_group_ingress()
-                .group_id(other_id)
-                .set_ip_permissions(Some(ours))
-                .send()
-                .await
-                .map_err(aws::fail("RevokeSecurityGroupIngress"))?;
-            info!(security_group = other_id, from = group_id, "rule admitting the load balancer revoked");
-            removed.push(format!("{other_id} ingress from {group_id}"));
-        }
-        Ok(removed)
+            .map_err(aws::fail("RevokeSecurityGroupIngress"))?;
+        info!(security_group = other_id, from = group_id, "rule admitting the load balancer revoked");
+        removed.push(format!("{other_id} ingress from {group_id}"));
     }
+    Ok(removed)
 }
 
 /// The permission narrowed to our group, so that revoking it leaves the rule's other sources.

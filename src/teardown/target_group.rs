@@ -1,31 +1,25 @@
 //! Teardown step 3: the target group, once no load balancer uses it.
 
-use aws_config::SdkConfig;
 use tracing::info;
 
-use super::{ownership, Clients};
+use super::{Clients, Removes, Teardown};
 use crate::naming::resource_name;
-use crate::payload::{DbInstanceRequest, Removal};
+use crate::naming::Ownership;
+use crate::payload::Removal;
 use crate::resources::{ensure_elb_owned, find_target_group};
-use crate::runtime::Step;
-use crate::{aws, Settings, StepError};
+use crate::{aws, StepError};
 
-pub struct RemoveTargetGroup(Clients);
+pub type RemoveTargetGroup = Teardown<TargetGroupRemoval>;
 
-impl Step for RemoveTargetGroup {
-    type Input = DbInstanceRequest;
-    type Output = Removal;
+#[derive(Default)]
+pub struct TargetGroupRemoval;
 
-    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self(Clients::new(sdk, settings)))
-    }
-
-    async fn run(&self, request: DbInstanceRequest) -> Result<Removal, StepError> {
-        let elb = &self.0.elb;
-        let ownership = ownership(&self.0.settings, &request)?;
+impl Removes for TargetGroupRemoval {
+    async fn remove(&self, clients: &Clients, ownership: &Ownership) -> Result<Removal, StepError> {
+        let elb = &clients.elb;
         let name = resource_name(&ownership.identifier);
         let Some(group) = find_target_group(elb, &name).await? else {
-            return Ok(Removal { removed: vec![], done: true });
+            return Ok(Removal::nothing());
         };
         let arn = group.target_group_arn().unwrap_or_default().to_owned();
         ensure_elb_owned(elb, &ownership, "target group", &name, &arn).await?;

@@ -2,46 +2,37 @@
 //! using the endpoint service before it goes. The cluster is the one recorded on the endpoint
 //! service at provisioning; the step waits (`TeardownPending`) until TiDB Cloud has deleted it.
 
-use aws_config::SdkConfig;
 use tracing::{info, warn};
 
-use super::{ownership, Clients};
+use super::{Clients, Removes, Teardown};
+use crate::naming::Ownership;
 use crate::naming::TIDB_CLOUD_CLUSTER_TAG;
-use crate::payload::{DbInstanceRequest, Removal};
+use crate::payload::Removal;
 use crate::resources::find_endpoint_service;
-use crate::runtime::Step;
-use crate::tidb_cloud::{ConnectionState, TiDBCloud};
-use crate::{Settings, StepError};
+use crate::tidb_cloud::ConnectionState;
+use crate::StepError;
 
-pub struct RemoveTiDBCloudConnection {
-    clients: Clients,
-    tidb_cloud: Option<TiDBCloud>,
-}
+pub type RemoveTiDBCloudConnection = Teardown<TiDBCloudConnectionRemoval>;
 
-impl Step for RemoveTiDBCloudConnection {
-    type Input = DbInstanceRequest;
-    type Output = Removal;
+#[derive(Default)]
+pub struct TiDBCloudConnectionRemoval;
 
-    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self { clients: Clients::new(sdk, settings), tidb_cloud: settings.tidb_cloud(sdk)? })
-    }
-
-    async fn run(&self, request: DbInstanceRequest) -> Result<Removal, StepError> {
-        let ownership = ownership(&self.clients.settings, &request)?;
-        let Some(service) = find_endpoint_service(&self.clients.ec2, &ownership).await? else {
-            return Ok(Removal { removed: vec![], done: true });
+impl Removes for TiDBCloudConnectionRemoval {
+    async fn remove(&self, clients: &Clients, ownership: &Ownership) -> Result<Removal, StepError> {
+        let Some(service) = find_endpoint_service(&clients.ec2, &ownership).await? else {
+            return Ok(Removal::nothing());
         };
         let cluster = service.tags().iter().find(|t| t.key() == Some(TIDB_CLOUD_CLUSTER_TAG)).and_then(|t| t.value());
         let (Some(cluster), Some(service_name)) = (cluster, service.service_name()) else {
-            return Ok(Removal { removed: vec![], done: true });
+            return Ok(Removal::nothing());
         };
-        let Some(api) = &self.tidb_cloud else {
+        let Some(api) = &clients.tidb_cloud else {
             // Without a key the AWS side must still go: TiDB Cloud shows the connection as failed.
             warn!(db_instance = %ownership.identifier, cluster, "no TiDB Cloud API key: delete the private link connection in TiDB Cloud by hand");
-            return Ok(Removal { removed: vec![], done: true });
+            return Ok(Removal::nothing());
         };
         let Some(connection) = api.find_private_link_connection(cluster, service_name).await? else {
-            return Ok(Removal { removed: vec![], done: true });
+            return Ok(Removal::nothing());
         };
         let id = connection.private_link_connection_id;
         if connection.state != ConnectionState::Deleting {
