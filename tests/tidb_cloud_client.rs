@@ -15,14 +15,7 @@ use tidb_privatelink::tidb_cloud::{ClientOptions, ConnectionState, TiDBCloud};
 /// A fresh account holding the key pair as the stack's secret; `None` keeps the right one.
 async fn account_with_secret(private_key: Option<&str>) -> SdkConfig {
     let sdk = fresh_account().await;
-    let secret = serde_json::json!({"public_key": PUBLIC_KEY, "private_key": private_key.unwrap_or(PRIVATE_KEY)});
-    aws_sdk_secretsmanager::Client::new(&sdk)
-        .create_secret()
-        .name(SECRET_NAME)
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .unwrap();
+    store_api_key(&sdk, private_key.unwrap_or(PRIVATE_KEY)).await;
     sdk
 }
 

@@ -17,19 +17,12 @@ use tidb_privatelink::Settings;
 /// Stores the key pair as the stack's secret and returns settings that link `CLUSTER` through the
 /// API (at `api_url`): no TiDB Cloud account or zones configured.
 async fn api_settings(network: &Network, private_key: &str, api_url: &str) -> Settings {
-    let secret = json!({"public_key": PUBLIC_KEY, "private_key": private_key});
-    let created = aws_sdk_secretsmanager::Client::new(&network.sdk)
-        .create_secret()
-        .name(SECRET_NAME)
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .unwrap();
+    let secret_arn = store_api_key(&network.sdk, private_key).await;
     Settings {
         tidb_cloud_account_id: None,
         tidb_cloud_az_ids: vec![],
         tidb_cloud_cluster_id: Some(CLUSTER.into()),
-        tidb_cloud_api_key_secret_arn: Some(created.arn().unwrap().to_owned()),
+        tidb_cloud_api_key_secret_arn: Some(secret_arn),
         tidb_cloud_api_url: Some(api_url.to_owned()),
         ..network.settings()
     }

@@ -510,3 +510,16 @@ pub fn start_tidb_cloud_double() -> String {
 
 /// The name of the secret holding the TiDB Cloud API key in the tests.
 pub const SECRET_NAME: &str = "tidb-cloud-api-key";
+
+/// Stores the TiDB Cloud key pair (with `private_key`) as the stack's secret; returns its ARN.
+pub async fn store_api_key(sdk: &SdkConfig, private_key: &str) -> String {
+    let secret = json!({"public_key": PUBLIC_KEY, "private_key": private_key});
+    let created = aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(SECRET_NAME)
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap();
+    created.arn().unwrap().to_owned()
+}

@@ -15,6 +15,7 @@ def apply_all() -> None:
     if _applied:
         return
     from . import ec2, elbv2, rds, vpce_connections, vpce_notifications, vpce_services
+    from . import events_targets, iam_enforcement, lambda_forward, rds_events
 
     ec2.apply()
     rds.apply()
@@ -22,4 +23,8 @@ def apply_all() -> None:
     vpce_services.apply()
     vpce_notifications.apply()
     vpce_connections.apply()
+    lambda_forward.apply()
+    events_targets.apply()
+    rds_events.apply()
+    iam_enforcement.apply()
     _applied = True

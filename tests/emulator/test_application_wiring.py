@@ -1,0 +1,361 @@
+"""The extension pieces the local stack stands on (lambda_forward, events_targets, rds_events,
+iam_enforcement), each against a fresh emulator of its own with Step Functions executing, and a
+stand-in for `cargo lambda watch` (an HTTP server that answers as it does: 200 with the result,
+500 with {"errorType", "errorMessage"} for a function error)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from conftest import make_network, start_emulator
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"},
+                                                 "Action": "sts:AssumeRole"}]}
+
+
+class FakeWatch:
+    """Answers POST /2015-03-31/functions/<name>/invocations like cargo lambda watch."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                name = self.path.split("/")[-2]
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"null")
+                outer.calls.append((name, body))
+                if isinstance(body, dict) and body.get("fail"):
+                    status, reply = 500, {"errorType": body["fail"], "errorMessage": f"{name} failed on purpose"}
+                else:
+                    status, reply = 200, {"echo": body, "function": name}
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[dict[str, Any]]:
+    process, ready = start_emulator("--watch-pid", str(os.getpid()), "--config",
+                                    json.dumps({"stepfunctions": {"execute_state_machine": True}}))
+    url = f"http://127.0.0.1:{ready['port']}"
+    watch = FakeWatch()
+    try:
+        yield {"url": url, "watch": watch}
+    finally:
+        watch.server.shutdown()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def client(emu: dict[str, Any], service: str, key: str = "testing", secret: str = "testing", token: str | None = None) -> Any:
+    return boto3.client(service, endpoint_url=emu["url"], region_name=REGION, aws_access_key_id=key,
+                        aws_secret_access_key=secret, aws_session_token=token,
+                        config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+
+
+def post(emu: dict[str, Any], path: str, data: bytes, content_type: str = "application/json") -> None:
+    request = urllib.request.Request(emu["url"] + path, data=data, method="POST", headers={"Content-Type": content_type})
+    urllib.request.urlopen(request, timeout=10).read()
+
+
+def route(emu: dict[str, Any], routes: dict[str, dict[str, Any]]) -> None:
+    post(emu, "/moto-api/config", json.dumps({"lambda": {"use_docker": True, "forward": routes}}).encode())
+
+
+def function(emu: dict[str, Any], name: str, **route_extra: Any) -> str:
+    iam = client(emu, "iam")
+    role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+    arn = client(emu, "lambda").create_function(
+        FunctionName=name, Runtime="provided.al2023", Role=role, Handler="bootstrap", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18},
+        Timeout=3)["FunctionArn"]
+    route(emu, {arn: {"url": emu["watch"].url, "name": name.replace("fn-", "bin-"), **route_extra}})
+    return arn
+
+
+def state_machine(emu: dict[str, Any], name: str, definition: dict[str, Any], actions: list[str]) -> str:
+    iam = client(emu, "iam")
+    role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+    if actions:
+        iam.put_role_policy(RoleName=f"{name}-role", PolicyName="p", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions,
+                                                     "Resource": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:*"}]}))
+    return client(emu, "stepfunctions").create_state_machine(name=name, definition=json.dumps(definition), roleArn=role)["stateMachineArn"]
+
+
+def run(emu: dict[str, Any], machine: str, payload: dict[str, Any]) -> dict[str, Any]:
+    sfn = client(emu, "stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=machine, name=f"t{time.time_ns()}", input=json.dumps(payload))["executionArn"]
+    for _ in range(100):
+        description = sfn.describe_execution(executionArn=arn)
+        if description["status"] != "RUNNING":
+            return description
+        time.sleep(0.1)
+    raise AssertionError("execution still running")
+
+
+# --- Lambda ------------------------------------------------------------------------------------
+
+
+def test_invoke_runs_the_function_served_by_cargo_lambda_watch(emu: dict[str, Any]) -> None:
+    function(emu, "fn-echo")
+    reply = client(emu, "lambda").invoke(FunctionName="fn-echo", Payload=b'{"a": 1}')
+    assert "FunctionError" not in reply
+    assert json.loads(reply["Payload"].read()) == {"echo": {"a": 1}, "function": "bin-echo"}
+
+
+def test_a_function_error_comes_back_as_lambda_reports_it(emu: dict[str, Any]) -> None:
+    function(emu, "fn-fail")
+    reply = client(emu, "lambda").invoke(FunctionName="fn-fail", Payload=b'{"fail": "DatabaseNotFound"}')
+    assert reply["StatusCode"] == 200 and reply["FunctionError"] == "Unhandled"
+    assert json.loads(reply["Payload"].read())["errorType"] == "DatabaseNotFound"
+
+
+def test_a_function_that_exits_fails_at_once_with_its_log(emu: dict[str, Any], tmp_path: Any) -> None:
+    log = tmp_path / "watch.log"
+    log.write_text("")
+    iam = client(emu, "iam")
+    role = iam.create_role(RoleName="fn-exit-role", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+    arn = client(emu, "lambda").create_function(FunctionName="fn-exit", Runtime="provided.al2023", Role=role,
+                                                Handler="bootstrap", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})["FunctionArn"]
+    silent = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (BaseHTTPRequestHandler,), {
+        "do_POST": lambda self: time.sleep(30), "log_message": lambda self, *a: None}))
+    threading.Thread(target=silent.serve_forever, daemon=True).start()
+    route(emu, {arn: {"url": f"http://127.0.0.1:{silent.server_address[1]}", "name": "bin-exit", "log": str(log)}})
+    threading.Timer(1.0, lambda: log.write_text("error[E0425]: cannot find value `x`\nERROR command exited code=101\n")).start()
+    started = time.time()
+    reply = client(emu, "lambda").invoke(FunctionName="fn-exit", Payload=b"{}")
+    assert time.time() - started < 10
+    payload = json.loads(reply["Payload"].read())
+    assert (reply["FunctionError"], payload["errorType"]) == ("Unhandled", "Runtime.ExitError")
+    assert "E0425" in payload["errorMessage"]
+    silent.shutdown()
+
+
+def test_step_functions_retry_and_catch_see_the_functions_error_name(emu: dict[str, Any]) -> None:
+    arn = function(emu, "fn-step")
+    definition = {"StartAt": "Step", "States": {
+        "Step": {"Type": "Task", "Resource": arn, "Catch": [{"ErrorEquals": ["Recoverable"], "Next": "Caught"}], "End": True},
+        "Caught": {"Type": "Pass", "End": True}}}
+    machine = state_machine(emu, "sm-step", definition, ["lambda:InvokeFunction"])
+    assert run(emu, machine, {"x": 1})["status"] == "SUCCEEDED"
+    assert run(emu, machine, {"fail": "Recoverable"})["status"] == "SUCCEEDED"
+    failed = run(emu, machine, {"fail": "UnsupportedEngine"})
+    assert (failed["status"], failed["error"]) == ("FAILED", "UnsupportedEngine")
+
+
+def test_sns_delivers_awss_event_shape_to_the_function(emu: dict[str, Any]) -> None:
+    arn = function(emu, "fn-sns")
+    sns = client(emu, "sns")
+    topic = sns.create_topic(Name="connections")["TopicArn"]
+    subscription = sns.subscribe(TopicArn=topic, Protocol="lambda", Endpoint=arn, ReturnSubscriptionArn=True)["SubscriptionArn"]
+    sns.publish(TopicArn=topic, Message='{"eventType": "Connect"}', Subject="hello")
+    for _ in range(50):
+        events = [body for name, body in emu["watch"].calls if name == "bin-sns"]
+        if events:
+            break
+        time.sleep(0.1)
+    record = events[0]["Records"][0]
+    assert (record["EventSource"], record["EventSubscriptionArn"]) == ("aws:sns", subscription)
+    assert (record["Sns"]["TopicArn"], record["Sns"]["Message"], record["Sns"]["Subject"]) == (topic, '{"eventType": "Connect"}', "hello")
+
+
+# --- EventBridge and RDS events ----------------------------------------------------------------
+
+
+def capture_queue(emu: dict[str, Any], pattern: dict[str, Any]) -> str:
+    sqs, events = client(emu, "sqs"), client(emu, "events")
+    url = sqs.create_queue(QueueName=f"q{time.time_ns()}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    name = f"r{time.time_ns()}"
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": arn}])
+    return url
+
+
+def drain(emu: dict[str, Any], url: str) -> list[dict[str, Any]]:
+    messages = client(emu, "sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def test_rds_api_calls_reach_eventbridge_as_cloudtrail_events(emu: dict[str, Any]) -> None:
+    url = capture_queue(emu, {"source": ["aws.rds"], "detail-type": ["AWS API Call via CloudTrail"]})
+    ec2, rds = client(emu, "ec2"), client(emu, "rds")
+    net = make_network(ec2)
+    rds.create_db_subnet_group(DBSubnetGroupName="g", DBSubnetGroupDescription="g", SubnetIds=net["subnets"])
+    db = rds.create_db_instance(DBInstanceIdentifier="events-db", Engine="mysql", EngineVersion="8.0.35",
+                                DBInstanceClass="db.t3.micro", DBSubnetGroupName="g", MasterUsername="admin",
+                                MasterUserPassword="secret-password", Tags=[{"Key": "team", "Value": "orders"}])["DBInstance"]
+    rds.add_tags_to_resource(ResourceName=db["DBInstanceArn"], Tags=[{"Key": "tidb-privatelink", "Value": "true"}])
+    rds.remove_tags_from_resource(ResourceName=db["DBInstanceArn"], TagKeys=["tidb-privatelink"])
+    rds.delete_db_instance(DBInstanceIdentifier="events-db", SkipFinalSnapshot=True)
+    events = {e["detail"]["eventName"]: e for e in drain(emu, url) + drain(emu, url)}
+    assert set(events) == {"CreateDBInstance", "AddTagsToResource", "RemoveTagsFromResource", "DeleteDBInstance"}
+    for event in events.values():
+        assert (event["source"], event["detail"]["eventSource"]) == ("aws.rds", "rds.amazonaws.com")
+        assert "T" in event["time"] and "ingestion-time" not in event
+    assert events["AddTagsToResource"]["detail"]["requestParameters"] == {
+        "resourceName": db["DBInstanceArn"], "tags": [{"key": "tidb-privatelink", "value": "true"}]}
+    assert events["RemoveTagsFromResource"]["detail"]["requestParameters"] == {
+        "resourceName": db["DBInstanceArn"], "tagKeys": ["tidb-privatelink"]}
+    create = events["CreateDBInstance"]["detail"]["requestParameters"]
+    assert (create["dBInstanceIdentifier"], create["tags"], create["masterUserPassword"]) == (
+        "events-db", [{"key": "team", "value": "orders"}], "****")
+    assert events["DeleteDBInstance"]["detail"]["requestParameters"]["dBInstanceIdentifier"] == "events-db"
+
+
+def test_forced_failover_moves_the_ip_and_emits_failover_events(emu: dict[str, Any]) -> None:
+    url = capture_queue(emu, {"source": ["aws.rds"], "detail-type": ["RDS DB Instance Event"]})
+    ec2, rds = client(emu, "ec2"), client(emu, "rds")
+    net = make_network(ec2, cidr="10.21.0.0/16", subnets=(("10.21.1.0/24", "us-east-1a"), ("10.21.2.0/24", "us-east-1b")))
+    rds.create_db_subnet_group(DBSubnetGroupName="fo", DBSubnetGroupDescription="fo", SubnetIds=net["subnets"])
+    db = rds.create_db_instance(DBInstanceIdentifier="fo-db", Engine="mysql", EngineVersion="8.0.35", MultiAZ=True,
+                                DBInstanceClass="db.t3.micro", DBSubnetGroupName="fo", MasterUsername="admin",
+                                MasterUserPassword="secret-password")["DBInstance"]
+
+    def address() -> list[str]:
+        return [i["PrivateIpAddress"] for i in ec2.describe_network_interfaces(Filters=[
+            {"Name": "vpc-id", "Values": [net["vpc"]]}, {"Name": "description", "Values": ["RDSNetworkInterface"]}])["NetworkInterfaces"]]
+
+    before = address()
+    rds.reboot_db_instance(DBInstanceIdentifier="fo-db", ForceFailover=True)
+    assert address() != before
+    events = drain(emu, url)
+    assert [e["detail"]["EventID"] for e in events] == ["RDS-EVENT-0013", "RDS-EVENT-0015", "RDS-EVENT-0049"]
+    assert {e["detail"]["SourceArn"] for e in events} == {db["DBInstanceArn"]}
+    assert events[0]["detail"]["EventCategories"] == ["failover"] and events[0]["resources"] == [db["DBInstanceArn"]]
+    rds.reboot_db_instance(DBInstanceIdentifier="fo-db")
+    assert [e["detail"]["EventID"] for e in drain(emu, url)] == ["RDS-EVENT-0006"]
+
+
+def test_rules_start_state_machines_with_the_target_role_and_match_arrays_of_objects(emu: dict[str, Any]) -> None:
+    sfn_events = client(emu, "events")
+    machine = state_machine(emu, "sm-events", {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}, [])
+    iam = client(emu, "iam")
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                                                     "Action": "sts:AssumeRole"}]}
+    allowed = iam.create_role(RoleName="events-start", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName="events-start", PolicyName="p", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "states:StartExecution", "Resource": machine}]}))
+    denied = iam.create_role(RoleName="events-nothing", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    pattern = {"source": ["custom.test"], "detail": {"tags": {"key": ["tidb-privatelink"]}}}
+    sfn_events.put_rule(Name="start", EventPattern=json.dumps(pattern))
+    sfn_events.put_targets(Rule="start", Targets=[{"Id": "ok", "Arn": machine, "RoleArn": allowed},
+                                                  {"Id": "no", "Arn": machine, "RoleArn": denied}])
+    sfn_events.put_rule(Name="off", EventPattern=json.dumps(pattern), State="DISABLED")
+    sfn_events.put_targets(Rule="off", Targets=[{"Id": "off", "Arn": machine, "RoleArn": allowed}])
+    detail = {"tags": [{"key": "team", "value": "x"}, {"key": "tidb-privatelink", "value": "true"}]}
+    sfn_events.put_events(Entries=[{"Source": "custom.test", "DetailType": "t", "Detail": json.dumps(detail)},
+                                   {"Source": "custom.test", "DetailType": "t", "Detail": json.dumps({"tags": [{"key": "other"}]})}])
+    time.sleep(0.5)
+    executions = client(emu, "stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+    assert len(executions) == 1, "one matching event, one enabled target whose role may start the machine"
+    started = client(emu, "stepfunctions").describe_execution(executionArn=executions[0]["executionArn"])
+    assert json.loads(started["input"])["detail"] == detail
+
+
+# --- IAM ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def enforced() -> Iterator[dict[str, Any]]:
+    process, ready = start_emulator("--watch-pid", str(os.getpid()), "--config",
+                                    json.dumps({"stepfunctions": {"execute_state_machine": True}}))
+    emu = {"url": f"http://127.0.0.1:{ready['port']}", "watch": FakeWatch()}
+    iam = client(emu, "iam")
+    iam.create_user(UserName="admin")
+    iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="admin")["AccessKey"]
+    iam.create_user(UserName="describer")
+    iam.put_user_policy(UserName="describer", PolicyName="rds", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["rds:DescribeDBInstances", "ec2:CreateSecurityGroup"],
+                                                 "Resource": f"arn:aws:rds:{REGION}:{ACCOUNT}:db:*"}]}))
+    limited = iam.create_access_key(UserName="describer")["AccessKey"]
+    post(emu, "/moto-api/reset-auth", b"0", content_type="text/plain")
+    emu["admin"] = (key["AccessKeyId"], key["SecretAccessKey"])
+    emu["limited"] = (limited["AccessKeyId"], limited["SecretAccessKey"])
+    try:
+        yield emu
+    finally:
+        emu["watch"].server.shutdown()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_enforcement_checks_actions_even_when_statements_name_resources(enforced: dict[str, Any]) -> None:
+    rds = client(enforced, "rds", *enforced["limited"])
+    rds.describe_db_instances()
+    with pytest.raises(ClientError) as denied:
+        rds.create_db_subnet_group(DBSubnetGroupName="x", DBSubnetGroupDescription="x", SubnetIds=["subnet-1"])
+    assert "not authorized" in str(denied.value)
+
+
+def test_signatures_are_checked_over_the_bytes_sent_and_list_functions_works(enforced: dict[str, Any]) -> None:
+    admin = enforced["admin"]
+    assert client(enforced, "lambda", *admin).list_functions()["Functions"] == []
+    # aws-sdk-rust percent-encodes a space as %20 where botocore writes "+": sign such a body.
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    vpc = client(enforced, "ec2", *admin).create_vpc(CidrBlock="10.5.0.0/16")["Vpc"]["VpcId"]
+    body = f"Action=CreateSecurityGroup&Version=2016-11-15&GroupName=g1&GroupDescription=two%20words&VpcId={vpc}"
+    request = AWSRequest(method="POST", url=enforced["url"] + "/", data=body.encode(),
+                         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    SigV4Auth(Credentials(*admin), "ec2", REGION).add_auth(request)
+    prepared = request.prepare()
+    reply = urllib.request.urlopen(urllib.request.Request(prepared.url, data=prepared.body, headers=dict(prepared.headers),
+                                                          method="POST"), timeout=10).read()
+    assert b"<groupId>sg-" in reply
+
+
+def test_step_functions_calls_lambda_as_the_state_machines_role(enforced: dict[str, Any]) -> None:
+    admin = enforced["admin"]
+    iam = client(enforced, "iam", *admin)
+    role = iam.create_role(RoleName="fn-role", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+    arn = client(enforced, "lambda", *admin).create_function(
+        FunctionName="fn-guarded", Runtime="provided.al2023", Role=role, Handler="bootstrap",
+        Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})["FunctionArn"]
+    route(enforced, {arn: {"url": enforced["watch"].url, "name": "bin-guarded"}})
+    definition = {"StartAt": "Call", "States": {"Call": {"Type": "Task", "Resource": arn, "End": True}}}
+    results = {}
+    for name, actions in (("sm-may", ["lambda:InvokeFunction"]), ("sm-may-not", ["lambda:GetFunction"])):
+        machine_role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+        iam.put_role_policy(RoleName=f"{name}-role", PolicyName="p", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": arn}]}))
+        sfn = client(enforced, "stepfunctions", *admin)
+        machine = sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=machine_role)["stateMachineArn"]
+        execution = sfn.start_execution(stateMachineArn=machine, name="e", input="{}")["executionArn"]
+        for _ in range(100):
+            description = sfn.describe_execution(executionArn=execution)
+            if description["status"] != "RUNNING":
+                break
+            time.sleep(0.1)
+        results[name] = description
+    assert results["sm-may"]["status"] == "SUCCEEDED", results["sm-may"]
+    assert results["sm-may-not"]["status"] == "FAILED"
+    assert "lambda:InvokeFunction" in results["sm-may-not"].get("cause", "")
