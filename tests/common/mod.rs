@@ -344,8 +344,14 @@ pub fn workflow_tasks(workflow: &str) -> Vec<(String, String)> {
     loop {
         let state = &definition["States"][&name];
         let next = match state["Type"].as_str().unwrap() {
-            // Waiting for the instance's turn is a concern of its own (tests/turn.rs).
-            "Task" if state["Resource"] == "${AwaitTurnFunctionArn}" => state["Next"].as_str(),
+            // Waiting for the instance's turn is a concern of its own (tests/turn.rs), and service
+            // integrations (tagging the instance) run in the local stack's end-to-end tests.
+            "Task"
+                if state["Resource"] == "${AwaitTurnFunctionArn}"
+                    || !state["Resource"].as_str().unwrap().starts_with("${") =>
+            {
+                state["Next"].as_str()
+            }
             "Task" => {
                 let placeholder = state["Resource"].as_str().unwrap().trim_start_matches("${").trim_end_matches('}');
                 let key = state["ResultPath"].as_str().unwrap().rsplit('.').next().unwrap();
