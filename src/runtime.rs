@@ -2,6 +2,7 @@
 //! per cold start, then each invocation's payload goes to the step.
 
 use std::future::Future;
+use std::pin::Pin;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -39,7 +40,12 @@ pub trait Step: Sized {
 pub async fn serve_step<S: Step>() -> Result<(), Error> {
     let wiring = init().await?;
     let step = S::new(&wiring.sdk, &wiring.settings)?;
-    serve(|input| step.run(input)).await
+    // Boxed: the steps' futures (the TiDB Cloud client's HTTP stack inside the SDK's) are deep
+    // enough types to exceed the compiler's layout recursion limit in `main`.
+    serve(|input| -> Pin<Box<dyn Future<Output = Result<S::Output, StepError>> + Send + '_>> {
+        Box::pin(step.run(input))
+    })
+    .await
 }
 
 /// Runs `step` for each invocation; a failure is logged with its Step Functions error name and

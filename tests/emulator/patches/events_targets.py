@@ -23,7 +23,9 @@ Here:
     policies with moto's IAM evaluator: action level, see iam_enforcement).
     A target that fails those checks is dropped with a warning in the
     emulator's log, as AWS counts a FailedInvocation and moves on.
-  * Other targets (SQS, logs, buses...) go to moto's own code, unchanged.
+  * Other targets (SQS, logs, buses...) go to moto's own code, given the whole
+    event (moto's default rendering dropped ``account``) unless they have an
+    InputTransformer.
   * Schedules: ``rate(N minute|minutes|hour|hours|day|days)`` rules and
     Scheduler schedules fire every N units after their creation, with AWS's
     "Scheduled Event" shape (rules) or the target's Input (Scheduler).
@@ -301,10 +303,16 @@ def apply() -> None:
                     rest.append(target)
             except Exception:
                 log.exception("events: delivery of %s to %s failed", self.arn, target.get("Arn"))
-        if rest:
-            view = copy.copy(self)
-            view.targets = rest
-            return original(view, original_event, transform_input)
+        # moto's own targets: with an InputTransformer moto renders it; otherwise hand them the
+        # whole event (moto's default rendering drops "account"), minus moto's ingestion-time.
+        transformed = [t for t in rest if t.get("InputTransformer")]
+        whole = [t for t in rest if not t.get("InputTransformer")]
+        for targets, transform in ((transformed, True), (whole, False)):
+            if targets:
+                view = copy.copy(self)
+                view.targets = targets
+                event_for_moto = {k: v for k, v in original_event.items() if k != "ingestion-time"}
+                original(view, event_for_moto, transform and transform_input)
         return None
 
     if not _scheduler_started:

@@ -1,0 +1,1 @@
+"""The application running on this machine: see scripts/local-stack and stack.py."""

@@ -1,0 +1,134 @@
+"""scripts/local-stack: the whole application on 127.0.0.1 (emulated AWS, its DNS, the real functions
+under cargo lambda watch, everything template.yaml defines deployed into it).
+
+    scripts/local-stack up [--stack-name N] [--port P] [--dns-port D] [--parameter K=V ...]
+                           [--tidb-cloud-account-id ID] [--tidb-cloud-az-ids a,b,c]
+                           [--no-reload] [--no-build] [--restart] [--state-dir DIR]
+    scripts/local-stack down [--state-dir DIR]
+    scripts/local-stack status|env [--state-dir DIR]
+
+`up` returns once everything answers and prints shell exports (also written to <state dir>/env):
+    eval "$(scripts/local-stack env)"
+Environment: LOCAL_STACK_DIR (state dir, default .local), LOCAL_STACK_NAME, LOCAL_STACK_PORT,
+LOCAL_STACK_DNS_PORT, TIDB_CLOUD_ACCOUNT_ID, TIDB_CLOUD_AZ_IDS. A port of 0 picks a free one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import cfn, stack
+
+
+def _state_dir(value: str | None) -> Path:
+    return Path(value or os.environ.get("LOCAL_STACK_DIR") or stack.ROOT / ".local").resolve()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/local-stack", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start everything and deploy the stack (or say it is up)")
+    up.add_argument("--stack-name", default=os.environ.get("LOCAL_STACK_NAME", "tidb-privatelink"))
+    up.add_argument("--region", default="us-east-1")
+    up.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_STACK_PORT", "5055")),
+                    help="AWS API port on 127.0.0.1 (default 5055; 0: any free port)")
+    up.add_argument("--dns-port", type=int, default=int(os.environ.get("LOCAL_STACK_DNS_PORT", "5053")),
+                    help="DNS port (UDP and TCP) for RDS endpoint names (default 5053; 0: any free port)")
+    up.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE",
+                    help="a template parameter, as `sam deploy --parameter-overrides` (repeatable)")
+    up.add_argument("--tidb-cloud-account-id", default=os.environ.get("TIDB_CLOUD_ACCOUNT_ID"),
+                    help=f"TiDB Cloud's AWS account (default {stack.LOCAL_PARAMETERS['TiDBCloudAccountId']})")
+    up.add_argument("--tidb-cloud-az-ids", default=os.environ.get("TIDB_CLOUD_AZ_IDS"),
+                    help=f"TiDB Cloud's AZ IDs (default {stack.LOCAL_PARAMETERS['TiDBCloudAzIds']})")
+    up.add_argument("--no-reload", action="store_true", help="do not rebuild functions when the code changes")
+    up.add_argument("--no-build", action="store_true", help="skip the up-front cargo build")
+    up.add_argument("--restart", action="store_true", help="take a running stack down first")
+    up.add_argument("--owner-pid", type=int, help="take the stack down when this process exits (tests)")
+    up.add_argument("--template", default=os.environ.get("LOCAL_STACK_TEMPLATE", str(stack.ROOT / "template.yaml")),
+                    help="the SAM template (default template.yaml; env LOCAL_STACK_TEMPLATE)")
+    up.add_argument("--state-dir")
+    for name, text in (("down", "stop every process the stack started"), ("status", "what is running"),
+                       ("env", "print the shell exports of the running stack")):
+        commands.add_parser(name, help=text).add_argument("--state-dir")
+    reap = commands.add_parser("reap", help=argparse.SUPPRESS)
+    reap.add_argument("--owner-pid", type=int, required=True)
+    reap.add_argument("--state-dir")
+    args = parser.parse_args(argv)
+    state_dir = _state_dir(args.state_dir)
+
+    try:
+        if args.command == "up":
+            return _up(args, state_dir)
+        if args.command == "down":
+            stopped = stack.down(state_dir)
+            print(f"local-stack: stopped {', '.join(stopped)}" if stopped else "local-stack: nothing was running")
+            return 0
+        if args.command == "status":
+            state, running, dead = stack.status(state_dir)
+            if not running and not state:
+                print("local-stack: down")
+                return 3
+            if state:
+                print(f"stack {state['stack_name']} at {state['endpoint']} (DNS 127.0.0.1:{state['dns_port']})")
+            for record in running:
+                print(f"  running  {record['name']} (pid {record['pid']})")
+            for record in dead:
+                print(f"  DEAD     {record['name']} (log: {state_dir / 'logs' / (record['name'] + '.log')})")
+            return 0 if state and not dead else 1
+        if args.command == "env":
+            state, running, dead = stack.status(state_dir)
+            if not state or dead:
+                print("local-stack: not up (scripts/local-stack up)", file=sys.stderr)
+                return 3
+            print("\n".join(stack.exports(state)))
+            return 0
+        if args.command == "reap":
+            stack.reap(args.owner_pid, state_dir)
+            return 0
+    except (stack.StackError, cfn.TemplateError) as error:
+        print(f"local-stack: {error}", file=sys.stderr)
+        return 1
+    return 2
+
+
+def _up(args: argparse.Namespace, state_dir: Path) -> int:
+    state, running, dead = stack.status(state_dir)
+    if running and not args.restart:
+        if state and not dead:
+            print(f"local-stack: already up: stack {state['stack_name']} at {state['endpoint']} "
+                  f"(`scripts/local-stack up --restart` to start afresh)", file=sys.stderr)
+            print("\n".join(stack.exports(state)))
+            return 0
+        print("local-stack: found a partly running stack; stopping it first", file=sys.stderr)
+    if running or dead or state:
+        stack.down(state_dir)
+    parameters: dict[str, str] = {}
+    for item in args.parameter:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise stack.StackError(f"--parameter {item!r}: expected KEY=VALUE")
+        parameters[key] = value
+    if args.tidb_cloud_account_id:
+        parameters["TiDBCloudAccountId"] = args.tidb_cloud_account_id
+    if args.tidb_cloud_az_ids:
+        parameters["TiDBCloudAzIds"] = args.tidb_cloud_az_ids
+    options = stack.Options(
+        state_dir=state_dir, stack_name=args.stack_name, region=args.region, port=args.port, dns_port=args.dns_port,
+        parameters=parameters, reload=not args.no_reload, build=not args.no_build, owner_pid=args.owner_pid,
+        template=Path(args.template).resolve(),
+    )
+    started = time.time()
+    state = stack.up(options)
+    print(f"local-stack: up in {time.time() - started:.0f} s: stack {state['stack_name']} at {state['endpoint']}; "
+          f"exports in {state_dir / 'env'}; logs in {state_dir / 'logs'}; stop with scripts/local-stack down",
+          file=sys.stderr)
+    print("\n".join(stack.exports(state)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

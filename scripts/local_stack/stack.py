@@ -1,0 +1,398 @@
+"""The whole application on this machine: the emulator (moto with the project's extension, and
+its DNS), the stack deployed into it from template.yaml, and one ``cargo lambda watch`` per
+function serving the real Rust code with that function's environment and role credentials.
+
+State lives in a state directory (default ``.local/``): ``state.json`` (ports, PIDs' names,
+ARNs, credentials), ``env`` (shell exports), ``pids/`` and ``logs/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import cfn
+from .deploy import Deployer, Function
+from .processes import Processes, alive, free_port, listening, port_in_use
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNT = "123456789012"  # moto's default account: the stack's own account here
+ADMIN_USER = "local-stack-admin"
+# Local stand-ins for the parameters a real deploy is given: a fixed test "TiDB Cloud" account
+# and TiDB Cloud's us-east-1 zone IDs (two of which overlap us-east-1b/c).
+LOCAL_PARAMETERS = {"TiDBCloudAccountId": "380838443567", "TiDBCloudAzIds": "use1-az1,use1-az2,use1-az4"}
+
+
+class StackError(Exception):
+    pass
+
+
+@dataclass
+class Options:
+    state_dir: Path
+    stack_name: str = "tidb-privatelink"
+    region: str = "us-east-1"
+    port: int = 5055
+    dns_port: int = 5053
+    parameters: dict[str, str] = field(default_factory=dict)
+    reload: bool = True
+    build: bool = True
+    owner_pid: int | None = None
+    template: Path = ROOT / "template.yaml"
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).upper()
+
+
+def load_state(state_dir: Path) -> dict[str, Any] | None:
+    path = state_dir / "state.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def exports(state: dict[str, Any]) -> list[str]:
+    lines = [
+        f"export AWS_ENDPOINT_URL={state['endpoint']}",
+        f"export AWS_REGION={state['region']}",
+        f"export AWS_DEFAULT_REGION={state['region']}",
+        f"export AWS_ACCESS_KEY_ID={state['admin']['access_key_id']}",
+        f"export AWS_SECRET_ACCESS_KEY={state['admin']['secret_access_key']}",
+        "unset AWS_SESSION_TOKEN AWS_PROFILE",
+        f"export LOCAL_STACK_NAME={state['stack_name']}",
+        f"export LOCAL_STACK_DNS=127.0.0.1:{state['dns_port']}",
+        f"export TIDB_CLOUD_ACCOUNT_ID={state['tidb_cloud_account_id']}",
+    ]
+    for logical_id, arn in sorted(state["state_machines"].items()):
+        lines.append(f"export {snake(logical_id)}_ARN={arn}")
+    return lines
+
+
+def _say(line: str) -> None:
+    print(f"local-stack: {line}", file=sys.stderr, flush=True)
+
+
+# --- pieces -------------------------------------------------------------------------------------
+
+
+def transform(options: Options, parameters: dict[str, str]) -> dict[str, Any]:
+    python = ROOT / ".venv-tools/bin/python"
+    if not python.exists():
+        raise StackError(f"{python} is missing: run scripts/setup")
+    result = subprocess.run(
+        [str(python), str(Path(__file__).with_name("transform.py")), str(options.template), options.region,
+         ACCOUNT, options.stack_name, json.dumps(parameters)],
+        capture_output=True, text=True, env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+    )
+    if result.returncode != 0:
+        raise StackError(f"SAM transform of {options.template} failed:\n{result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def cargo_packages() -> dict[str, str]:
+    """binary name -> package that builds it, from cargo metadata."""
+    result = subprocess.run(["cargo", "metadata", "--no-deps", "--format-version", "1"], cwd=ROOT,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError(f"cargo metadata failed:\n{result.stderr.strip()}")
+    out = {}
+    for package in json.loads(result.stdout)["packages"]:
+        for target in package["targets"]:
+            if "bin" in target["kind"]:
+                out[target["name"]] = package["name"]
+    return out
+
+
+def build(packages: list[str]) -> None:
+    args = ["cargo", "build"]
+    for package in sorted(set(packages)):
+        args += ["-p", package]
+    _say(f"building {len(set(packages))} functions: {' '.join(args)}")
+    started = time.time()
+    result = subprocess.run(args, cwd=ROOT)
+    if result.returncode != 0:
+        raise StackError("cargo build failed (see above)")
+    _say(f"built in {time.time() - started:.0f} s")
+
+
+def http(url: str, data: bytes | None = None, content_type: str = "application/json", timeout: float = 5) -> bytes:
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                     headers={"Content-Type": content_type})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read()
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None,
+             still_running: Callable[[], bool] = lambda: True) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        if not still_running():
+            break
+        time.sleep(0.2)
+    tail = ""
+    if log is not None and log.exists():
+        tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+    raise StackError(f"{what} did not come up" + (f"; last lines of {log}:{tail}" if log else ""))
+
+
+def boto_client(endpoint: str, region: str, key: str, secret: str, token: str | None = None) -> Callable[[str], Any]:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.Session(aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token,
+                            region_name=region)
+    config = Config(retries={"max_attempts": 2, "mode": "standard"})
+
+    def client(service: str) -> Any:
+        return session.client(service, endpoint_url=endpoint, config=config)
+
+    return client
+
+
+def _env_file_line(key: str, value: str) -> str:
+    """One line of a dotenv file as cargo lambda reads it (an unquoted ``=`` in a value, as in
+    session tokens, is a parse error)."""
+    if "'" not in value and "\n" not in value:
+        return f"{key}='{value}'"
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'{key}="{escaped}"'
+
+
+def function_environment(function: Function, endpoint: str, region: str, dns_port: int,
+                         credentials: dict[str, str]) -> dict[str, str]:
+    """What Lambda gives the function's process: the template's variables, the region, the role's
+    credentials, the log settings; plus where AWS and DNS are on this machine."""
+    env = dict(function.environment)
+    env.update({
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": credentials["SessionToken"],
+        "AWS_LAMBDA_LOG_GROUP_NAME": function.log_group or f"/aws/lambda/{function.name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "local",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_rapid",
+        "TZ": ":UTC",
+        "AWS_ENDPOINT_URL": endpoint,
+        "DNS_RESOLVER": f"127.0.0.1:{dns_port}",
+    })
+    if function.log_format:
+        env["AWS_LAMBDA_LOG_FORMAT"] = function.log_format
+    if function.log_format == "JSON" and function.application_log_level:
+        env["AWS_LAMBDA_LOG_LEVEL"] = function.application_log_level
+    return env
+
+
+def _watcher_env() -> dict[str, str]:
+    """cargo lambda watch's own environment: the caller's, minus anything AWS (a developer's
+    profile or keys must never reach a function), plus the tools' bin directory for zig."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in ("DNS_RESOLVER",)}
+    env["PATH"] = f"{ROOT / '.venv-tools/bin'}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("CARGO_TERM_COLOR", "never")
+    return env
+
+
+def _tidb_cloud_user(endpoint: str, region: str, account: str | None) -> dict[str, str] | None:
+    """Keys of an administrator in the account that stands for TiDB Cloud's, so a test or a
+    curious user can act as TiDB Cloud (create the interface endpoint that requests a connection)."""
+    if not account:
+        return None
+    bootstrap = boto_client(endpoint, region, "testing", "testing")
+    assumed = bootstrap("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/local-stack-bootstrap",
+                                           RoleSessionName="local-stack")["Credentials"]
+    iam = boto_client(endpoint, region, assumed["AccessKeyId"], assumed["SecretAccessKey"], assumed["SessionToken"])("iam")
+    iam.create_user(UserName="tidb-cloud")
+    iam.put_user_policy(UserName="tidb-cloud", PolicyName="AdministratorAccess", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="tidb-cloud")["AccessKey"]
+    return {"account": account, "access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+
+
+# --- up / down ----------------------------------------------------------------------------------
+
+
+def status(state_dir: Path) -> tuple[dict[str, Any] | None, list[dict], list[dict]]:
+    """(state, running records, dead records)."""
+    processes = Processes(state_dir)
+    records = processes.records()
+    running = processes.running()
+    running_names = {r["name"] for r in running}
+    return load_state(state_dir), running, [r for r in records if r["name"] not in running_names]
+
+
+def down(state_dir: Path, keep: tuple[int, ...] = ()) -> list[str]:
+    state = load_state(state_dir)
+    stopped = Processes(state_dir).stop(keep=keep)
+    for name in ("state.json", "env"):
+        (state_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(state_dir / "functions", ignore_errors=True)
+    if state:
+        ports = [state["port"], state["dns_port"], *[f["port"] for f in state.get("functions", [])]]
+        deadline = time.time() + 5
+        while time.time() < deadline and any(listening(p) for p in ports):
+            time.sleep(0.1)
+        busy = [p for p in ports if listening(p)]
+        if busy:
+            raise StackError(f"stopped {', '.join(stopped)}, but ports {busy} still answer")
+    return stopped
+
+
+def up(options: Options) -> dict[str, Any]:
+    state_dir = options.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    parameters = {**LOCAL_PARAMETERS, **options.parameters}
+
+    # Everything that can be checked before a process starts.
+    transformed = transform(options, parameters)
+    template, binaries = transformed["template"], transformed["functions"]
+    values = cfn.parameter_values(template, parameters)
+    Deployer(lambda s: None, options.region, ACCOUNT, options.stack_name, template, values, binaries).check_supported()
+    packages = cargo_packages()
+    missing = sorted(b["binary"] for b in binaries.values() if b.get("binary") not in packages)
+    if missing:
+        raise StackError(f"no cargo package builds the binaries {missing} named in {options.template}")
+    if options.build:
+        build([packages[b["binary"]] for b in binaries.values()])
+
+    port = options.port or free_port()
+    dns_port = options.dns_port or free_port()
+    for number, udp in ((port, False), (dns_port, False), (dns_port, True)):
+        if port_in_use(number, udp):
+            raise StackError(f"port {number} is in use on 127.0.0.1 (another local stack? `scripts/local-stack down`, "
+                             "or choose --port/--dns-port)")
+    endpoint = f"http://127.0.0.1:{port}"
+    function_ports = {logical_id: free_port() for logical_id in binaries}
+    processes = Processes(state_dir)
+
+    try:
+        # 1. The emulator (told where each function is served once they exist).
+        config = {"stepfunctions": {"execute_state_machine": True}}
+        emulator_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))},
+                        "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "PYTHONUNBUFFERED": "1"}
+        argv = [str(ROOT / ".venv/bin/python"), str(ROOT / "tests/emulator/launch.py"), "--host", "127.0.0.1",
+                "--port", str(port), "--dns-port", str(dns_port), "--config", json.dumps(config)]
+        if options.owner_pid:
+            argv += ["--watch-pid", str(options.owner_pid)]
+        emulator_pid = processes.start("emulator", argv, emulator_env, ROOT)
+        _say(f"emulator on {endpoint} (DNS 127.0.0.1:{dns_port}), pid {emulator_pid}")
+
+        def emulator_ready() -> bool:
+            try:
+                return http(f"{endpoint}/moto-api/", timeout=2) is not None
+            except OSError:
+                return False
+
+        wait_for("the emulator", emulator_ready, 60, processes.log_dir / "emulator.log", lambda: alive(emulator_pid))
+
+        # 2. An administrator, as the account's owner would have; everything after uses it.
+        bootstrap = boto_client(endpoint, options.region, "testing", "testing")
+        iam = bootstrap("iam")
+        iam.create_user(UserName=ADMIN_USER)
+        iam.put_user_policy(UserName=ADMIN_USER, PolicyName="AdministratorAccess", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName=ADMIN_USER)["AccessKey"]
+        admin = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+        client = boto_client(endpoint, options.region, admin["access_key_id"], admin["secret_access_key"])
+        tidb_cloud = _tidb_cloud_user(endpoint, options.region, values.get("TiDBCloudAccountId"))
+
+        # 3. The stack, from the transformed template.
+        _say(f"deploying {options.template.name} as stack {options.stack_name}")
+        deployer = Deployer(client, options.region, ACCOUNT, options.stack_name, template, values, binaries)
+        stack = deployer.deploy(progress=lambda line: _say(f"  created {line}"))
+
+        # 4. Each function under its own cargo lambda watch, as its own role; the emulator forwards
+        #    every invocation of the function to it.
+        routes = {
+            function.arn: {"url": f"http://127.0.0.1:{function_ports[function.logical_id]}", "name": function.binary,
+                           "log": str(processes.log_dir / f"{function.name}.log")}
+            for function in stack.functions
+        }
+        http(f"{endpoint}/moto-api/config", json.dumps({"lambda": {"use_docker": True, "forward": routes}}).encode())
+        sts = client("sts")
+        function_dir = state_dir / "functions"
+        function_dir.mkdir(parents=True, exist_ok=True)
+        functions_state = []
+        for function in stack.functions:
+            credentials = sts.assume_role(RoleArn=function.role_arn, RoleSessionName=function.name,
+                                          DurationSeconds=3600)["Credentials"]
+            env = function_environment(function, endpoint, options.region, dns_port, credentials)
+            env_file = function_dir / f"{function.name}.env"
+            env_file.touch(mode=0o600)
+            env_file.write_text("".join(_env_file_line(k, v) + "\n" for k, v in sorted(env.items())))
+            function_port = function_ports[function.logical_id]
+            argv = ["cargo", "lambda", "watch", "--package", packages[function.binary], "--invoke-address",
+                    "127.0.0.1", "--invoke-port", str(function_port), "--env-file", str(env_file)]
+            if not options.reload:
+                argv.append("--ignore-changes")
+            pid = processes.start(function.name, [str(ROOT / ".venv-tools/bin/cargo-lambda"), *argv[1:]],
+                                  _watcher_env(), ROOT)
+            functions_state.append({**asdict(function), "port": function_port, "pid": pid,
+                                    "package": packages[function.binary]})
+        for record in functions_state:
+            wait_for(f"cargo lambda watch for {record['name']}", lambda p=record["port"]: listening(p), 60,
+                     processes.log_dir / f"{record['name']}.log", lambda pid=record["pid"]: alive(pid))
+        _say(f"{len(functions_state)} functions served by cargo lambda watch")
+
+        # 5. From now on every request is checked against its caller's IAM policies.
+        http(f"{endpoint}/moto-api/reset-auth", b"0", content_type="text/plain")
+        identity = client("sts").get_caller_identity()
+        if not identity["Arn"].endswith(f":user/{ADMIN_USER}"):
+            raise StackError(f"the administrator is not who the emulator sees: {identity['Arn']}")
+
+        state = {
+            "stack_name": options.stack_name,
+            "region": options.region,
+            "account": ACCOUNT,
+            "endpoint": endpoint,
+            "port": port,
+            "dns_port": dns_port,
+            "admin": admin,
+            "parameters": parameters,
+            "tidb_cloud_account_id": values.get("TiDBCloudAccountId", ""),
+            "tidb_cloud": tidb_cloud,
+            "state_machines": stack.state_machines,
+            "outputs": stack.outputs,
+            "resources": {lid: {"type": stack.types[lid], **attrs} for lid, attrs in stack.resources.items()},
+            "functions": functions_state,
+            "reload": options.reload,
+            "started": time.time(),
+        }
+        (state_dir / "state.json").write_text(json.dumps(state, indent=2, default=str))
+        env_path = state_dir / "env"
+        env_path.touch(mode=0o600)
+        env_path.write_text("\n".join(exports(state)) + "\n")
+        if options.owner_pid:
+            processes.start("reaper", [sys.executable, "-m", "local_stack", "reap", "--owner-pid", str(options.owner_pid),
+                                       "--state-dir", str(state_dir)],
+                            {**os.environ, "PYTHONPATH": str(ROOT / "scripts")}, ROOT)
+        return state
+    except BaseException:
+        _say("start-up failed; stopping what was started (logs are in " + str(processes.log_dir) + ")")
+        try:
+            down(state_dir)
+        except StackError as error:
+            _say(str(error))
+        raise
+
+
+def reap(owner_pid: int, state_dir: Path) -> None:
+    """Runs detached: once ``owner_pid`` is gone, take the stack down (a test that died must not
+    leave its stack behind)."""
+    while alive(owner_pid):
+        time.sleep(0.5)
+    try:
+        down(state_dir, keep=(os.getpid(),))
+    finally:
+        (state_dir / "pids" / "reaper.json").unlink(missing_ok=True)

@@ -1,0 +1,229 @@
+"""End to end on the local stack: the real functions, state machines and rules of template.yaml,
+started by the RDS events a user's actions produce, checked by reading AWS back (as the admin).
+
+    .venv/bin/python -m pytest tests/e2e
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from local_stack import scenario
+
+Aws = Callable[[str], Any]
+
+
+# --- reading back what the stack created ------------------------------------------------------------
+
+
+def _elb_tags(aws: Aws, arns: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for start in range(0, len(arns), 20):
+        for item in aws("elbv2").describe_tags(ResourceArns=arns[start : start + 20])["TagDescriptions"]:
+            out[item["ResourceArn"]] = {t["Key"]: t["Value"] for t in item.get("Tags", [])}
+    return out
+
+
+def owned(aws: Aws, stack: dict[str, Any], identifier: str) -> dict[str, list[Any]]:
+    """Everything tagged as this stack's work for ``identifier``."""
+    elbv2, ec2 = aws("elbv2"), aws("ec2")
+    groups = elbv2.describe_target_groups()["TargetGroups"]
+    balancers = elbv2.describe_load_balancers()["LoadBalancers"]
+    tags = _elb_tags(aws, [g["TargetGroupArn"] for g in groups] + [b["LoadBalancerArn"] for b in balancers])
+    name = stack["stack_name"]
+    mine = lambda arn: scenario.managed_by(tags.get(arn, {}), name, identifier)  # noqa: E731
+    security_groups = ec2.describe_security_groups(Filters=[
+        {"Name": "tag:tidb-privatelink:managed-by", "Values": [name]},
+        {"Name": "tag:tidb-privatelink:db-instance", "Values": [identifier]},
+    ])["SecurityGroups"]
+    services = [
+        s for s in ec2.describe_vpc_endpoint_service_configurations()["ServiceConfigurations"]
+        if scenario.managed_by(s.get("Tags", []), name, identifier)
+    ]
+    return {
+        "target_groups": [g for g in groups if mine(g["TargetGroupArn"])],
+        "load_balancers": [b for b in balancers if mine(b["LoadBalancerArn"])],
+        "security_groups": security_groups,
+        "endpoint_services": services,
+    }
+
+
+def database_ip(aws: Aws, vpc_id: str, identifier: str) -> str:
+    """The instance's address as AWS shows it: its RDS network interface in the VPC."""
+    rds = aws("rds").describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+    interfaces = aws("ec2").describe_network_interfaces(Filters=[
+        {"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "description", "Values": ["RDSNetworkInterface"]},
+    ])["NetworkInterfaces"]
+    zone = rds["AvailabilityZone"]
+    addresses = [i["PrivateIpAddress"] for i in interfaces if i["AvailabilityZone"] == zone]
+    assert addresses, f"no RDSNetworkInterface for {identifier} in {vpc_id}"
+    return addresses[-1]
+
+
+def provision(aws: Aws, stack: dict[str, Any], identifier: str, start: Callable[[], None]) -> dict[str, Any]:
+    machine = stack["state_machines"]["ProvisionStateMachine"]
+    known = {e["executionArn"] for e in scenario.executions(aws, machine)}
+    start()
+    execution = scenario.wait_for_execution(aws, machine, identifier, known, timeout=30)
+    return scenario.run_to_end(aws, execution, timeout=900)
+
+
+def why(execution: dict[str, Any]) -> str:
+    return f"{execution['status']}: {execution.get('error')}: {execution.get('cause')}"
+
+
+def function_credentials(stack: dict[str, Any], logical_id: str) -> dict[str, str]:
+    function = next(f for f in stack["functions"] if f["logical_id"] == logical_id)
+    env_file = Path(stack["state_dir"]) / "functions" / f"{function['name']}.env"
+    values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    return {key: value.strip("'\"") for key, value in values.items()}
+
+
+# --- the flows -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def orders(aws: Aws, stack: dict[str, Any], network: scenario.Network) -> dict[str, Any]:
+    """A MySQL instance opted in by tagging it: the README's first scenario."""
+    db = scenario.create_database(aws, network, "orders-db")
+    execution = provision(aws, stack, "orders-db", lambda: scenario.opt_in(aws, db["DBInstanceArn"]))
+    return {"db": db, "execution": execution}
+
+
+def test_tagging_an_instance_provisions_privatelink(aws: Aws, stack: dict[str, Any], network: scenario.Network,
+                                                   orders: dict[str, Any]) -> None:
+    execution = orders["execution"]
+    assert execution["status"] == "SUCCEEDED", why(execution)
+    output = json.loads(execution["output"])
+    assert re.fullmatch(r"com\.amazonaws\.vpce\.us-east-1\.vpce-svc-[0-9a-f]+", output["endpoint_service_name"])
+
+    created = owned(aws, stack, "orders-db")
+    assert [len(created[k]) for k in ("target_groups", "load_balancers", "security_groups", "endpoint_services")] == [1, 1, 1, 1]
+    elbv2, ec2 = aws("elbv2"), aws("ec2")
+
+    # Target group: IP targets on the DB port in the DB's VPC, the DB's private IP registered.
+    group = created["target_groups"][0]
+    assert (group["TargetType"], group["Protocol"], group["Port"], group["VpcId"]) == ("ip", "TCP", 3306, network.vpc_id)
+    assert group["HealthCheckProtocol"] == "TCP"
+    targets = elbv2.describe_target_health(TargetGroupArn=group["TargetGroupArn"])["TargetHealthDescriptions"]
+    assert [t["Target"]["Id"] for t in targets] == [database_ip(aws, network.vpc_id, "orders-db")]
+    attributes = {a["Key"]: a["Value"] for a in
+                  elbv2.describe_target_group_attributes(TargetGroupArn=group["TargetGroupArn"])["Attributes"]}
+    assert attributes["deregistration_delay.timeout_seconds"] == "0"
+
+    # NLB: internal, network, in the DB's VPC with its own security group, TCP listener to the group.
+    balancer = created["load_balancers"][0]
+    nlb_group = created["security_groups"][0]["GroupId"]
+    assert (balancer["Type"], balancer["Scheme"], balancer["VpcId"]) == ("network", "internal", network.vpc_id)
+    assert ":loadbalancer/net/" in balancer["LoadBalancerArn"]
+    assert balancer["SecurityGroups"] == [nlb_group]
+    zones = {z["ZoneName"] for z in balancer["AvailabilityZones"]}
+    assert zones == {"us-east-1b", "us-east-1c"}, "the NLB belongs in the AZs shared with TiDB Cloud (use1-az1, use1-az2)"
+    listeners = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    assert [(l["Protocol"], l["Port"], l["DefaultActions"][0]["TargetGroupArn"]) for l in listeners] == [
+        ("TCP", 3306, group["TargetGroupArn"])]
+    lb_attributes = {a["Key"]: a["Value"] for a in
+                     elbv2.describe_load_balancer_attributes(LoadBalancerArn=balancer["LoadBalancerArn"])["Attributes"]}
+    assert lb_attributes["load_balancing.cross_zone.enabled"] == "true"
+
+    # Security groups: the DB's group admits the port from the NLB's group only.
+    db_group = ec2.describe_security_groups(GroupIds=[network.security_group_id])["SecurityGroups"][0]
+    from_nlb = [p for p in db_group["IpPermissions"]
+                if any(pair["GroupId"] == nlb_group for pair in p.get("UserIdGroupPairs", []))]
+    assert [(p["IpProtocol"], p["FromPort"], p["ToPort"]) for p in from_nlb] == [("tcp", 3306, 3306)]
+    assert not [p for p in db_group["IpPermissions"] if any(r["CidrIp"] == "0.0.0.0/0" for r in p.get("IpRanges", []))]
+
+    # Endpoint service: on the NLB, acceptance required, TiDB Cloud's account only, notifying the topic.
+    service = created["endpoint_services"][0]
+    assert service["ServiceName"] == output["endpoint_service_name"]
+    assert service["NetworkLoadBalancerArns"] == [balancer["LoadBalancerArn"]]
+    assert service["AcceptanceRequired"] is True
+    principals = ec2.describe_vpc_endpoint_service_permissions(ServiceId=service["ServiceId"])["AllowedPrincipals"]
+    assert [p["Principal"] for p in principals] == [f"arn:aws:iam::{stack['tidb_cloud_account_id']}:root"]
+    notifications = ec2.describe_vpc_endpoint_connection_notifications(
+        Filters=[{"Name": "service-id", "Values": [service["ServiceId"]]}])["ConnectionNotificationSet"]
+    assert [n["ConnectionNotificationArn"] for n in notifications] == [stack["outputs"]["ConnectionTopicArn"]]
+
+
+def test_tidb_clouds_endpoint_is_accepted_through_the_topic(aws: Aws, stack: dict[str, Any],
+                                                          orders: dict[str, Any]) -> None:
+    """TiDB Cloud's account asks to connect; the notification reaches the accept function over SNS."""
+    assert orders["execution"]["status"] == "SUCCEEDED", why(orders["execution"])
+    service_name = json.loads(orders["execution"]["output"])["endpoint_service_name"]
+    tidb = stack["tidb_cloud"]
+    ec2 = boto3.client("ec2", endpoint_url=stack["endpoint"], region_name=stack["region"],
+                       aws_access_key_id=tidb["access_key_id"], aws_secret_access_key=tidb["secret_access_key"])
+    vpc = ec2.create_vpc(CidrBlock="10.99.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.99.1.0/24", AvailabilityZone="us-east-1b")["Subnet"]["SubnetId"]
+    endpoint = ec2.create_vpc_endpoint(VpcEndpointType="Interface", VpcId=vpc, ServiceName=service_name,
+                                       SubnetIds=[subnet])["VpcEndpoint"]
+    assert endpoint["State"] == "pendingAcceptance"
+    deadline = time.time() + 120
+    state = endpoint["State"]
+    while time.time() < deadline and state != "available":
+        time.sleep(0.5)
+        state = ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint["VpcEndpointId"]])["VpcEndpoints"][0]["State"]
+    assert state == "available", "the accept function did not accept TiDB Cloud's endpoint"
+
+
+def test_a_manual_start_provisions_a_second_instance(aws: Aws, stack: dict[str, Any],
+                                                    network: scenario.Network) -> None:
+    scenario.create_database(aws, network, "billing-db", engine="mariadb", engine_version="10.11.6")
+    machine = stack["state_machines"]["ProvisionStateMachine"]
+    execution_arn = aws("stepfunctions").start_execution(
+        stateMachineArn=machine, name="manual-billing-db", input=json.dumps({"db_instance_identifier": "billing-db"}),
+    )["executionArn"]
+    execution = scenario.run_to_end(aws, execution_arn)
+    assert execution["status"] == "SUCCEEDED", why(execution)
+    created = owned(aws, stack, "billing-db")
+    assert [len(created[k]) for k in ("target_groups", "load_balancers", "security_groups", "endpoint_services")] == [1, 1, 1, 1]
+    assert json.loads(execution["output"])["endpoint_service_name"] == created["endpoint_services"][0]["ServiceName"]
+
+
+def test_a_postgres_instance_fails_with_unsupported_engine_and_leaves_nothing(
+        aws: Aws, stack: dict[str, Any], network: scenario.Network) -> None:
+    db = scenario.create_database(aws, network, "analytics-pg", engine="postgres", engine_version="16.3")
+    execution = provision(aws, stack, "analytics-pg", lambda: scenario.opt_in(aws, db["DBInstanceArn"]))
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "UnsupportedEngine", why(execution)
+    assert "postgres" in execution["cause"]
+    assert all(not found for found in owned(aws, stack, "analytics-pg").values())
+
+
+def test_functions_run_with_their_own_roles_and_iam_is_enforced(aws: Aws, stack: dict[str, Any]) -> None:
+    credentials = function_credentials(stack, "InspectDatabaseFunction")
+    session = boto3.Session(aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+                            aws_session_token=credentials["AWS_SESSION_TOKEN"], region_name=stack["region"])
+    identity = session.client("sts", endpoint_url=stack["endpoint"]).get_caller_identity()
+    role = next(f["role_arn"] for f in stack["functions"] if f["logical_id"] == "InspectDatabaseFunction")
+    assert identity["Arn"].startswith(f"arn:aws:sts::{stack['account']}:assumed-role/{role.split('/')[-1]}/")
+    rds = session.client("rds", endpoint_url=stack["endpoint"])
+    rds.describe_db_instances()  # in its policy
+    with pytest.raises(ClientError) as denied:  # not in its policy
+        rds.add_tags_to_resource(ResourceName=f"arn:aws:rds:us-east-1:{stack['account']}:db:orders-db",
+                                 Tags=[{"Key": "x", "Value": "y"}])
+    assert denied.value.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException", "403")
+    stranger = boto3.client("sts", endpoint_url=stack["endpoint"], region_name=stack["region"],
+                            aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="wJalrXUtnFEMI")
+    with pytest.raises(ClientError) as unknown:
+        stranger.get_caller_identity()
+    assert unknown.value.response["Error"]["Code"] == "InvalidClientTokenId"
+
+
+def test_removing_the_tag_deprovisions(aws: Aws, stack: dict[str, Any], orders: dict[str, Any]) -> None:
+    assert orders["execution"]["status"] == "SUCCEEDED", why(orders["execution"])
+    machine = stack["state_machines"]["DeprovisionStateMachine"]
+    known = {e["executionArn"] for e in scenario.executions(aws, machine)}
+    aws("rds").remove_tags_from_resource(ResourceName=orders["db"]["DBInstanceArn"], TagKeys=[scenario.OPT_IN_TAG])
+    execution = scenario.run_to_end(aws, scenario.wait_for_execution(aws, machine, "orders-db", known, timeout=30))
+    assert execution["status"] == "SUCCEEDED", why(execution)
+    assert all(not found for found in owned(aws, stack, "orders-db").values())
