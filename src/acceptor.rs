@@ -11,6 +11,8 @@
 //! comes first, TiDB Cloud's connection request or the announcement, the other finds it done.
 
 use aws_config::SdkConfig;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sns::SnsEvent;
 use aws_sdk_ec2::types::{Filter, ServiceConfiguration, VpcEndpointConnection};
 use aws_sdk_ec2::Client;
 use serde::{Deserialize, Serialize};
@@ -56,10 +58,8 @@ pub struct Awaited {
 
 /// The awaited acceptance, when the trigger is that event rather than a connection notification.
 pub fn awaited(event: &Value) -> Option<Awaited> {
-    if event.get("detail-type").and_then(Value::as_str) != Some(AWAITED_DETAIL_TYPE) {
-        return None;
-    }
-    serde_json::from_value(event.get("detail")?.clone()).ok()
+    let event: EventBridgeEvent<Awaited> = serde_json::from_value(event.clone()).ok()?;
+    (event.detail_type == AWAITED_DETAIL_TYPE).then_some(event.detail)
 }
 
 /// Whether to accept a connection from `owner`'s endpoint `endpoint_id`, and why.
@@ -103,9 +103,14 @@ impl Step for AcceptConnections {
             Some(a) => {
                 info!(service = %a.service_id, endpoint = %a.endpoint_id, "a provisioning awaits the acceptance")
             }
-            None => {
-                info!(records = event["Records"].as_array().map_or(0, Vec::len), "connection notification received")
-            }
+            None => match serde_json::from_value::<SnsEvent>(event.clone()) {
+                Ok(notification) => {
+                    for record in notification.records {
+                        info!(message_id = %record.sns.message_id, topic = %record.sns.topic_arn, "connection notification received");
+                    }
+                }
+                Err(_) => info!("triggered by an event that is not a connection notification; checking all the same"),
+            },
         }
         let mut decisions = Vec::new();
         for service in self.managed_services().await? {
@@ -288,6 +293,22 @@ mod tests {
         let (accepted, reason) = decide("111122223333", "vpce-1", "380838443567", None);
         assert!(!accepted);
         assert!(reason.contains("111122223333") && reason.contains("380838443567"), "{reason}");
+    }
+
+    #[test]
+    fn the_announcement_of_a_wait_is_told_from_a_notification() {
+        let announcement = serde_json::json!({
+            "version": "0", "id": "1", "detail-type": AWAITED_DETAIL_TYPE, "source": "tidb-privatelink",
+            "account": "123456789012", "time": "2026-11-26T10:00:00Z", "region": "us-east-1", "resources": [],
+            "detail": {"db_instance_identifier": "orders-db", "service_id": "vpce-svc-1", "endpoint_id": "vpce-1", "task_token": "t"}
+        });
+        let awaited = awaited(&announcement).expect("an announcement");
+        assert_eq!((awaited.service_id.as_str(), awaited.endpoint_id.as_str()), ("vpce-svc-1", "vpce-1"));
+        let notification: Value =
+            serde_json::from_str(include_str!("../tests/fixtures/sns-connection-notification.json")).unwrap();
+        assert_eq!(super::awaited(&notification), None);
+        let other = serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+        assert_eq!(super::awaited(&other), None);
     }
 
     #[test]
