@@ -19,9 +19,11 @@ impl Resolver {
         let mut udp = ConnectionConfig::udp();
         udp.port = addr.port();
         let config = ResolverConfig::from_name_servers(vec![NameServerConfig::new(addr.ip(), true, vec![udp])]);
-        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-            .build()
-            .map_err(|e| format!("cannot use name server {addr}: {e}"))?;
+        let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        // No cache: the resolver lives as long as the function, and an address remembered from an
+        // earlier run would hide the move that a failover event announces.
+        builder.options_mut().cache_size = 0;
+        let resolver = builder.build().map_err(|e| format!("cannot use name server {addr}: {e}"))?;
         Ok(Self::NameServer(Box::new(resolver)))
     }
 

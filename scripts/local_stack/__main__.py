@@ -3,6 +3,7 @@ under cargo lambda watch, everything template.yaml defines deployed into it).
 
     scripts/local-stack up [--stack-name N] [--port P] [--dns-port D] [--parameter K=V ...]
                            [--tidb-cloud-account-id ID] [--tidb-cloud-az-ids a,b,c]
+                           [--tidb-cloud-api-key JSON]
                            [--no-reload] [--no-build] [--restart] [--state-dir DIR]
     scripts/local-stack down [--state-dir DIR]
     scripts/local-stack status|env [--state-dir DIR]
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"TiDB Cloud's AWS account (default {stack.LOCAL_PARAMETERS['TiDBCloudAccountId']})")
     up.add_argument("--tidb-cloud-az-ids", default=os.environ.get("TIDB_CLOUD_AZ_IDS"),
                     help=f"TiDB Cloud's AZ IDs (default {stack.LOCAL_PARAMETERS['TiDBCloudAzIds']})")
+    up.add_argument("--tidb-cloud-api-key", metavar="JSON",
+                    help='a TiDB Cloud key pair {"public_key": ..., "private_key": ...}: stored as the secret '
+                         f"{stack.TIDB_CLOUD_API_KEY_SECRET} before deploying, its ARN given as TiDBCloudApiKeySecretArn; "
+                         "the local account/AZ defaults are then not applied (give TiDBCloudApiUrl and "
+                         "TiDBCloudClusterId with --parameter)")
     up.add_argument("--no-reload", action="store_true", help="do not rebuild functions when the code changes")
     up.add_argument("--no-build", action="store_true", help="skip the up-front cargo build")
     up.add_argument("--restart", action="store_true", help="take a running stack down first")
@@ -119,7 +125,7 @@ def _up(args: argparse.Namespace, state_dir: Path) -> int:
     options = stack.Options(
         state_dir=state_dir, stack_name=args.stack_name, region=args.region, port=args.port, dns_port=args.dns_port,
         parameters=parameters, reload=not args.no_reload, build=not args.no_build, owner_pid=args.owner_pid,
-        template=Path(args.template).resolve(),
+        template=Path(args.template).resolve(), tidb_cloud_api_key=args.tidb_cloud_api_key,
     )
     started = time.time()
     state = stack.up(options)

@@ -30,6 +30,9 @@ ADMIN_USER = "local-stack-admin"
 # Local stand-ins for the parameters a real deploy is given: a fixed test "TiDB Cloud" account
 # and TiDB Cloud's us-east-1 zone IDs (two of which overlap us-east-1b/c).
 LOCAL_PARAMETERS = {"TiDBCloudAccountId": "380838443567", "TiDBCloudAzIds": "use1-az1,use1-az2,use1-az4"}
+# With a TiDB Cloud API key (--tidb-cloud-api-key) the key pair is stored under this secret name,
+# as README.md's deploy steps do, and the account/AZ defaults above are not applied (the API tells).
+TIDB_CLOUD_API_KEY_SECRET = "tidb-cloud-api-key"
 
 
 class StackError(Exception):
@@ -48,6 +51,9 @@ class Options:
     build: bool = True
     owner_pid: int | None = None
     template: Path = ROOT / "template.yaml"
+    # JSON {"public_key": ..., "private_key": ...}: stored in the emulator's Secrets Manager before
+    # the deploy; its ARN becomes TiDBCloudApiKeySecretArn.
+    tidb_cloud_api_key: str | None = None
 
 
 def snake(name: str) -> str:
@@ -220,6 +226,25 @@ def _tidb_cloud_user(endpoint: str, region: str, account: str | None) -> dict[st
     return {"account": account, "access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
 
 
+# --- TiDB Cloud API key mode (--tidb-cloud-api-key) -----------------------------------------------
+
+
+def _secret_arn_placeholder(region: str) -> str:
+    """A (partial) secret ARN for the checks made before the emulator runs; replaced by the
+    secret's real ARN once it is stored."""
+    return f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{TIDB_CLOUD_API_KEY_SECRET}"
+
+
+def _admit_loopback_api_url(template: dict[str, Any], parameters: dict[str, str]) -> None:
+    """template.yaml admits only https:// for TiDBCloudApiUrl (right for TiDB Cloud); the local
+    TiDB Cloud double speaks plain HTTP on 127.0.0.1. Locally, and only for that exact loopback
+    URL, the parameter's pattern also admits it."""
+    url = parameters.get("TiDBCloudApiUrl", "")
+    spec = (template.get("Parameters") or {}).get("TiDBCloudApiUrl")
+    if spec and "AllowedPattern" in spec and re.fullmatch(r"http://(127\.0\.0\.1|localhost):[0-9]{1,5}/?", url):
+        spec["AllowedPattern"] = f"(?:{spec['AllowedPattern']})|{re.escape(url)}"
+
+
 # --- up / down ----------------------------------------------------------------------------------
 
 
@@ -252,11 +277,14 @@ def down(state_dir: Path, keep: tuple[int, ...] = ()) -> list[str]:
 def up(options: Options) -> dict[str, Any]:
     state_dir = options.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
-    parameters = {**LOCAL_PARAMETERS, **options.parameters}
+    parameters = {**({} if options.tidb_cloud_api_key else LOCAL_PARAMETERS), **options.parameters}
+    if options.tidb_cloud_api_key:
+        parameters["TiDBCloudApiKeySecretArn"] = _secret_arn_placeholder(options.region)
 
     # Everything that can be checked before a process starts.
     transformed = transform(options, parameters)
     template, binaries = transformed["template"], transformed["functions"]
+    _admit_loopback_api_url(template, parameters)
     values = cfn.parameter_values(template, parameters)
     Deployer(lambda s: None, options.region, ACCOUNT, options.stack_name, template, values, binaries).check_supported()
     packages = cargo_packages()
@@ -305,7 +333,15 @@ def up(options: Options) -> dict[str, Any]:
         key = iam.create_access_key(UserName=ADMIN_USER)["AccessKey"]
         admin = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
         client = boto_client(endpoint, options.region, admin["access_key_id"], admin["secret_access_key"])
-        tidb_cloud = _tidb_cloud_user(endpoint, options.region, values.get("TiDBCloudAccountId"))
+        # Without the account parameter (API key mode) the stand-in account is still created, for
+        # the TiDB Cloud double to act as (tests/tidb_cloud_double plays LOCAL_PARAMETERS' account).
+        tidb_cloud = _tidb_cloud_user(endpoint, options.region,
+                                      values.get("TiDBCloudAccountId") or LOCAL_PARAMETERS["TiDBCloudAccountId"])
+        if options.tidb_cloud_api_key:
+            secret = client("secretsmanager").create_secret(Name=TIDB_CLOUD_API_KEY_SECRET,
+                                                            SecretString=options.tidb_cloud_api_key)
+            parameters["TiDBCloudApiKeySecretArn"] = secret["ARN"]
+            values = cfn.parameter_values(template, parameters)
 
         # 3. The stack, from the transformed template.
         _say(f"deploying {options.template.name} as stack {options.stack_name}")

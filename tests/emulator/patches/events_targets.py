@@ -30,6 +30,10 @@ Here:
     Scheduler schedules fire every N units after their creation, with AWS's
     "Scheduled Event" shape (rules) or the target's Input (Scheduler).
     ``cron(...)`` and ``at(...)`` expressions never fire here.
+  * A scheduled rule receives only its own schedule's events. Stock moto gives a
+    rule without an event pattern an empty pattern, which matched *every* event
+    put on the bus, so a ``rate(...)`` rule's Lambda target also ran on each
+    CloudTrail or RDS event.
 """
 
 from __future__ import annotations
@@ -284,6 +288,11 @@ class _Scheduler:
                 log.exception("events: schedule tick failed")
 
 
+def _own_scheduled_event(rule: Any, event: dict[str, Any]) -> bool:
+    return (event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event"
+            and rule.arn in (event.get("resources") or []))
+
+
 _scheduler_started = False
 
 
@@ -294,6 +303,10 @@ def apply() -> None:
     @wrap(Rule, "send_to_targets")
     def send_to_targets(original, self, original_event, transform_input=True):  # type: ignore[no-untyped-def]
         if self.state != "ENABLED" or not self.event_pattern.matches_event(original_event):
+            return None
+        if getattr(self, "scheduled_expression", None) and not _own_scheduled_event(self, original_event):
+            # A rule has an event pattern or a schedule, never both: a scheduled rule receives only
+            # its schedule's events. (moto's empty pattern matched every event put on the bus.)
             return None
         event = delivered_event(original_event)
         rest = []

@@ -1,0 +1,254 @@
+"""The TiDB Cloud side, automated: a second local stack deployed with a TiDB Cloud API key (in the
+emulator's Secrets Manager) and no TiDB Cloud account or zone parameters, whose TiDB Cloud is the
+double (tests/tidb_cloud_double), which acts as TiDB Cloud's AWS account in the same emulator.
+
+Counts, requests and timings are printed with an ``E2E:`` prefix (``pytest -s`` shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections import Counter
+from typing import Any, Callable
+
+from local_stack import scenario
+
+Aws = Callable[[str], Any]
+
+
+def report(line: str) -> None:
+    print(f"E2E: {line}", flush=True)
+
+
+def why(execution: dict[str, Any]) -> str:
+    return f"{execution['status']}: {execution.get('error')}: {execution.get('cause')}"
+
+
+def state_output(driver: Any, execution_arn: str, state: str) -> dict[str, Any]:
+    """The state's last output in the execution's history."""
+    exits = [e["stateExitedEventDetails"] for e in driver.history(execution_arn)
+             if e["type"].endswith("StateExited") and e["stateExitedEventDetails"]["name"] == state]
+    assert exits, f"{state} never ended in {execution_arn}"
+    return json.loads(exits[-1]["output"])
+
+
+class ConnectionWatch:
+    """Polls the endpoint service owner's view of endpoint connections (as the stack's admin) and
+    records when each endpoint was first seen in each state."""
+
+    def __init__(self, aws: Aws):
+        self.ec2 = aws("ec2")
+        self.first_seen: dict[tuple[str, str], float] = {}
+        self.created: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="connection-watch", daemon=True)
+
+    def __enter__(self) -> "ConnectionWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for c in self.ec2.describe_vpc_endpoint_connections()["VpcEndpointConnections"]:
+                    self.first_seen.setdefault((c["VpcEndpointId"], c["VpcEndpointState"]), time.time())
+                    self.created.setdefault(c["VpcEndpointId"], c.get("CreationTimestamp"))
+            except Exception:  # noqa: BLE001 - a failed poll is just a missed sample
+                pass
+            self._stop.wait(0.1)
+
+
+# --- 7. tag -> linked in TiDB Cloud, untag -> unlinked -------------------------------------------------
+
+
+def test_tagging_links_tidb_cloud_and_untagging_unlinks_it(tidb_cloud: dict[str, Any], tidb_aws: Aws,
+                                                         tidb_driver: Any, tidb_network: scenario.Network) -> None:
+    stack, double, driver, aws = tidb_cloud["stack"], tidb_cloud["double"], tidb_driver, tidb_aws
+    identifier, network = "warehouse-db", tidb_network
+    # Only the key (and cluster, API URL): TiDB Cloud's account and zones come from its API.
+    assert not stack["parameters"].get("TiDBCloudAccountId") and not stack["parameters"].get("TiDBCloudAzIds")
+    assert stack["parameters"]["TiDBCloudApiKeySecretArn"].startswith(
+        f"arn:aws:secretsmanager:{stack['region']}:{stack['account']}:secret:tidb-cloud-api-key-")
+    tidb_account = double.state()["accountId"]
+
+    db = scenario.create_database(aws, network, identifier)
+    offset = double.log_offset()
+    known = driver.known("provision")
+    with ConnectionWatch(aws) as watch:
+        scenario.opt_in(aws, db["DBInstanceArn"])
+        [arn] = driver.new_executions("provision", identifier, known)
+        execution = driver.run_to_end(arn)
+    requests = double.requests_since(offset)
+    assert execution["status"] == "SUCCEEDED", why(execution)
+    output = json.loads(execution["output"])
+
+    # The workflow went through the TiDB Cloud steps.
+    entered = driver.states_entered(arn)
+    for state in ("PlanZones", "CreateEndpointService", "ConnectTiDBCloud", "AwaitAcceptance", "WaitForTiDBCloud",
+                  "RecordOnDatabase", "Provisioned"):
+        assert state in entered, entered
+    history = driver.history(arn)
+    submitted = [e for e in history if e["type"] == "TaskSubmitted"]
+    assert [(e["taskSubmittedEventDetails"]["resourceType"], e["taskSubmittedEventDetails"]["resource"])
+            for e in submitted] == [("events", "putEvents.waitForTaskToken")]
+    resumed = [e for e in history if e["type"] == "TaskSucceeded" and e["id"] > submitted[0]["id"]
+               and e["taskSucceededEventDetails"]["resourceType"] == "events"]
+    assert resumed, "AwaitAcceptance was never resumed by the acceptor (SendTaskSuccess)"
+    assert entered.count("ConnectTiDBCloud") >= 2, "the connection was polled until ACTIVE"
+
+    # TiDB Cloud (the double) has the connection ACTIVE, to this endpoint service, through its endpoint.
+    connection_id = output["tidb_cloud_connection_id"]
+    [connection] = [c for c in double.state()["connections"] if c["id"] == connection_id]
+    assert connection["state"] == "ACTIVE", connection
+    assert connection["service_name"] == output["endpoint_service_name"]
+    assert connection["cluster_id"] == stack["parameters"]["TiDBCloudClusterId"]
+    endpoint_id = connection["endpoint_id"]
+
+    # AWS agrees: the service admits TiDB Cloud's account (read from the API), and its connection
+    # from exactly that endpoint is accepted.
+    ec2 = aws("ec2")
+    service_id = output["endpoint_service_id"]
+    principals = ec2.describe_vpc_endpoint_service_permissions(ServiceId=service_id)["AllowedPrincipals"]
+    assert [p["Principal"] for p in principals] == [f"arn:aws:iam::{tidb_account}:root"]
+    connections = ec2.describe_vpc_endpoint_connections(
+        Filters=[{"Name": "service-id", "Values": [service_id]}])["VpcEndpointConnections"]
+    assert [(c["VpcEndpointId"], c["VpcEndpointOwner"], c["VpcEndpointState"]) for c in connections] == [
+        (endpoint_id, tidb_account, "available")]
+    [balancer] = driver.inventory(identifier, network.security_group_id)["load_balancers"]
+    zone_ids = {z["ZoneName"]: z for z in ec2.describe_availability_zones()["AvailabilityZones"]}
+    assert {zone_ids[z["ZoneName"]]["ZoneId"] for z in balancer["AvailabilityZones"]} == {"use1-az1", "use1-az2"}
+
+    # What TiDB Cloud was asked, and how long acceptance took.
+    kinds = Counter(kind for kind, _, status in requests if status != 401)
+    assert {status for _, _, status in requests} <= {200, 401}, requests
+    assert kinds["create"] == 1 and kinds["getAvailabilityZones"] >= 1, requests
+    requested = watch.first_seen.get((endpoint_id, "pendingAcceptance"))
+    accepted = watch.first_seen.get((endpoint_id, "available"))
+    assert accepted is not None
+    waited = (resumed[0]["timestamp"] - submitted[0]["timestamp"]).total_seconds()
+    report(f"TiDB Cloud requests in one provisioning ({identifier}): {double.describe(requests)} "
+           f"(401s are digest challenges)")
+    report(f"TiDB Cloud's endpoint {endpoint_id}: connection request first seen -> accepted "
+           f"{(accepted - requested) if requested else float('nan'):.2f} s (created {watch.created.get(endpoint_id)}); "
+           f"AwaitAcceptance .waitForTaskToken submitted -> resumed "
+           f"{waited:.2f} s; provisioning took "
+           f"{(execution['stopDate'] - execution['startDate']).total_seconds():.1f} s")
+
+    # Untag: the connection is deleted in TiDB Cloud first, then everything else.
+    before = driver.inventory(identifier, network.security_group_id)
+    nlb_groups = {g["GroupId"] for g in before["security_groups"]}
+    offset = double.log_offset()
+    known = driver.known("deprovision")
+    aws("rds").remove_tags_from_resource(ResourceName=db["DBInstanceArn"], TagKeys=[scenario.OPT_IN_TAG])
+    [teardown_arn] = driver.new_executions("deprovision", identifier, known)
+    teardown = driver.run_to_end(teardown_arn)
+    after = driver.inventory(identifier, network.security_group_id, nlb_groups)
+    report(f"untag with TiDB Cloud ({identifier}): before {before.summary()}; after {after.summary()}; "
+           f"TiDB Cloud: {double.describe(double.requests_since(offset))}")
+
+    assert teardown["status"] == "SUCCEEDED", why(teardown)
+    assert json.loads(teardown["output"])["removed"]["tidb_cloud_connection"]["removed"] == [connection_id]
+    assert connection_id not in {c["id"] for c in double.state()["connections"]}
+    assert after.empty(), after.summary()
+    assert not ec2.describe_vpc_endpoint_connections(
+        Filters=[{"Name": "service-id", "Values": [service_id]}, {"Name": "vpc-endpoint-state",
+                                                                   "Values": ["pendingAcceptance", "available"]}],
+    )["VpcEndpointConnections"]
+
+
+# --- 8. wrong keys -----------------------------------------------------------------------------------------
+
+
+def test_wrong_keys_fail_with_tidb_cloud_unauthorized_and_leave_nothing(
+        tidb_cloud: dict[str, Any], tidb_aws: Aws, tidb_driver: Any, tidb_network: scenario.Network) -> None:
+    """TiDB Cloud no longer accepts the key pair the stack's secret holds (the double now knows
+    another pair)."""
+    double, keys, driver, aws = tidb_cloud["double"], tidb_cloud["keys"], tidb_driver, tidb_aws
+    identifier, network = "wrongkey-db", tidb_network
+    double.stop()
+    double.start("e2e-other-public-key", "e2e-other-private-" + secrets.token_hex(12))
+    try:
+        db = scenario.create_database(aws, network, identifier)
+        offset = double.log_offset()
+        known = driver.known("provision")
+        scenario.opt_in(aws, db["DBInstanceArn"])
+        [arn] = driver.new_executions("provision", identifier, known)
+        execution = driver.run_to_end(arn)
+        requests = double.requests_since(offset)
+        connections = double.state()["connections"]
+    finally:
+        double.stop()
+        double.start(keys["public_key"], keys["private_key"])
+    inventory = driver.inventory(identifier, network.security_group_id)
+    report(f"wrong keys ({identifier}): {why(execution)[:160]}...; TiDB Cloud: {double.describe(requests)}; "
+           f"{inventory.summary()}")
+
+    assert execution["status"] == "FAILED", why(execution)
+    assert execution["error"] == "TiDBCloudUnauthorized", why(execution)
+    assert keys["private_key"] not in execution["cause"]
+    assert driver.states_entered(arn)[-1] == "PlanZones", "TiDB Cloud is asked before anything is created"
+    assert requests and {status for _, _, status in requests} == {401}, requests
+    assert connections == []
+    assert inventory.empty(), inventory.summary()
+
+
+# --- 9. the connection fails twice -------------------------------------------------------------------------
+
+
+def test_a_connection_failing_twice_fails_with_tidb_clouds_message_and_rolls_back(
+        tidb_cloud: dict[str, Any], tidb_aws: Aws, tidb_driver: Any, tidb_network: scenario.Network) -> None:
+    double, driver, aws = tidb_cloud["double"], tidb_driver, tidb_aws
+    identifier, network = "reports-db", tidb_network
+    first = "the endpoint service refused the connection (injected by the e2e test)"
+    second = "the endpoint service refused the connection again (injected by the e2e test)"
+    db = scenario.create_database(aws, network, identifier)
+
+    rearmed = threading.Event()
+    done = threading.Event()
+
+    def rearm() -> None:
+        # fail_next_create is used up by the next create: arm it again for the one after.
+        while not done.is_set():
+            if not double.state()["faults"]["fail_next_create"]:
+                double.faults(fail_next_create=second)
+                rearmed.set()
+                return
+            time.sleep(0.2)
+
+    double.faults(fail_next_create=first)
+    watcher = threading.Thread(target=rearm, name="rearm-fault", daemon=True)
+    offset = double.log_offset()
+    known = driver.known("provision")
+    try:
+        watcher.start()
+        scenario.opt_in(aws, db["DBInstanceArn"])
+        [arn] = driver.new_executions("provision", identifier, known)
+        execution = driver.run_to_end(arn)
+    finally:
+        done.set()
+        watcher.join(timeout=5)
+        double.faults(fail_next_create="")
+    requests = double.requests_since(offset)
+    service_name = state_output(driver, arn, "CreateEndpointService")["endpoint_service"]["service_name"]
+    inventory = driver.inventory(identifier, network.security_group_id)
+    report(f"TiDB Cloud connection FAILED twice ({identifier}): {execution['error']}; TiDB Cloud: "
+           f"{double.describe(requests)}; after rollback {inventory.summary()}")
+
+    assert rearmed.is_set(), "the first create never happened"
+    assert execution["status"] == "FAILED", why(execution)
+    assert execution["error"] == "TiDBCloudConnectionFailed", why(execution)
+    assert second in execution["cause"], execution["cause"]
+    kinds = Counter(kind for kind, _, status in requests if status == 200)
+    assert kinds["create"] == 2, requests
+    assert driver.states_entered(arn)[-2:] == ["RollBack", "ProvisioningFailed"]
+    rollbacks = driver.rollbacks_of(arn)
+    assert [r["status"] for r in rollbacks] == ["SUCCEEDED"], rollbacks
+    assert not [c for c in double.state()["connections"] if c["service_name"] == service_name]
+    assert inventory.empty(), inventory.summary()
