@@ -4,7 +4,7 @@
 
 mod common;
 
-use aws_sdk_ec2::types::{Filter, VpcEndpointType};
+use aws_sdk_ec2::types::Filter;
 use common::*;
 use tidb_privatelink::acceptor::AcceptConnections;
 use tidb_privatelink::naming::TIDB_CLOUD_ENDPOINT_TAG;
@@ -19,33 +19,6 @@ async fn accept(network: &Network) -> Vec<(String, bool)> {
     let acceptor = AcceptConnections::new(&network.sdk, &network.settings()).unwrap();
     let decisions = acceptor.run(notification()).await.unwrap();
     decisions.decisions.into_iter().map(|d| (d.vpc_endpoint_id, d.accepted)).collect()
-}
-
-/// An interface endpoint to `service_name` created from `consumer`'s own VPC in use1-az1.
-async fn request_connection(consumer: &aws_config::SdkConfig, service_name: &str) -> String {
-    let ec2 = aws_sdk_ec2::Client::new(consumer);
-    let vpc = ec2.create_vpc().cidr_block("10.99.0.0/16").send().await.unwrap();
-    let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(vpc_id)
-        .cidr_block("10.99.1.0/24")
-        .availability_zone("us-east-1b")
-        .send()
-        .await
-        .unwrap();
-    let endpoint = ec2
-        .create_vpc_endpoint()
-        .vpc_endpoint_type(VpcEndpointType::Interface)
-        .service_name(service_name)
-        .vpc_id(vpc_id)
-        .subnet_ids(subnet.subnet().unwrap().subnet_id().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let endpoint = endpoint.vpc_endpoint().unwrap();
-    assert_eq!(endpoint.state().map(|s| s.as_str()), Some("pendingAcceptance"));
-    endpoint.vpc_endpoint_id().unwrap().to_owned()
 }
 
 /// The endpoint's state as its owner sees it.

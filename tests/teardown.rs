@@ -5,7 +5,6 @@
 
 mod common;
 
-use aws_sdk_ec2::types::VpcEndpointType;
 use common::*;
 use serde_json::json;
 use tidb_privatelink::steps::inspect_database::InspectDatabase;
@@ -101,26 +100,7 @@ async fn teardown_disconnects_tidb_cloud_first() {
     let document = provision(&network, &network.settings(), &id).await.unwrap();
     let tidb_cloud = account(TIDB_CLOUD_ACCOUNT).await;
     let consumer = aws_sdk_ec2::Client::new(&tidb_cloud);
-    let vpc = consumer.create_vpc().cidr_block("10.98.0.0/16").send().await.unwrap();
-    let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap();
-    let subnet = consumer
-        .create_subnet()
-        .vpc_id(vpc_id)
-        .cidr_block("10.98.1.0/24")
-        .availability_zone("us-east-1c")
-        .send()
-        .await
-        .unwrap();
-    let endpoint = consumer
-        .create_vpc_endpoint()
-        .vpc_endpoint_type(VpcEndpointType::Interface)
-        .service_name(str_of(&document, "/endpoint_service/service_name"))
-        .vpc_id(vpc_id)
-        .subnet_ids(subnet.subnet().unwrap().subnet_id().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let endpoint_id = endpoint.vpc_endpoint().unwrap().vpc_endpoint_id().unwrap();
+    let endpoint_id = &request_connection(&tidb_cloud, str_of(&document, "/endpoint_service/service_name")).await;
     aws_sdk_ec2::Client::new(&network.sdk)
         .accept_vpc_endpoint_connections()
         .service_id(str_of(&document, "/endpoint_service/service_id"))

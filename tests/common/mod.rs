@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VpcEndpointType};
 use serde_json::{json, Value};
 use tidb_privatelink::naming::MANAGED_BY_TAG;
 use tidb_privatelink::runtime::Step;
@@ -528,4 +528,31 @@ pub async fn store_api_key(sdk: &SdkConfig, private_key: &str) -> String {
         .await
         .unwrap();
     created.arn().unwrap().to_owned()
+}
+
+/// An interface endpoint to `service_name` created from `consumer`'s own VPC in use1-az1.
+pub async fn request_connection(consumer: &SdkConfig, service_name: &str) -> String {
+    let ec2 = aws_sdk_ec2::Client::new(consumer);
+    let vpc = ec2.create_vpc().cidr_block("10.99.0.0/16").send().await.unwrap();
+    let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(vpc_id)
+        .cidr_block("10.99.1.0/24")
+        .availability_zone("us-east-1b")
+        .send()
+        .await
+        .unwrap();
+    let endpoint = ec2
+        .create_vpc_endpoint()
+        .vpc_endpoint_type(VpcEndpointType::Interface)
+        .service_name(service_name)
+        .vpc_id(vpc_id)
+        .subnet_ids(subnet.subnet().unwrap().subnet_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let endpoint = endpoint.vpc_endpoint().unwrap();
+    assert_eq!(endpoint.state().map(|s| s.as_str()), Some("pendingAcceptance"));
+    endpoint.vpc_endpoint_id().unwrap().to_owned()
 }
