@@ -150,6 +150,7 @@ impl Step for AcceptConnections {
             Some(awaited) => self.resume(&awaited).await?,
             None => false,
         };
+        info!(decided = decisions.len(), resumed, "connection requests answered");
         Ok(Decisions { decisions, resumed })
     }
 }
