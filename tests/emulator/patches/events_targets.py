@@ -30,6 +30,11 @@ Here:
     Scheduler schedules fire every N units after their creation, with AWS's
     "Scheduled Event" shape (rules) or the target's Input (Scheduler).
     ``cron(...)`` and ``at(...)`` expressions never fire here.
+  * PutRule validates ``rate(...)`` as AWS documents ("Rate expressions
+    reference", EventBridge user guide): a positive value, the singular unit for
+    1 and the plural for more, so ``rate(1 minutes)`` and ``rate(5 minute)`` are
+    ``ValidationException: Parameter ScheduleExpression is not valid.`` (stock
+    moto accepted both, and an empty value).
   * A scheduled rule receives only its own schedule's events. Stock moto gives a
     rule without an event pattern an empty pattern, which matched *every* event
     put on the bus, so a ``rate(...)`` rule's Lambda target also ran on each
@@ -55,6 +60,8 @@ from moto.events.utils import EventTemplateParser
 from ._common import iter_backends, log, wrap
 
 _RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
+# What PutRule accepts: 1 takes the singular unit, anything above 1 the plural.
+VALID_RATE = re.compile(r"^rate\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\)$")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 TICK_SECONDS = 1.0
 
@@ -299,6 +306,7 @@ _scheduler_started = False
 def apply() -> None:
     global _scheduler_started
     EventPattern._flatten_dict = staticmethod(_flatten)  # type: ignore[method-assign]
+    events_models.EventsBackend._RATE_REGEX = VALID_RATE  # type: ignore[attr-defined]
 
     @wrap(Rule, "send_to_targets")
     def send_to_targets(original, self, original_event, transform_input=True):  # type: ignore[no-untyped-def]
