@@ -15,7 +15,7 @@ def apply_all() -> None:
     if _applied:
         return
     from . import ec2, elbv2, rds, vpce_connections, vpce_notifications, vpce_services
-    from . import events_targets, iam_enforcement, lambda_forward, rds_events, sfn_integrations
+    from . import events_targets, faults, iam_enforcement, lambda_forward, rds_events, sfn_integrations
 
     ec2.apply()
     rds.apply()
@@ -28,4 +28,5 @@ def apply_all() -> None:
     rds_events.apply()
     iam_enforcement.apply()
     sfn_integrations.apply()
+    faults.apply()
     _applied = True
