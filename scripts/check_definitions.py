@@ -36,6 +36,8 @@ SERVERLESS_STATE_MACHINE = "AWS::Serverless::StateMachine"
 FUNCTION_TYPES = {SERVERLESS_FUNCTION, "AWS::Lambda::Function"}
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 LAMBDA_INVOKE = re.compile(r"^arn:[^:]+:states:::lambda:invoke(\.waitForTaskToken)?$")
+# Service integrations other than Lambda (the partition may be a placeholder).
+SERVICE_INTEGRATION = re.compile(r"^arn:[^:]+:states:::")
 
 
 # --- Loading ------------------------------------------------------------------------------------
@@ -152,7 +154,7 @@ def _lambda_placeholders(state: dict[str, Any]) -> Iterator[str]:
         function = (state.get("Parameters") or state.get("Arguments") or {}).get("FunctionName")
         if isinstance(function, str):
             yield from PLACEHOLDER.findall(function)
-    else:
+    elif not SERVICE_INTEGRATION.match(resource):
         yield from PLACEHOLDER.findall(resource)
 
 

@@ -227,6 +227,36 @@ def test_rds_api_calls_reach_eventbridge_as_cloudtrail_events(emu: dict[str, Any
     assert events["DeleteDBInstance"]["detail"]["requestParameters"]["dBInstanceIdentifier"] == "events-db"
 
 
+def test_restores_and_read_replicas_reach_eventbridge_as_creations(emu: dict[str, Any]) -> None:
+    url = capture_queue(emu, {"source": ["aws.rds"], "detail-type": ["AWS API Call via CloudTrail"],
+                              "detail": {"eventName": [{"prefix": "Restore"}, "CreateDBInstanceReadReplica"]}})
+    ec2, rds = client(emu, "ec2"), client(emu, "rds")
+    net = make_network(ec2, cidr="10.22.0.0/16", subnets=(("10.22.1.0/24", "us-east-1a"), ("10.22.2.0/24", "us-east-1b")))
+    rds.create_db_subnet_group(DBSubnetGroupName="rs", DBSubnetGroupDescription="rs", SubnetIds=net["subnets"])
+    rds.create_db_instance(DBInstanceIdentifier="source-db", Engine="mysql", EngineVersion="8.0.35",
+                           DBInstanceClass="db.t3.micro", DBSubnetGroupName="rs", MasterUsername="admin",
+                           MasterUserPassword="secret-password", BackupRetentionPeriod=1)
+    rds.create_db_snapshot(DBInstanceIdentifier="source-db", DBSnapshotIdentifier="source-snap")
+    tags = [{"Key": "tidb-privatelink", "Value": "true"}]
+    rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="copy-db", DBSnapshotIdentifier="source-snap",
+                                             DBSubnetGroupName="rs", Tags=tags)
+    rds.restore_db_instance_to_point_in_time(SourceDBInstanceIdentifier="source-db", TargetDBInstanceIdentifier="pitr-db",
+                                             UseLatestRestorableTime=True, DBSubnetGroupName="rs", Tags=tags)
+    rds.create_db_instance_read_replica(DBInstanceIdentifier="replica-db", SourceDBInstanceIdentifier="source-db",
+                                        Tags=tags)
+    events = {e["detail"]["eventName"]: e["detail"] for e in drain(emu, url) + drain(emu, url)}
+    assert set(events) == {"RestoreDBInstanceFromDBSnapshot", "RestoreDBInstanceToPointInTime",
+                           "CreateDBInstanceReadReplica"}
+    created = {name: (d["responseElements"]["dBInstanceIdentifier"], d["requestParameters"]["tags"])
+               for name, d in events.items()}
+    assert created == {
+        "RestoreDBInstanceFromDBSnapshot": ("copy-db", [{"key": "tidb-privatelink", "value": "true"}]),
+        "RestoreDBInstanceToPointInTime": ("pitr-db", [{"key": "tidb-privatelink", "value": "true"}]),
+        "CreateDBInstanceReadReplica": ("replica-db", [{"key": "tidb-privatelink", "value": "true"}]),
+    }
+    assert events["RestoreDBInstanceToPointInTime"]["requestParameters"]["targetDBInstanceIdentifier"] == "pitr-db"
+
+
 def test_forced_failover_moves_the_ip_and_emits_failover_events(emu: dict[str, Any]) -> None:
     url = capture_queue(emu, {"source": ["aws.rds"], "detail-type": ["RDS DB Instance Event"]})
     ec2, rds = client(emu, "ec2"), client(emu, "rds")

@@ -35,6 +35,9 @@ Here:
     1 and the plural for more, so ``rate(1 minutes)`` and ``rate(5 minute)`` are
     ``ValidationException: Parameter ScheduleExpression is not valid.`` (stock
     moto accepted both, and an empty value).
+  * TestEventPattern (stock moto: an empty answer) matches with the same
+    matcher as delivery, so a test can hold a rule's pattern against a real
+    event's shape.
   * A scheduled rule receives only its own schedule's events. Stock moto gives a
     rule without an event pattern an empty pattern, which matched *every* event
     put on the bus, so a ``rate(...)`` rule's Lambda target also ran on each
@@ -55,6 +58,7 @@ from typing import Any
 
 from moto.events import models as events_models
 from moto.events.models import EventPattern, Rule
+from moto.events.responses import EventsHandler
 from moto.events.utils import EventTemplateParser
 
 from ._common import iter_backends, log, wrap
@@ -307,6 +311,12 @@ def apply() -> None:
     global _scheduler_started
     EventPattern._flatten_dict = staticmethod(_flatten)  # type: ignore[method-assign]
     events_models.EventsBackend._RATE_REGEX = VALID_RATE  # type: ignore[attr-defined]
+
+    def test_event_pattern(self: EventsHandler) -> str:
+        pattern = EventPattern.load(self._get_param("EventPattern"))
+        return json.dumps({"Result": bool(pattern.matches_event(json.loads(self._get_param("Event"))))})
+
+    EventsHandler.test_event_pattern = test_event_pattern  # type: ignore[method-assign]
 
     @wrap(Rule, "send_to_targets")
     def send_to_targets(original, self, original_event, transform_input=True):  # type: ignore[no-untyped-def]
