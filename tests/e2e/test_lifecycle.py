@@ -90,15 +90,6 @@ def lifecycle_network(aws: Aws) -> scenario.Network:
     return scenario.create_network(aws, "lifecycle", "10.31")
 
 
-def create_multi_az_database(aws: Aws, network: scenario.Network, identifier: str) -> dict[str, Any]:
-    return aws("rds").create_db_instance(
-        DBInstanceIdentifier=identifier, Engine="mysql", EngineVersion="8.0.35", DBInstanceClass="db.t3.micro",
-        AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="local-only-password",
-        DBSubnetGroupName=network.subnet_group, VpcSecurityGroupIds=[network.security_group_id],
-        PubliclyAccessible=False, Port=3306, MultiAZ=True,
-    )["DBInstance"]
-
-
 # --- 3. a failure mid-way (alone: it changes IAM for the whole stack) ---------------------------------
 
 
@@ -166,7 +157,7 @@ def started(aws: Aws, driver: Any, lifecycle_network: scenario.Network) -> dict[
     dbs = {
         "ledger-db": scenario.create_database(aws, network, "ledger-db"),
         "crm-db": scenario.create_database(aws, network, "crm-db"),
-        "inventory-db": create_multi_az_database(aws, network, "inventory-db"),
+        "inventory-db": scenario.create_database(aws, network, "inventory-db", multi_az=True),
         "payments-db": scenario.create_database(aws, network, "payments-db"),
         "audit-db": scenario.create_database(aws, network, "audit-db"),
         "invoices-db": scenario.create_database(aws, network, "invoices-db"),

@@ -291,3 +291,36 @@ def test_a_failed_putevents_entry_is_retried(tidb_cloud: dict[str, Any], tidb_aw
     aws("rds").remove_tags_from_resource(ResourceName=db["DBInstanceArn"], TagKeys=[scenario.OPT_IN_TAG])
     [teardown] = driver.new_executions("deprovision", identifier, known)
     assert driver.run_to_end(teardown)["status"] == "SUCCEEDED"
+
+
+# --- 11. metrics at the quietest log level ---------------------------------------------------------------
+
+
+def test_a_failover_is_counted_in_cloudwatch_at_log_level_error(tidb_cloud: dict[str, Any], tidb_aws: Aws,
+                                                               tidb_driver: Any, tidb_network: scenario.Network) -> None:
+    stack, driver, aws = tidb_cloud["stack"], tidb_driver, tidb_aws
+    assert stack["parameters"]["LogLevel"] == "error"
+    identifier = "metrics-db"
+    db = scenario.create_database(aws, tidb_network, identifier, multi_az=True)
+    known = driver.known("provision")
+    scenario.opt_in(aws, db["DBInstanceArn"])
+    [arn] = driver.new_executions("provision", identifier, known)
+    assert driver.run_to_end(arn)["status"] == "SUCCEEDED"
+
+    aws("rds").reboot_db_instance(DBInstanceIdentifier=identifier, ForceFailover=True)
+
+    def counted() -> set[str]:
+        metrics = aws("cloudwatch").list_metrics(Namespace="TiDBPrivateLink")["Metrics"]
+        return {m["MetricName"] for m in metrics
+                if {"Name": "DBInstance", "Value": identifier} in m["Dimensions"]}
+
+    deadline = time.time() + 60
+    while time.time() < deadline and "TargetsRegistered" not in counted():
+        time.sleep(0.5)
+    report(f"metrics of {identifier} after a failover at LogLevel=error: {sorted(counted())}")
+    assert "TargetsRegistered" in counted()
+
+    known = driver.known("deprovision")
+    aws("rds").remove_tags_from_resource(ResourceName=db["DBInstanceArn"], TagKeys=[scenario.OPT_IN_TAG])
+    [teardown] = driver.new_executions("deprovision", identifier, known)
+    assert driver.run_to_end(teardown)["status"] == "SUCCEEDED"
