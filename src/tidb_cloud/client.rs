@@ -1,0 +1,193 @@
+//! One call: HTTP/1.1 over rustls (reqwest); the Digest challenge answered (http-auth), and the
+//! latest one kept so that later requests answer it at once with the next nonce count; a 429
+//! waited out as its rate-limit headers say, while the wait is short (backon).
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use http_auth::digest::{Algorithm, Qop};
+use http_auth::{DigestClient, PasswordParams};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode, Url};
+
+use super::errors::{failure, throttle_wait, unavailable};
+use super::{ApiKey, ClientOptions, Result, TiDBCloud};
+use crate::StepError;
+
+/// The product and its version, as TiDB Cloud's own CLI names itself (`ticloud/<version>`).
+pub(super) const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
+
+/// A Digest challenge we can answer, and whether it named its algorithm: the answer names it only
+/// then, as TiDB Cloud's CLI does (none means MD5).
+pub(super) struct Challenge {
+    digest: DigestClient,
+    names_algorithm: bool,
+}
+
+impl Challenge {
+    /// The strongest challenge with qop `auth` (or none) among all `WWW-Authenticate` headers.
+    pub(super) fn pick(headers: &HeaderMap) -> Option<Self> {
+        let values = headers.get_all(WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok());
+        let challenges = values.filter_map(|value| http_auth::parse_challenges(value).ok()).flatten();
+        challenges
+            .filter_map(|challenge| {
+                let names_algorithm = challenge.params.iter().any(|(k, _)| k.eq_ignore_ascii_case("algorithm"));
+                Some(Self { digest: DigestClient::try_from(&challenge).ok()?, names_algorithm })
+            })
+            .filter(|c| c.digest.qop() & Qop::Auth)
+            .max_by_key(|c| c.digest.algorithm() == Algorithm::Sha256)
+    }
+
+    pub(super) fn authorization(&mut self, key: &ApiKey, method: &Method, uri: &str) -> Option<HeaderValue> {
+        let (username, password) = (key.public_key.as_str(), key.private_key.as_str());
+        let params = PasswordParams { username, password, uri, method: method.as_str(), body: None };
+        let mut header = self.digest.respond(&params).ok()?;
+        if !self.names_algorithm {
+            header = header.replacen("algorithm=MD5, ", "", 1);
+        }
+        let mut value = HeaderValue::from_str(&header).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+}
+
+/// How an attempt ends without success: a 429 (with the wait it asks) may be sent again.
+enum Failure {
+    Throttled(StepError, Option<Duration>),
+    Final(StepError),
+}
+
+impl From<StepError> for Failure {
+    fn from(error: StepError) -> Self {
+        Self::Final(error)
+    }
+}
+
+impl TiDBCloud {
+    pub(super) fn build(
+        secret: Option<(aws_sdk_secretsmanager::Client, String)>,
+        key: Option<ApiKey>,
+        options: ClientOptions,
+    ) -> Result<Self> {
+        let base_url = options.base_url.trim().trim_end_matches('/').to_owned();
+        let misconfigured = |why: String| StepError::Misconfigured(format!("TiDB Cloud API URL '{base_url}': {why}"));
+        let url = Url::parse(&base_url).map_err(|e| misconfigured(e.to_string()))?;
+        if !url.has_host() || !matches!(url.scheme(), "https" | "http") {
+            return Err(misconfigured("not an http(s) URL".into()));
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout)
+            // Lambda freezes between invocations; a connection idle for long is likely dead.
+            .pool_idle_timeout(Duration::from_secs(20))
+            // A redirect would be answered with the wrong digest URI; TiDB Cloud sends none.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .map_err(|e| misconfigured(e.to_string()))?;
+        Ok(Self { http, base_url, options, secret, key: Mutex::new(key), challenge: Mutex::new(None) })
+    }
+
+    /// Sends one call, its 429s waited out, and returns the body of its successful answer.
+    pub(super) async fn call(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Vec<u8>> {
+        let url = Url::parse(&format!("{}{path}", self.base_url))
+            .map_err(|e| StepError::InvalidInput(format!("'{path}' does not make a TiDB Cloud URL: {e}")))?;
+        let key = self.key().await?;
+        let max_wait = self.options.max_throttle_wait;
+        let attempts = self.options.max_attempts.saturating_sub(1) as usize;
+        let backoff = ExponentialBuilder::new().with_min_delay(Duration::from_secs(1)).with_max_times(attempts);
+        (|| self.attempt(operation, &method, &url, &key, body.as_deref()))
+            .retry(backoff)
+            .when(|failure| matches!(failure, Failure::Throttled(..)))
+            .adjust(|failure, next| match failure {
+                Failure::Throttled(_, asked) => next.map(|next| asked.unwrap_or(next)).filter(|wait| *wait <= max_wait),
+                Failure::Final(_) => None,
+            })
+            .notify(|_, wait| {
+                let wait_ms = wait.as_millis() as u64;
+                tracing::warn!(
+                    operation,
+                    wait_ms,
+                    "TiDB Cloud throttled the request; waiting as its rate-limit headers ask"
+                );
+            })
+            .await
+            .map_err(|(Failure::Throttled(error, _) | Failure::Final(error))| error)
+    }
+
+    async fn attempt(
+        &self,
+        operation: &'static str,
+        method: &Method,
+        url: &Url,
+        key: &ApiKey,
+        body: Option<&str>,
+    ) -> Result<Vec<u8>, Failure> {
+        let mut response = self.send(operation, method, url, key, body).await?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            // The first request, or a nonce no longer taken: answer the fresh challenge, once. A
+            // second 401 means the key is wrong; it may be fixed since we read it, so read it again.
+            if let Some(challenge) = Challenge::pick(response.headers()) {
+                *lock(&self.challenge) = Some(challenge);
+                response = self.send(operation, method, url, key, body).await?;
+            }
+            if response.status() == StatusCode::UNAUTHORIZED && self.secret.is_some() {
+                *lock(&self.key) = None;
+            }
+        }
+        let (status, headers) = (response.status(), response.headers().clone());
+        let answer = response.bytes().await.map_err(|e| unavailable(operation, self.options.timeout, e))?.to_vec();
+        match status {
+            _ if status.is_success() => Ok(answer),
+            StatusCode::TOO_MANY_REQUESTS => {
+                Err(Failure::Throttled(failure(operation, status, &headers, &answer), throttle_wait(&headers)))
+            }
+            _ => Err(Failure::Final(failure(operation, status, &headers, &answer))),
+        }
+    }
+
+    async fn send(
+        &self,
+        operation: &'static str,
+        method: &Method,
+        url: &Url,
+        key: &ApiKey,
+        body: Option<&str>,
+    ) -> Result<reqwest::Response> {
+        let uri = url.query().map_or_else(|| url.path().to_owned(), |query| format!("{}?{query}", url.path()));
+        let authorization = lock(&self.challenge).as_mut().and_then(|c| c.authorization(key, method, &uri));
+        let mut request = self.http.request(method.clone(), url.clone()).header(ACCEPT, "application/json");
+        if let Some(authorization) = authorization {
+            request = request.header(AUTHORIZATION, authorization);
+        }
+        if let Some(body) = body {
+            request = request.header(CONTENT_TYPE, "application/json").body(body.to_owned());
+        }
+        request.send().await.map_err(|e| unavailable(operation, self.options.timeout, e))
+    }
+
+    async fn key(&self) -> Result<ApiKey> {
+        if let Some(key) = lock(&self.key).clone() {
+            return Ok(key);
+        }
+        let Some((client, secret_id)) = &self.secret else {
+            return Err(StepError::Misconfigured("no TiDB Cloud API key is configured".into()));
+        };
+        let key = ApiKey::from_secrets_manager(client, secret_id).await?;
+        *lock(&self.key) = Some(key.clone());
+        Ok(key)
+    }
+}
+
+/// A poisoned lock only means another request panicked; the value inside is still sound.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
