@@ -12,7 +12,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYP
 use reqwest::{Method, StatusCode, Url};
 
 use super::errors::{failure, throttle_wait, unavailable};
-use super::{ApiKey, ClientOptions, Result, TiDBCloud};
+use super::{ApiKey, ClientOptions, Result, Secret, TiDBCloud};
 use crate::StepError;
 
 /// The product and its version, as TiDB Cloud's own CLI names itself (`ticloud/<version>`).
@@ -20,6 +20,7 @@ pub(super) const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("C
 
 /// A Digest challenge we can answer, and whether it named its algorithm: the answer names it only
 /// then, as TiDB Cloud's CLI does (none means MD5).
+#[derive(Debug)]
 pub(super) struct Challenge {
     digest: DigestClient,
     names_algorithm: bool,
@@ -64,12 +65,17 @@ impl From<StepError> for Failure {
     }
 }
 
+/// One call, as sent (again) to answer a challenge or after a 429.
+#[derive(Clone)]
+pub(super) struct Call {
+    pub operation: &'static str,
+    pub method: Method,
+    pub url: Url,
+    pub body: Option<String>,
+}
+
 impl TiDBCloud {
-    pub(super) fn build(
-        secret: Option<(aws_sdk_secretsmanager::Client, String)>,
-        key: Option<ApiKey>,
-        options: ClientOptions,
-    ) -> Result<Self> {
+    pub(super) fn build(secret: Option<Secret>, key: Option<ApiKey>, options: ClientOptions) -> Result<Self> {
         let base_url = options.base_url.trim().trim_end_matches('/').to_owned();
         let misconfigured = |why: String| StepError::Misconfigured(format!("TiDB Cloud API URL '{base_url}': {why}"));
         let url = Url::parse(&base_url).map_err(|e| misconfigured(e.to_string()))?;
@@ -90,88 +96,60 @@ impl TiDBCloud {
         Ok(Self { http, base_url, options, secret, key: Mutex::new(key), challenge: Mutex::new(None) })
     }
 
-    /// Sends one call, its 429s waited out, and returns the body of its successful answer.
-    pub(super) async fn call(
-        &self,
-        operation: &'static str,
-        method: Method,
-        path: &str,
-        body: Option<String>,
-    ) -> Result<Vec<u8>> {
-        let url = Url::parse(&format!("{}{path}", self.base_url))
-            .map_err(|e| StepError::InvalidInput(format!("'{path}' does not make a TiDB Cloud URL: {e}")))?;
-        let key = self.key().await?;
-        let max_wait = self.options.max_throttle_wait;
+    /// Sends `call`, its 429s waited out, and returns the body of its successful answer.
+    pub(super) async fn send(&self, call: Call) -> Result<Vec<u8>> {
+        let (key, max_wait) = (self.key().await?, self.options.max_throttle_wait);
         let attempts = self.options.max_attempts.saturating_sub(1) as usize;
         let backoff = ExponentialBuilder::new().with_min_delay(Duration::from_secs(1)).with_max_times(attempts);
-        (|| self.attempt(operation, &method, &url, &key, body.as_deref()))
+        (|| self.attempt(&call, &key))
             .retry(backoff)
             .when(|failure| matches!(failure, Failure::Throttled(..)))
             .adjust(|failure, next| match failure {
                 Failure::Throttled(_, asked) => next.map(|next| asked.unwrap_or(next)).filter(|wait| *wait <= max_wait),
                 Failure::Final(_) => None,
             })
-            .notify(|_, wait| {
-                let wait_ms = wait.as_millis() as u64;
-                tracing::warn!(
-                    operation,
-                    wait_ms,
-                    "TiDB Cloud throttled the request; waiting as its rate-limit headers ask"
-                );
-            })
+            .notify(|_, wait| tracing::warn!(call.operation, wait_ms = wait.as_millis() as u64, "TiDB Cloud throttled"))
             .await
             .map_err(|(Failure::Throttled(error, _) | Failure::Final(error))| error)
     }
 
-    async fn attempt(
-        &self,
-        operation: &'static str,
-        method: &Method,
-        url: &Url,
-        key: &ApiKey,
-        body: Option<&str>,
-    ) -> Result<Vec<u8>, Failure> {
-        let mut response = self.send(operation, method, url, key, body).await?;
+    async fn attempt(&self, call: &Call, key: &ApiKey) -> Result<Vec<u8>, Failure> {
+        let mut response = self.request(call, key).await?;
         if response.status() == StatusCode::UNAUTHORIZED {
             // The first request, or a nonce no longer taken: answer the fresh challenge, once. A
             // second 401 means the key is wrong; it may be fixed since we read it, so read it again.
             if let Some(challenge) = Challenge::pick(response.headers()) {
                 *lock(&self.challenge) = Some(challenge);
-                response = self.send(operation, method, url, key, body).await?;
+                response = self.request(call, key).await?;
             }
             if response.status() == StatusCode::UNAUTHORIZED && self.secret.is_some() {
                 *lock(&self.key) = None;
             }
         }
         let (status, headers) = (response.status(), response.headers().clone());
-        let answer = response.bytes().await.map_err(|e| unavailable(operation, self.options.timeout, e))?.to_vec();
-        match status {
-            _ if status.is_success() => Ok(answer),
-            StatusCode::TOO_MANY_REQUESTS => {
-                Err(Failure::Throttled(failure(operation, status, &headers, &answer), throttle_wait(&headers)))
-            }
-            _ => Err(Failure::Final(failure(operation, status, &headers, &answer))),
-        }
+        let answer = response.bytes().await.map_err(|e| unavailable(call.operation, self.options.timeout, e))?;
+        let error = match status {
+            _ if status.is_success() => return Ok(answer.to_vec()),
+            _ => failure(call.operation, status, &headers, &answer),
+        };
+        Err(match status {
+            StatusCode::TOO_MANY_REQUESTS => Failure::Throttled(error, throttle_wait(&headers)),
+            _ => Failure::Final(error),
+        })
     }
 
-    async fn send(
-        &self,
-        operation: &'static str,
-        method: &Method,
-        url: &Url,
-        key: &ApiKey,
-        body: Option<&str>,
-    ) -> Result<reqwest::Response> {
+    async fn request(&self, call: &Call, key: &ApiKey) -> Result<reqwest::Response> {
+        let url = &call.url;
         let uri = url.query().map_or_else(|| url.path().to_owned(), |query| format!("{}?{query}", url.path()));
-        let authorization = lock(&self.challenge).as_mut().and_then(|c| c.authorization(key, method, &uri));
-        let mut request = self.http.request(method.clone(), url.clone()).header(ACCEPT, "application/json");
+        let authorization = lock(&self.challenge).as_mut().and_then(|c| c.authorization(key, &call.method, &uri));
+        let mut request = self.http.request(call.method.clone(), url.clone()).header(ACCEPT, "application/json");
         if let Some(authorization) = authorization {
             request = request.header(AUTHORIZATION, authorization);
         }
-        if let Some(body) = body {
-            request = request.header(CONTENT_TYPE, "application/json").body(body.to_owned());
+        if let Some(body) = &call.body {
+            request = request.header(CONTENT_TYPE, "application/json").body(body.clone());
         }
-        request.send().await.map_err(|e| unavailable(operation, self.options.timeout, e))
+        request.send().await.map_err(|e| unavailable(call.operation, self.options.timeout, e))
     }
 
     async fn key(&self) -> Result<ApiKey> {

@@ -17,7 +17,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use reqwest::Method;
+use client::Call;
+use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
@@ -27,14 +28,13 @@ pub use models::{AvailabilityZones, AwsEndpointService, ConnectionState, Private
 use crate::{aws, StepError};
 
 type Result<T, E = StepError> = std::result::Result<T, E>;
-
-pub const DEFAULT_BASE_URL: &str = "https://serverless.tidbapi.com";
+type Secret = (aws_sdk_secretsmanager::Client, String);
 
 const PAGE_SIZE: u32 = 100;
 const MAX_PAGES: usize = 100;
 
 /// A TiDB Cloud API key pair (it acts as organization owner, hence the care).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 pub struct ApiKey {
     public_key: String,
     private_key: String,
@@ -47,17 +47,17 @@ impl ApiKey {
 
     /// Reads the secret `{"public_key": "...", "private_key": "..."}`.
     pub async fn from_secrets_manager(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<Self> {
-        let out = client.get_secret_value().secret_id(secret_id).send().await.map_err(|error| {
-            if aws::error_code(&error) == Some("ResourceNotFoundException") {
-                StepError::Misconfigured(format!("the TiDB Cloud API key secret {secret_id} does not exist"))
-            } else {
-                aws::failure("GetSecretValue", error)
-            }
-        })?;
+        let out =
+            client.get_secret_value().secret_id(secret_id).send().await.map_err(|error| {
+                match aws::error_code(&error) {
+                    Some("ResourceNotFoundException") => {
+                        misconfigured(format!("the TiDB Cloud API key secret {secret_id} does not exist"))
+                    }
+                    _ => aws::failure("GetSecretValue", error),
+                }
+            })?;
         let text = out.secret_string().ok_or_else(|| {
-            StepError::Misconfigured(format!(
-                "secret {secret_id} has no text value; store the TiDB Cloud key pair as JSON text"
-            ))
+            misconfigured(format!("secret {secret_id} has no text value; store the TiDB Cloud key pair as JSON text"))
         })?;
         Self::from_secret_json(secret_id, text)
     }
@@ -65,23 +65,18 @@ impl ApiKey {
     /// Parses the secret's text. The error names the shape, never the content: serde's own messages
     /// quote the values they reject, and one of them may be the private key.
     pub fn from_secret_json(secret_id: &str, text: &str) -> Result<Self> {
-        #[derive(Deserialize)]
-        struct Shape {
-            public_key: String,
-            private_key: String,
-        }
         let shape = |detail: String| {
-            StepError::Misconfigured(format!(
+            misconfigured(format!(
                 "secret {secret_id} must be JSON {{\"public_key\": \"...\", \"private_key\": \"...\"}} ({detail})"
             ))
         };
-        let parsed: Shape = serde_json::from_str(text)
+        let parsed: Self = serde_json::from_str(text)
             .map_err(|e| shape(format!("{:?} error at line {}, column {}", e.classify(), e.line(), e.column())))?;
         let key = Self::new(parsed.public_key.trim(), parsed.private_key.trim());
-        if key.public_key.is_empty() || key.private_key.is_empty() {
-            return Err(shape("a key is empty".into()));
+        match key.public_key.is_empty() || key.private_key.is_empty() {
+            true => Err(shape("a key is empty".into())),
+            false => Ok(key),
         }
-        Ok(key)
     }
 }
 
@@ -114,7 +109,7 @@ pub struct ClientOptions {
 impl Default for ClientOptions {
     fn default() -> Self {
         Self {
-            base_url: DEFAULT_BASE_URL.into(),
+            base_url: "https://serverless.tidbapi.com".into(),
             timeout: Duration::from_secs(10),
             max_attempts: 3,
             max_throttle_wait: Duration::from_secs(20),
@@ -132,20 +127,15 @@ impl ClientOptions {
 }
 
 /// The TiDB Cloud API, built once per cold start.
+#[derive(Debug)]
 pub struct TiDBCloud {
     http: reqwest::Client,
     base_url: String,
     options: ClientOptions,
-    secret: Option<(aws_sdk_secretsmanager::Client, String)>,
+    secret: Option<Secret>,
     key: Mutex<Option<ApiKey>>,
     /// The server's last challenge, answered at once by later requests (no 401 round trip each).
     challenge: Mutex<Option<client::Challenge>>,
-}
-
-impl fmt::Debug for TiDBCloud {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TiDBCloud").field("base_url", &self.base_url).finish_non_exhaustive()
-    }
 }
 
 impl TiDBCloud {
@@ -161,13 +151,8 @@ impl TiDBCloud {
 
     /// TiDB Cloud's AWS account and the zone IDs its endpoints can use, for `cluster_id`'s region.
     pub async fn availability_zones(&self, cluster_id: &str) -> Result<AvailabilityZones> {
-        self.json(
-            "GetAvailabilityZones",
-            Method::GET,
-            &format!("{}:getAvailabilityZones", collection(cluster_id)?),
-            None,
-        )
-        .await
+        let path = format!("{}:getAvailabilityZones", collection(cluster_id)?);
+        self.json(self.call("GetAvailabilityZones", Method::GET, &path)?).await
     }
 
     /// Asks TiDB Cloud to connect `cluster_id` to the endpoint service `service`
@@ -183,12 +168,13 @@ impl TiDBCloud {
         name: &str,
         service: &str,
     ) -> Result<PrivateLinkConnection> {
-        let body = json!({"privateLinkConnection": {"clusterId": cluster_id, "displayName": name,
-            "type": "AWS_ENDPOINT_SERVICE", "awsEndpointService": {"name": service}}});
-        match self
-            .json("CreatePrivateLinkConnection", Method::POST, &collection(cluster_id)?, Some(body.to_string()))
-            .await
-        {
+        let mut call = self.call("CreatePrivateLinkConnection", Method::POST, &collection(cluster_id)?)?;
+        call.body = Some(
+            json!({"privateLinkConnection": {"clusterId": cluster_id, "displayName": name,
+            "type": "AWS_ENDPOINT_SERVICE", "awsEndpointService": {"name": service}}})
+            .to_string(),
+        );
+        match self.json(call).await {
             Err(conflict @ StepError::TiDBCloudRequestFailed { status: 409, .. }) => {
                 self.find_private_link_connection(cluster_id, service).await?.ok_or(conflict)
             }
@@ -197,17 +183,20 @@ impl TiDBCloud {
     }
 
     pub async fn get_private_link_connection(&self, cluster_id: &str, id: &str) -> Result<PrivateLinkConnection> {
-        self.json("GetPrivateLinkConnection", Method::GET, &item(cluster_id, id)?, None).await
+        self.json(self.call("GetPrivateLinkConnection", Method::GET, &item(cluster_id, id)?)?).await
     }
 
     /// Every private link connection of the cluster (all pages).
     pub async fn list_private_link_connections(&self, cluster_id: &str) -> Result<Vec<PrivateLinkConnection>> {
-        let first = format!("{}?pageSize={PAGE_SIZE}", collection(cluster_id)?);
+        let path = format!("{}?pageSize={PAGE_SIZE}", collection(cluster_id)?);
+        let first = self.call("ListPrivateLinkConnections", Method::GET, &path)?;
         let (mut connections, mut token) = (Vec::new(), None::<String>);
         for _ in 0..MAX_PAGES {
-            let path =
-                token.as_ref().map_or_else(|| first.clone(), |t| format!("{first}&pageToken={}", percent_encode(t)));
-            let page: models::Page = self.json("ListPrivateLinkConnections", Method::GET, &path, None).await?;
+            let mut call = first.clone();
+            if let Some(token) = &token {
+                call.url.query_pairs_mut().append_pair("pageToken", token);
+            }
+            let page: models::Page = self.json(call).await?;
             connections.extend(page.private_link_connections);
             match page.next_page_token.filter(|next| !next.is_empty()) {
                 // A server that hands back the same token would loop us forever.
@@ -232,17 +221,17 @@ impl TiDBCloud {
     /// Starts deleting the connection (TiDB Cloud reports `DELETING`, then, once it is gone, 404).
     /// The answer's body is not read.
     pub async fn delete_private_link_connection(&self, cluster_id: &str, id: &str) -> Result<()> {
-        self.call("DeletePrivateLinkConnection", Method::DELETE, &item(cluster_id, id)?, None).await.map(drop)
+        self.send(self.call("DeletePrivateLinkConnection", Method::DELETE, &item(cluster_id, id)?)?).await.map(drop)
     }
 
-    async fn json<T: DeserializeOwned>(
-        &self,
-        operation: &'static str,
-        method: Method,
-        path: &str,
-        body: Option<String>,
-    ) -> Result<T> {
-        let answer = self.call(operation, method, path, body).await?;
+    fn call(&self, operation: &'static str, method: Method, path: &str) -> Result<Call> {
+        let url = Url::parse(&format!("{}{path}", self.base_url))
+            .map_err(|e| StepError::InvalidInput(format!("'{path}' does not make a TiDB Cloud URL: {e}")))?;
+        Ok(Call { operation, method, url, body: None })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
+        let (operation, answer) = (call.operation, self.send(call).await?);
         serde_json::from_slice(&answer).map_err(|e| StepError::TiDBCloudRequestFailed {
             operation,
             status: 200,
@@ -250,6 +239,10 @@ impl TiDBCloud {
             message: format!("the answer is not the documented shape: {e}"),
         })
     }
+}
+
+fn misconfigured(message: String) -> StepError {
+    StepError::Misconfigured(message)
 }
 
 fn collection(cluster_id: &str) -> Result<String> {
@@ -269,15 +262,6 @@ fn segment<'a>(what: &str, id: &'a str) -> Result<&'a str> {
     } else {
         Err(StepError::InvalidInput(format!("'{id}' is not a TiDB Cloud {what} (letters, digits, '-' and '_' only)")))
     }
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
