@@ -53,17 +53,8 @@ impl Challenge {
     }
 }
 
-/// How an attempt ends without success: a 429 (with the wait it asks) may be sent again.
-enum Failure {
-    Throttled(StepError, Option<Duration>),
-    Final(StepError),
-}
-
-impl From<StepError> for Failure {
-    fn from(error: StepError) -> Self {
-        Self::Final(error)
-    }
-}
+/// How an attempt fails: its error and, for a 429 that may be sent again, the wait it asks.
+type Failure = (StepError, Option<Option<Duration>>);
 
 /// One call, as sent (again) to answer a challenge or after a 429.
 #[derive(Clone)]
@@ -103,39 +94,36 @@ impl TiDBCloud {
         let backoff = ExponentialBuilder::new().with_min_delay(Duration::from_secs(1)).with_max_times(attempts);
         (|| self.attempt(&call, &key))
             .retry(backoff)
-            .when(|failure| matches!(failure, Failure::Throttled(..)))
-            .adjust(|failure, next| match failure {
-                Failure::Throttled(_, asked) => next.map(|next| asked.unwrap_or(next)).filter(|wait| *wait <= max_wait),
-                Failure::Final(_) => None,
+            .when(|(_, throttled)| throttled.is_some())
+            .adjust(|(_, asked), next| {
+                next.map(|next| asked.flatten().unwrap_or(next)).filter(|wait| *wait <= max_wait)
             })
             .notify(|_, wait| tracing::warn!(call.operation, wait_ms = wait.as_millis() as u64, "TiDB Cloud throttled"))
             .await
-            .map_err(|(Failure::Throttled(error, _) | Failure::Final(error))| error)
+            .map_err(|(error, _)| error)
     }
 
     async fn attempt(&self, call: &Call, key: &ApiKey) -> Result<Vec<u8>, Failure> {
-        let mut response = self.request(call, key).await?;
+        let mut response = self.request(call, key).await.map_err(|e| (e, None))?;
         if response.status() == StatusCode::UNAUTHORIZED {
             // The first request, or a nonce no longer taken: answer the fresh challenge, once. A
             // second 401 means the key is wrong; it may be fixed since we read it, so read it again.
             if let Some(challenge) = Challenge::pick(response.headers()) {
                 *lock(&self.challenge) = Some(challenge);
-                response = self.request(call, key).await?;
+                response = self.request(call, key).await.map_err(|e| (e, None))?;
             }
             if response.status() == StatusCode::UNAUTHORIZED && self.secret.is_some() {
                 *lock(&self.key) = None;
             }
         }
         let (status, headers) = (response.status(), response.headers().clone());
-        let answer = response.bytes().await.map_err(|e| unavailable(call.operation, self.options.timeout, e))?;
-        let error = match status {
-            _ if status.is_success() => return Ok(answer.to_vec()),
-            _ => failure(call.operation, status, &headers, &answer),
-        };
-        Err(match status {
-            StatusCode::TOO_MANY_REQUESTS => Failure::Throttled(error, throttle_wait(&headers)),
-            _ => Failure::Final(error),
-        })
+        let answer =
+            response.bytes().await.map_err(|e| (unavailable(call.operation, self.options.timeout, e), None))?;
+        if status.is_success() {
+            return Ok(answer.to_vec());
+        }
+        let throttled = (status == StatusCode::TOO_MANY_REQUESTS).then(|| throttle_wait(&headers));
+        Err((failure(call.operation, status, &headers, &answer), throttled))
     }
 
     async fn request(&self, call: &Call, key: &ApiKey) -> Result<reqwest::Response> {

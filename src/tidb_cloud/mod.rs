@@ -47,17 +47,14 @@ impl ApiKey {
 
     /// Reads the secret `{"public_key": "...", "private_key": "..."}`.
     pub async fn from_secrets_manager(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<Self> {
-        let out =
-            client.get_secret_value().secret_id(secret_id).send().await.map_err(|error| {
-                match aws::error_code(&error) {
-                    Some("ResourceNotFoundException") => {
-                        misconfigured(format!("the TiDB Cloud API key secret {secret_id} does not exist"))
-                    }
-                    _ => aws::failure("GetSecretValue", error),
-                }
-            })?;
+        let out = client.get_secret_value().secret_id(secret_id).send().await.map_err(|error| {
+            if aws::error_code(&error) != Some("ResourceNotFoundException") {
+                return aws::failure("GetSecretValue", error);
+            }
+            StepError::Misconfigured(format!("the TiDB Cloud API key secret {secret_id} does not exist"))
+        })?;
         let text = out.secret_string().ok_or_else(|| {
-            misconfigured(format!("secret {secret_id} has no text value; store the TiDB Cloud key pair as JSON text"))
+            StepError::Misconfigured(format!("secret {secret_id} has no text value; store the key pair as JSON text"))
         })?;
         Self::from_secret_json(secret_id, text)
     }
@@ -66,9 +63,8 @@ impl ApiKey {
     /// quote the values they reject, and one of them may be the private key.
     pub fn from_secret_json(secret_id: &str, text: &str) -> Result<Self> {
         let shape = |detail: String| {
-            misconfigured(format!(
-                "secret {secret_id} must be JSON {{\"public_key\": \"...\", \"private_key\": \"...\"}} ({detail})"
-            ))
+            let json = r#"{"public_key": "...", "private_key": "..."}"#;
+            StepError::Misconfigured(format!("secret {secret_id} must be JSON {json} ({detail})"))
         };
         let parsed: Self = serde_json::from_str(text)
             .map_err(|e| shape(format!("{:?} error at line {}, column {}", e.classify(), e.line(), e.column())))?;
@@ -169,11 +165,9 @@ impl TiDBCloud {
         service: &str,
     ) -> Result<PrivateLinkConnection> {
         let mut call = self.call("CreatePrivateLinkConnection", Method::POST, &collection(cluster_id)?)?;
-        call.body = Some(
-            json!({"privateLinkConnection": {"clusterId": cluster_id, "displayName": name,
-            "type": "AWS_ENDPOINT_SERVICE", "awsEndpointService": {"name": service}}})
-            .to_string(),
-        );
+        let connection = json!({"clusterId": cluster_id, "displayName": name, "type": "AWS_ENDPOINT_SERVICE",
+            "awsEndpointService": {"name": service}});
+        call.body = Some(json!({ "privateLinkConnection": connection }).to_string());
         match self.json(call).await {
             Err(conflict @ StepError::TiDBCloudRequestFailed { status: 409, .. }) => {
                 self.find_private_link_connection(cluster_id, service).await?.ok_or(conflict)
@@ -239,10 +233,6 @@ impl TiDBCloud {
             message: format!("the answer is not the documented shape: {e}"),
         })
     }
-}
-
-fn misconfigured(message: String) -> StepError {
-    StepError::Misconfigured(message)
 }
 
 fn collection(cluster_id: &str) -> Result<String> {
