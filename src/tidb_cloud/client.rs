@@ -2,6 +2,7 @@
 //! latest one kept so that later requests answer it at once with the next nonce count; a 429
 //! waited out as its rate-limit headers say, while the wait is short (backon).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -92,7 +93,8 @@ impl TiDBCloud {
         let (key, max_wait) = (self.key().await?, self.options.max_throttle_wait);
         let attempts = self.options.max_attempts.saturating_sub(1) as usize;
         let backoff = ExponentialBuilder::new().with_min_delay(Duration::from_secs(1)).with_max_times(attempts);
-        (|| self.attempt(&call, &key))
+        let challenged = AtomicBool::new(false);
+        (|| self.attempt(&call, &key, &challenged))
             .retry(backoff)
             .when(|(_, throttled)| throttled.is_some())
             .adjust(|(_, asked), next| {
@@ -103,18 +105,19 @@ impl TiDBCloud {
             .map_err(|(error, _)| error)
     }
 
-    async fn attempt(&self, call: &Call, key: &ApiKey) -> Result<Vec<u8>, Failure> {
+    async fn attempt(&self, call: &Call, key: &ApiKey, challenged: &AtomicBool) -> Result<Vec<u8>, Failure> {
         let mut response = self.request(call, key).await.map_err(|e| (e, None))?;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            // The first request, or a nonce no longer taken: answer the fresh challenge, once. A
-            // second 401 means the key is wrong; it may be fixed since we read it, so read it again.
+        // The first request, or a nonce no longer taken: answer the fresh challenge, once a call
+        // (as ClientOptions::worst_case counts). Another 401 means the key is wrong; it may be
+        // fixed since we read it, so read it again next time.
+        if response.status() == StatusCode::UNAUTHORIZED && !challenged.swap(true, Ordering::Relaxed) {
             if let Some(challenge) = Challenge::pick(response.headers()) {
                 *lock(&self.challenge) = Some(challenge);
                 response = self.request(call, key).await.map_err(|e| (e, None))?;
             }
-            if response.status() == StatusCode::UNAUTHORIZED && self.secret.is_some() {
-                *lock(&self.key) = None;
-            }
+        }
+        if response.status() == StatusCode::UNAUTHORIZED && self.secret.is_some() {
+            *lock(&self.key) = None;
         }
         let (status, headers) = (response.status(), response.headers().clone());
         let answer =

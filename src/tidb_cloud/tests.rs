@@ -310,6 +310,18 @@ async fn an_expired_nonce_is_answered_once_more() {
 }
 
 #[tokio::test]
+async fn one_challenge_is_answered_per_call() {
+    // After a 429, a fresh challenge is not answered again: one call stays within worst_case().
+    let server = digest_server(
+        |n| if n <= 2 { CHALLENGE } else { SHA256_CHALLENGE },
+        |_, _| reply("429 Too Many Requests", &[("Retry-After", "0")], "{}"),
+    );
+    let error = client(&server, rfc_key()).availability_zones("1").await.unwrap_err();
+    assert_eq!(error.name(), "TiDBCloudUnauthorized", "{error}");
+    assert_eq!(server.requests().len(), 3, "challenge, answer (429), then the new challenge ends it");
+}
+
+#[tokio::test]
 async fn wrong_key_is_unauthorized_after_one_retry() {
     let server = digest_server(|_| CHALLENGE, |_, _| reply("200 OK", &[], ZONES));
     let secret = "not-the-private-key-0123456789";
