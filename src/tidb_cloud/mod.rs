@@ -1,8 +1,8 @@
 //! The TiDB Cloud API client: TiDB Cloud's AWS account and zones, and the private link connection
 //! of a cluster to an endpoint service (create, get, list, delete), as the `v1beta1` contract in
-//! `tests/tidb_cloud_double/tidbcloud-privatelink-openapi.yaml` describes them. [`client`] sends
-//! the requests (HTTP Digest, so the private key never travels), [`models`] reads the answers and
-//! [`errors`] names each failure as a `TiDBCloud*` [`StepError`], which the state machines match on.
+//! `tests/tidb_cloud_double/tidbcloud-privatelink-openapi.yaml` describes them. `client` sends
+//! the requests (HTTP Digest, so the private key never travels), `models` reads the answers and
+//! `errors` names each failure as a `TiDBCloud*` [`StepError`], which the state machines match on.
 //!
 //! The API key pair is kept in AWS Secrets Manager as the JSON text
 //! `{"public_key": "...", "private_key": "..."}`, read on first use and kept for the life of the
