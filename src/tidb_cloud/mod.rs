@@ -155,9 +155,10 @@ impl TiDBCloud {
     /// (`com.amazonaws.vpce.<region>.vpce-svc-...`). The answer is `CREATING`; TiDB Cloud then
     /// creates its endpoint and reports `PENDING_ACCEPTANCE` with the endpoint's ID.
     ///
-    /// A 409 (it exists: a repeated step, or a lost answer) returns the existing connection. No
-    /// other 4xx is retried, here or by the state machine, but 408 (`TiDBCloudUnavailable`) and a
-    /// 429 whose wait is too long for this call (`TiDBCloudThrottled`).
+    /// A 409 (it exists: a repeated step, or a lost answer) returns the existing connection. Of
+    /// the other 4xx only 429 (waited out here while short, then `TiDBCloudThrottled`) and 408
+    /// (`TiDBCloudUnavailable`) are retried, by the state machine; 400, 401, 403, 404 and the rest
+    /// end the workflow.
     pub async fn create_private_link_connection(
         &self,
         cluster_id: &str,
