@@ -245,7 +245,8 @@ def apply() -> None:
         if balancer.type != "network":
             return original(self, arn, subnets, subnet_mappings)
         ids = list(subnets or []) + [m["SubnetId"] for m in subnet_mappings or [] if m.get("SubnetId")]
-        return _set_nlb_subnets(self, balancer, ids)
+        with STATE_LOCK:
+            return _set_nlb_subnets(self, balancer, ids)
 
     @wrap(ELBv2Backend, "create_target_group")
     def create_target_group(original, self, name, **kwargs):  # type: ignore[no-untyped-def]
