@@ -16,7 +16,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-import control
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import control  # noqa: E402  (the emulator's control routes)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAUNCH = os.path.join(HERE, "launch.py")

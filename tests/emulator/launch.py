@@ -130,6 +130,20 @@ def _json_answer(start_response, status: str, value: object) -> list[bytes]:  # 
     return [body]
 
 
+def _crash_answer(environ, start_response, message: str) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """HTTP 500 InternalFailure in the request's protocol (EC2 XML, query XML, or JSON)."""
+    from xml.sax.saxutils import escape
+
+    if "x-www-form-urlencoded" not in (environ.get("CONTENT_TYPE") or ""):
+        return _json_answer(start_response, "500 Internal Server Error", {"__type": "InternalFailure", "message": message})
+    error = f"<Error><Code>InternalFailure</Code><Message>{escape(message)}</Message></Error>"
+    scope = (environ.get("HTTP_AUTHORIZATION") or "").split("Credential=", 1)[-1].split("/")
+    body = (f"<Response><Errors>{error}</Errors><RequestID>0</RequestID></Response>" if scope[3:4] == ["ec2"]
+            else f"<ErrorResponse>{error}<RequestId>0</RequestId></ErrorResponse>").encode()
+    start_response("500 Internal Server Error", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def guarded(app):  # type: ignore[no-untyped-def]
     """The WSGI app with the control routes, and every crash answered and recorded."""
     import traceback
@@ -177,9 +191,8 @@ def guarded(app):  # type: ignore[no-untyped-def]
         try:
             return app(environ, observe)
         except Exception as error:  # a crash: answered as a service error, and recorded
-            problem(f"{what} raised:\n{traceback.format_exc()}")
-            return _json_answer(start_response, "500 Internal Server Error",
-                                {"__type": "InternalFailure", "message": f"emulator error: {error!r}"})
+            problem(f"{what} raised:\n" + "".join(traceback.format_exc().splitlines(True)[-12:]))
+            return _crash_answer(environ, start_response, f"emulator error: {error!r}")
 
     return application
 

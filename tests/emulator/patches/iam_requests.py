@@ -138,11 +138,7 @@ def resource_tags(arn: str) -> dict[str, str]:
             from moto.ec2.models import ec2_backends
 
             backend = ec2_backends[account][region]
-            resource_id = rest.split("/")[-1]
-            if rest.startswith("vpc-endpoint-service/"):
-                config = backend.configurations.get(resource_id)
-                return {t["Key"]: t["Value"] for t in (config.get_tags() if config else [])}
-            return dict(backend.tags.get(resource_id, {}))
+            return dict(backend.tags.get(rest.split("/")[-1], {}))
         if service == "elasticloadbalancing":
             from moto.elbv2.models import elbv2_backends
 
