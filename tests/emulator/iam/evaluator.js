@@ -38,7 +38,7 @@ const described = new Map();
 
 function templateRegex(template) {
   const parts = template.split(/\$\{[^}]+\}/).map((p) => p.replace(/[.*+?^$()|[\]\\]/g, '\\$&'));
-  return new RegExp('^' + parts.join('.+') + '$');
+  return new RegExp('^' + parts.join('[^:]+') + '$');
 }
 
 async function describeAction(action) {

@@ -100,12 +100,15 @@ def analyse(stacks: list[dict[str, Any]], evaluator: Evaluator) -> tuple[dict[st
             if record["decision"] == "Allowed":
                 allowed[record["principal"]].append(record)
 
-        # The replay must agree with what the emulator decided live.
+        # The replay must agree with what the emulator decided live; only requests it allows count.
         for principal, records in allowed.items():
             identity = roles[by_arn[principal]]["policies"] if principal in by_arn else None
-            for record in records:
-                if identity is not None and decide(evaluator, record, identity, record.get("resourcePolicy")) != "Allowed":
-                    disagreements.append(f"{stack['name']}: {record['action']} on {record['resource']} by {principal}")
+            if identity is None:
+                continue
+            agreed = [r for r in records if decide(evaluator, r, identity, r.get("resourcePolicy")) == "Allowed"]
+            disagreements += [f"{stack['name']}: {r['action']} on {r['resource']} by {principal}"
+                              for r in records if r not in agreed]
+            allowed[principal] = agreed
 
         for logical_id, role in sorted(roles.items()):
             records = allowed.get(role["arn"], [])
@@ -137,7 +140,8 @@ def analyse(stacks: list[dict[str, Any]], evaluator: Evaluator) -> tuple[dict[st
                     continue
                 for record in records:
                     identity = roles[by_arn[record["principal"]]]["policies"] if record["principal"] in by_arn else []
-                    if decide(evaluator, record, identity, without(policy, index)) != "Allowed":
+                    if (decide(evaluator, record, identity, policy) == "Allowed"
+                            and decide(evaluator, record, identity, without(policy, index)) != "Allowed"):
                         entry["needed_by"] = f"{record['operation']}: {record['action']} on {record['resource']}"
                         break
     return table, disagreements

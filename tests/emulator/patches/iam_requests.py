@@ -112,16 +112,21 @@ def _ec2_tags(record: dict[str, str]) -> dict[str, str]:
     return tags
 
 
+# Parameters that carry tags: their values name no resource (a tag's value may well be an id).
+TAG_PARAMETER = re.compile(r"(^|\.)(Tags?|TagSpecifications?|tags)(\.|$)")
+
+
 def _values(value: Any) -> list[str]:
+    """String values of a request's parameters, tags excepted."""
     if isinstance(value, dict):
-        return [v for item in value.values() for v in _values(item)]
+        return [v for key, item in value.items() if not TAG_PARAMETER.search(str(key)) for v in _values(item)]
     if isinstance(value, list):
         return [v for item in value for v in _values(item)]
     return [str(value)] if isinstance(value, (str, int)) else []
 
 
 def _template_regex(template: str) -> re.Pattern[str]:
-    return re.compile("^" + ".+".join(re.escape(p) for p in re.split(r"\$\{[^}]+\}", template)) + "$")
+    return re.compile("^" + "[^:]+".join(re.escape(p) for p in re.split(r"\$\{[^}]+\}", template)) + "$")
 
 
 # --- state lookups -------------------------------------------------------------------------------
@@ -414,11 +419,16 @@ def generic(call: Call) -> list[Authorization]:
     return [on(call, arn) for arn in unique]
 
 
+# "Create" calls that add to an existing resource (found in the request) rather than make one.
+ATTACHING = {"ec2:CreateTags", "ec2:CreateVpcEndpointConnectionNotification"}
+
+
 def authorizations(call: Call) -> list[Authorization]:
     builder = BUILDERS.get(call.action)
     if builder is not None:
         return builder(call)
-    if call.operation.startswith("Create") and not evaluator().action(call.action).get("wildcardOnly"):
+    if (call.operation.startswith("Create") and call.action not in ATTACHING
+            and not evaluator().action(call.action).get("wildcardOnly")):
         raise Unmapped(f"{call.action} creates a resource: name it in iam_requests.BUILDERS")
     return generic(call)
 
