@@ -267,3 +267,59 @@ def test_a_crash_is_answered_in_the_services_protocol_and_recorded(own_emulator)
     assert (crash["code"], crash["status"]) == ("InternalFailure", 500)
     found = control.problems(own_emulator)
     assert any("describe_ipam_pools" in line for line in found), found
+
+
+# --- PrivateLink's notifications need the topic policy -------------------------------------------
+
+
+def test_notifications_reach_only_a_topic_whose_policy_admits_privatelink(aws, other_aws):
+    from test_vpce_connections import consumer_endpoint, drain
+    from test_vpce_services import endpoint_service
+
+    service = endpoint_service(aws)
+    aws("ec2").modify_vpc_endpoint_service_permissions(
+        ServiceId=service["ServiceId"], AddAllowedPrincipals=[f"arn:aws:iam::{other_aws.account}:root"])
+    sns = aws("sns")
+    admitted, default = (sns.create_topic(Name=name)["TopicArn"] for name in ("admitted", "default-policy"))
+    sns.set_topic_attributes(TopicArn=admitted, AttributeName="Policy", AttributeValue=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "vpce.amazonaws.com"}, "Action": "sns:Publish",
+            "Resource": admitted, "Condition": {"StringEquals": {"aws:SourceAccount": aws.account}}}]}))
+    queues = {}
+    for topic in (admitted, default):
+        sqs = aws("sqs")
+        url = sqs.create_queue(QueueName=topic.rsplit(":", 1)[-1])["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+        queues[topic] = (sqs, url)
+        aws("ec2").create_vpc_endpoint_connection_notification(
+            ServiceId=service["ServiceId"], ConnectionNotificationArn=topic, ConnectionEvents=["Connect"])
+    consumer_endpoint(other_aws, service["ServiceName"])
+    assert [e["eventType"] for e in drain(*queues[admitted])] == ["Connect"]
+    # The default topic policy admits the account's own principals, not vpce.amazonaws.com.
+    assert drain(*queues[default]) == []
+
+
+def test_calls_being_added_are_mapped(enforced):
+    """SetSubnets on the stack's own NLB only; DescribeTargetHealth on "*"; PutMetricData by
+    namespace: the authorizations these calls need are known, so they do not fail closed."""
+    lb, tg = _load_balancer(enforced, "tidbpl-subnets", [{"Key": MANAGED_BY, "Value": STACK}])
+    other, _ = _load_balancer(enforced, "tidbpl-foreign", [{"Key": MANAGED_BY, "Value": "another-stack"}])
+    role = enforced.function_role(
+        {"Effect": "Allow", "Action": "elasticloadbalancing:SetSubnets",
+         "Resource": f"arn:aws:elasticloadbalancing:{REGION}:{enforced.id}:loadbalancer/net/tidbpl-*/*",
+         "Condition": {"StringEquals": {f"aws:ResourceTag/{MANAGED_BY}": STACK}}},
+        {"Effect": "Allow", "Action": "elasticloadbalancing:DescribeTargetHealth", "Resource": "*"},
+        {"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
+         "Condition": {"StringEquals": {"cloudwatch:namespace": "TiDBPrivateLink"}}})
+    elbv2 = role("elbv2")
+    subnets = [z["SubnetId"] for z in enforced.aws("elbv2").describe_load_balancers(
+        LoadBalancerArns=[lb])["LoadBalancers"][0]["AvailabilityZones"]]
+    elbv2.set_subnets(LoadBalancerArn=lb, Subnets=subnets)
+    assert "elasticloadbalancing:SetSubnets on resource: " + other in denied(
+        lambda: elbv2.set_subnets(LoadBalancerArn=other, Subnets=subnets))["message"]
+    assert elbv2.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"] == []
+    metric = [{"MetricName": "Provisioned", "Value": 1.0}]
+    role("cloudwatch").put_metric_data(Namespace="TiDBPrivateLink", MetricData=metric)
+    assert denied(lambda: role("cloudwatch").put_metric_data(Namespace="Other", MetricData=metric))["code"] == \
+        "AccessDenied"

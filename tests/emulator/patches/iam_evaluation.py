@@ -51,7 +51,7 @@ ACTION_NAMES = {"lambda:Invoke": "lambda:InvokeFunction", "lambda:InvokeAsync": 
 class Denied(Exception):
     """A denial, rendered as the service renders it: (status, headers, body)."""
 
-    def __init__(self, status: int, headers: dict[str, str], body: str):
+    def __init__(self, status: int, headers: dict[str, str], body: str | bytes):
         super().__init__(body)
         self.status, self.headers, self.body = status, headers, body
 
@@ -62,28 +62,61 @@ def _message(caller: str, action: str, resource: str, decision: str) -> str:
     return f"User: {caller} is not authorized to perform: {action} on resource: {resource} {reason}"
 
 
-def denial(service: str, caller: str, action: str, resource: str, decision: str) -> Denied:
-    """As each service answers it (EC2 API reference "Error codes"; the services' Common Errors)."""
+def _cbor_text_map(values: dict[str, str]) -> bytes:
+    """A CBOR map of text strings (RFC 8949), as the Smithy RPC v2 CBOR protocol sends errors."""
+    def head(major: int, length: int) -> bytes:
+        if length < 24:
+            return bytes([major << 5 | length])
+        for info, size in ((24, 1), (25, 2), (26, 4)):
+            if length < 1 << (8 * size):
+                return bytes([major << 5 | info]) + length.to_bytes(size, "big")
+        raise ValueError("too long")
+
+    out = head(5, len(values))
+    for key, value in values.items():
+        for text in (key.encode(), value.encode()):
+            out += head(3, len(text)) + text
+    return out
+
+
+# Services of the query protocol (XML), and their code for a denial.
+QUERY_CODES = {"ec2": "UnauthorizedOperation", "sns": "AuthorizationError", "elasticloadbalancing": "AccessDenied",
+               "rds": "AccessDenied", "iam": "AccessDenied", "sts": "AccessDenied", "cloudwatch": "AccessDenied",
+               "autoscaling": "AccessDenied", "sqs": "AccessDenied"}
+
+
+def denial(service: str, caller: str, action: str, resource: str, decision: str, content_type: str = "") -> Denied:
+    """As each service answers it (EC2 API reference "Error codes"; the services' Common Errors),
+    in the protocol the client spoke: a query service's newer clients send JSON or CBOR (CloudWatch),
+    and get the query error code back in that protocol (header x-amzn-query-error)."""
     message = _message(caller, action, resource, decision)
     request_id = "00000000-0000-0000-0000-000000000000"
+    ids = {"x-amzn-RequestId": request_id}
+    if service == "lambda":
+        return Denied(403, {"Content-Type": "application/json", "x-amzn-ErrorType": "AccessDeniedException", **ids},
+                      json.dumps({"Type": "User", "Message": message}))
+    code = QUERY_CODES.get(service)
+    structured = "json" in content_type or "cbor" in content_type
+    if code is None or structured:
+        status = 403 if code else 400
+        code = code or "AccessDeniedException"
+        headers = {**ids, **({"x-amzn-query-error": f"{code};Sender"} if status == 403 else {})}
+        if "cbor" in content_type:
+            return Denied(status, {"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor", **headers},
+                          _cbor_text_map({"__type": code, "message": message}))
+        return Denied(status, {"Content-Type": "application/x-amz-json-1.0", **headers},
+                      json.dumps({"__type": code, "message": message}))
     if service == "ec2":
         encoded = base64.b64encode(json.dumps({"allowed": False, "action": action, "resource": resource}).encode()).decode()
         text = (f"You are not authorized to perform this operation. {message}. "
                 f"Encoded authorization failure message: {encoded}")
-        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code>'
+        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
                 f"<Message>{_xml(text)}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>")
         return Denied(403, {"Content-Type": "text/xml"}, body)
-    if service in ("elasticloadbalancing", "rds", "iam", "sts", "cloudwatch", "sns", "autoscaling"):
-        code = "AuthorizationError" if service == "sns" else "AccessDenied"
-        body = (f'<ErrorResponse xmlns="http://{service}.amazonaws.com/doc/"><Error><Type>Sender</Type>'
-                f"<Code>{code}</Code><Message>{_xml(message)}</Message></Error>"
-                f"<RequestId>{request_id}</RequestId></ErrorResponse>")
-        return Denied(403, {"Content-Type": "text/xml", "x-amzn-RequestId": request_id}, body)
-    if service == "lambda":
-        return Denied(403, {"Content-Type": "application/json", "x-amzn-ErrorType": "AccessDeniedException",
-                            "x-amzn-RequestId": request_id}, json.dumps({"Type": "User", "Message": message}))
-    return Denied(400, {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": request_id},
-                  json.dumps({"__type": "AccessDeniedException", "message": message}))
+    body = (f'<ErrorResponse xmlns="http://{service}.amazonaws.com/doc/"><Error><Type>Sender</Type>'
+            f"<Code>{code}</Code><Message>{_xml(message)}</Message></Error>"
+            f"<RequestId>{request_id}</RequestId></ErrorResponse>")
+    return Denied(403, {"Content-Type": "text/xml", **ids}, body)
 
 
 def _xml(text: str) -> str:
@@ -189,14 +222,14 @@ def authorize_call(call: Call, principal: Principal) -> None:
             problems.append(f"{call.action} by {principal.arn}: {unmapped}")
             log.error("iam: %s by %s has no authorization mapping: %s", call.action, principal.arn, unmapped)
             raise denial(call.service, principal.caller, call.action, f"(the emulator cannot map {call.action}: "
-                         f"{unmapped})", "ImplicitlyDenied")
+                         f"{unmapped})", "ImplicitlyDenied", call.content_type)
         checks = [Authorization(call.action, "*", base_context(call))]
     for check in checks:
         if check.action == "sts:AssumeRole":
             check.resource_policy = _trust_policy(check.resource)
         decision = evaluate(principal, check, call.action, call.region)
         if decision != "Allowed":
-            raise denial(call.service, principal.caller, check.action, check.resource, decision)
+            raise denial(call.service, principal.caller, check.action, check.resource, decision, call.content_type)
 
 
 def _trust_policy(role_arn: str) -> Any:
@@ -217,7 +250,8 @@ def call_of(response: Any, iam_request: Any) -> Call:
     body = response.body if isinstance(response.body, str) else (response.body or b"").decode("utf-8", "replace")
     content_type = (response.headers.get("Content-Type") or "") if response.headers else ""
     return Call(service=service, operation=operation, region=response.region, account=response.current_account,
-                params=parse_params(content_type, body, response.querystring or {}), path=response.path or "")
+                params=parse_params(content_type, body, response.querystring or {}), path=response.path or "",
+                content_type=content_type)
 
 
 def role_allows(role_arn: str, action: str, resource: str, context: dict[str, Any] | None = None) -> bool:

@@ -61,6 +61,7 @@ class Call:
     params: dict[str, Any]  # query: flat "A.member.1.B" -> value; JSON: the parsed body
     path: str = ""
     principal_arn: str = ""  # the role or user (not the session)
+    content_type: str = ""
 
     @property
     def action(self) -> str:
