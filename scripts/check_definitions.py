@@ -36,6 +36,8 @@ SERVERLESS_STATE_MACHINE = "AWS::Serverless::StateMachine"
 FUNCTION_TYPES = {SERVERLESS_FUNCTION, "AWS::Lambda::Function"}
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 LAMBDA_INVOKE = re.compile(r"^arn:[^:]+:states:::lambda:invoke(\.waitForTaskToken)?$")
+# Service integrations other than Lambda (the partition may be a placeholder).
+SERVICE_INTEGRATION = re.compile(r"^arn:[^:]+:states:::")
 
 
 # --- Loading ------------------------------------------------------------------------------------
@@ -152,7 +154,7 @@ def _lambda_placeholders(state: dict[str, Any]) -> Iterator[str]:
         function = (state.get("Parameters") or state.get("Arguments") or {}).get("FunctionName")
         if isinstance(function, str):
             yield from PLACEHOLDER.findall(function)
-    else:
+    elif not SERVICE_INTEGRATION.match(resource):
         yield from PLACEHOLDER.findall(resource)
 
 
@@ -278,12 +280,33 @@ def check_policies(root: Path, template: dict[str, Any]) -> Result:
     return result
 
 
+# The longest one TiDB Cloud call can take (src/tidb_cloud.rs, ClientOptions::worst_case: a digest
+# challenge, 3 attempts of 10 s, 2 throttle waits of 20 s).
+TIDB_CLOUD_CALL_WORST_CASE_SECONDS = 80
+
+
+def check_timeouts(root: Path, template: dict[str, Any]) -> Result:
+    result = Result("functions that call TiDB Cloud outlast one TiDB Cloud call's worst case")
+    default = ((template.get("Globals") or {}).get("Function") or {}).get("Timeout", 3)
+    for name, function in resources_of(template, SERVERLESS_FUNCTION):
+        properties = function.get("Properties") or {}
+        actions = {a for _, s in _statements(properties.get("Policies"), name) for a in _as_list(s.get("Action"))}
+        if "secretsmanager:GetSecretValue" not in actions:  # reads the API key: calls TiDB Cloud
+            continue
+        result.checked += 1
+        timeout = properties.get("Timeout", default)
+        if not isinstance(timeout, int) or timeout <= TIDB_CLOUD_CALL_WORST_CASE_SECONDS:
+            result.problems.append(f"{name}: Timeout {timeout} s, not above {TIDB_CLOUD_CALL_WORST_CASE_SECONDS} s")
+    return result
+
+
 CHECKS: list[Callable[[Path, dict[str, Any]], Result]] = [
     check_substitutions,
     check_task_functions,
     check_orphan_definitions,
     check_binaries,
     check_policies,
+    check_timeouts,
 ]
 
 

@@ -257,3 +257,10 @@ def test_main_exit_status(project: Path, capsys: pytest.CaptureFixture[str]) -> 
     shutil.copy(project / "statemachine" / "provision.asl.json", project / "statemachine" / "extra.asl.json")
     assert cd.main(["--root", str(project)]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_a_tidb_cloud_function_with_the_default_timeout_is_caught(project: Path) -> None:
+    edit_template(project, lambda t: t["Resources"]["ConnectTiDBCloudFunction"]["Properties"].pop("Timeout"))
+    found = problems(project)
+    assert list(found) == ["functions that call TiDB Cloud outlast one TiDB Cloud call's worst case"], found
+    assert "ConnectTiDBCloudFunction" in found[next(iter(found))][0]

@@ -27,6 +27,14 @@ use crate::{aws, Settings, StepError};
 /// this spelling, so states are compared as strings).
 const PENDING: &str = "pendingAcceptance";
 
+/// Whether a connection's state means the service owner accepted it. An accepted connection
+/// is `pending` (for seconds to minutes in AWS) before it is `available`; waiting for
+/// `available` here would leave the provisioning waiting, since no later trigger carries its task
+/// token. TiDB Cloud's `ACTIVE` is the proof that traffic flows.
+pub fn is_accepted(state: &str) -> bool {
+    ["pending", "available"].iter().any(|s| state.eq_ignore_ascii_case(s))
+}
+
 /// What the acceptor did with one pending connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
@@ -173,11 +181,11 @@ impl AcceptConnections {
             .find(|c| c.vpc_endpoint_id() == Some(awaited.endpoint_id.as_str()))
             .and_then(|c| c.vpc_endpoint_state())
             .map(|s| s.as_str().to_owned());
-        if !state.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("available")) {
-            info!(endpoint = %awaited.endpoint_id, state = ?state, "awaited endpoint not available yet; the provisioning keeps waiting");
+        let Some(state) = state.clone().filter(|s| is_accepted(s)) else {
+            info!(endpoint = %awaited.endpoint_id, state = ?state, "awaited endpoint not accepted yet; the provisioning keeps waiting");
             return Ok(false);
-        }
-        let output = serde_json::json!({"endpoint_id": awaited.endpoint_id, "state": "available"});
+        };
+        let output = serde_json::json!({"endpoint_id": awaited.endpoint_id, "state": state});
         match self.sfn.send_task_success().task_token(&awaited.task_token).output(output.to_string()).send().await {
             Ok(_) => {
                 info!(endpoint = %awaited.endpoint_id, "waiting provisioning resumed");
@@ -310,6 +318,12 @@ mod tests {
         assert_eq!(super::awaited(&notification), None);
         let other = serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
         assert_eq!(super::awaited(&other), None);
+    }
+
+    #[test]
+    fn pending_and_available_are_accepted_states() {
+        assert!(is_accepted("pending") && is_accepted("available") && is_accepted("Available"));
+        assert!(!is_accepted("pendingAcceptance") && !is_accepted("rejected") && !is_accepted("failed"));
     }
 
     #[test]

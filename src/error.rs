@@ -43,6 +43,9 @@ pub enum StepError {
     #[error("{0} is still in use; the teardown retries this step")]
     TeardownPending(String),
 
+    #[error("the step stopped {seconds} s before its Lambda timeout, with work left; the state machine runs it again")]
+    OutOfTime { seconds: u64 },
+
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
@@ -88,6 +91,7 @@ impl StepError {
             Self::ResourceConflict { .. } => "ResourceConflict",
             Self::TiDBCloudConnectionFailed { .. } => "TiDBCloudConnectionFailed",
             Self::TeardownPending(_) => "TeardownPending",
+            Self::OutOfTime { .. } => "OutOfTime",
             Self::InvalidInput(_) => "InvalidInput",
             Self::Misconfigured(_) => "Misconfigured",
             Self::Throttled { .. } => "Throttled",
@@ -107,6 +111,7 @@ impl StepError {
             self,
             Self::Throttled { .. }
                 | Self::AwsUnavailable { .. }
+                | Self::OutOfTime { .. }
                 | Self::TiDBCloudThrottled { .. }
                 | Self::TiDBCloudUnavailable { .. }
         )

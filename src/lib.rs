@@ -5,9 +5,11 @@
 //! its earlier work (names, tags) is in [`naming`]; what flows between states is in [`payload`].
 
 pub mod acceptor;
+pub mod address;
 pub mod aws;
 pub mod dns;
 pub mod error;
+pub mod metrics;
 pub mod naming;
 pub mod net;
 pub mod payload;

@@ -39,6 +39,19 @@ pub fn db_instance_identifier(raw: &str) -> Result<String, StepError> {
     }
 }
 
+/// The partition (`aws`, `aws-cn`, `aws-us-gov`) an ARN lives in.
+pub fn partition_of(arn: &str) -> Result<&str, StepError> {
+    match arn.split(':').collect::<Vec<_>>().as_slice() {
+        ["arn", partition, ..] if !partition.is_empty() => Ok(partition),
+        _ => Err(StepError::InvalidInput(format!("'{arn}' is not an ARN"))),
+    }
+}
+
+/// The principal that stands for a whole account, in the given partition.
+pub fn account_root(partition: &str, account_id: &str) -> String {
+    format!("arn:{partition}:iam::{account_id}:root")
+}
+
 /// The name shared by the target group, load balancer and security group of one instance:
 /// `tidbpl-<readable prefix>-<hash of the whole identifier>`, at most 32 characters of
 /// `[a-z0-9-]`. The hash keeps identifiers that share a long prefix apart.
@@ -101,6 +114,14 @@ impl Ownership {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_principals_follow_the_partition_of_the_database() {
+        let partition = partition_of("arn:aws-cn:rds:cn-north-1:123456789012:db:orders").unwrap();
+        assert_eq!(account_root(partition, "380838443567"), "arn:aws-cn:iam::380838443567:root");
+        assert_eq!(partition_of("arn:aws:rds:us-east-1:1:db:x").unwrap(), "aws");
+        assert_eq!(partition_of("").unwrap_err().name(), "InvalidInput");
+    }
 
     fn is_valid_aws_name(name: &str) -> bool {
         name.len() <= 32

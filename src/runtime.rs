@@ -3,13 +3,18 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::{Duration, SystemTime};
 
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{Settings, StepError};
+
+/// The longest one attempt of an AWS call may take.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a function's `main` builds its step from.
 pub struct Wiring {
@@ -22,7 +27,13 @@ pub struct Wiring {
 pub async fn init() -> Result<Wiring, Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let settings = Settings::from_env()?;
-    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    // The SDK sets no time limit on a call by default; one that hangs would take the whole
+    // invocation with it. Bounded, a hung attempt is retried by the SDK like other failures.
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .build();
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts).load().await;
     Ok(Wiring { sdk, settings })
 }
 
@@ -58,7 +69,8 @@ where
     Fut: Future<Output = Result<O, StepError>>,
 {
     lambda_runtime::run(service_fn(|event: LambdaEvent<I>| {
-        let outcome = step(event.payload);
+        let deadline = event.context.deadline();
+        let outcome = within_deadline(deadline, step(event.payload));
         async move {
             let outcome = outcome.await;
             if let Err(error) = &outcome {
@@ -68,4 +80,47 @@ where
         }
     }))
     .await
+}
+
+/// How long before the invocation's deadline a step gives up, so that it still answers.
+pub const TIME_TO_ANSWER: Duration = Duration::from_secs(2);
+
+/// Runs `work` until shortly before `deadline`. Lambda ends an invocation that outlives its
+/// function's timeout as `Sandbox.Timedout`, which a state machine cannot tell from a crash; a
+/// step about to run out of time ends with the transient `OutOfTime` instead, which the state
+/// machines retry (every step is safe to run again). A deadline that is not in the future (no
+/// runtime set one) imposes nothing.
+pub async fn within_deadline<O>(
+    deadline: SystemTime,
+    work: impl Future<Output = Result<O, StepError>>,
+) -> Result<O, StepError> {
+    let Ok(left) = deadline.duration_since(SystemTime::now()) else { return work.await };
+    let budget = left.saturating_sub(TIME_TO_ANSWER);
+    tokio::time::timeout(budget, work).await.unwrap_or_else(|_| Err(StepError::OutOfTime { seconds: left.as_secs() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_step_about_to_outlive_its_invocation_ends_out_of_time() {
+        let deadline = SystemTime::now() + TIME_TO_ANSWER + Duration::from_millis(300);
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, StepError>(())
+        };
+        let started = std::time::Instant::now();
+        let error = within_deadline(deadline, slow).await.unwrap_err();
+        assert_eq!(error.name(), "OutOfTime");
+        assert!(error.is_transient());
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_step_in_time_or_without_a_deadline_keeps_its_result() {
+        let soon = SystemTime::now() + Duration::from_secs(30);
+        assert_eq!(within_deadline(soon, async { Ok::<_, StepError>(7) }).await.unwrap(), 7);
+        assert_eq!(within_deadline(SystemTime::UNIX_EPOCH, async { Ok::<_, StepError>(8) }).await.unwrap(), 8);
+    }
 }

@@ -3,7 +3,8 @@
 //! group. On each RDS event that can move the address, and on a schedule as a backstop, every
 //! instance this stack manages is resolved again: a new address is registered first, and the old
 //! ones are removed only once the new target is healthy, so one stale DNS answer cannot take away a
-//! good target (the flap guard).
+//! good target (the flap guard). An address outside the instance's VPC (the instance was made
+//! publicly accessible) is never registered: it is reported by name, logged and counted.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -14,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{info, warn};
 
+use crate::address::{address_in_vpc, Endpoint};
 use crate::dns::Resolver;
+use crate::metrics::Metrics;
 use crate::naming::{DB_INSTANCE_TAG, MANAGED_BY_TAG, NAME_PREFIX};
 use crate::runtime::Step;
 use crate::{aws, Settings, StepError};
@@ -64,6 +67,9 @@ pub struct InstanceSync {
     pub resolved_ip: Option<String>,
     pub registered: Vec<String>,
     pub deregistered: Vec<String>,
+    /// Why the targets were left as they are, as a named error (`DatabaseAddressOutsideVpc: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,9 +79,19 @@ pub struct SyncReport {
 
 pub struct SyncTargets {
     rds: aws_sdk_rds::Client,
+    ec2: aws_sdk_ec2::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
+    metrics: Metrics,
     resolver: Resolver,
     stack_name: String,
+}
+
+/// What sync needs to know of the instance now.
+struct Instance {
+    address: String,
+    port: i32,
+    vpc_id: String,
+    publicly_accessible: bool,
 }
 
 impl Step for SyncTargets {
@@ -85,7 +101,9 @@ impl Step for SyncTargets {
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
         Ok(Self {
             rds: aws_sdk_rds::Client::new(sdk),
+            ec2: aws_sdk_ec2::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            metrics: Metrics::new(sdk),
             resolver: Resolver::new(settings.dns_resolver).map_err(StepError::Misconfigured)?,
             stack_name: settings.stack_name.clone(),
         })
@@ -144,17 +162,31 @@ impl SyncTargets {
 
     async fn sync(&self, identifier: &str, target_group_arn: &str) -> Result<InstanceSync, StepError> {
         let mut sync = InstanceSync { db_instance_identifier: identifier.to_owned(), ..Default::default() };
-        let Some((address, port)) = self.endpoint(identifier).await? else {
+        let Some(instance) = self.instance(identifier).await? else {
             info!(db_instance = identifier, "instance has no endpoint now; targets left as they are");
             return Ok(sync);
         };
-        let resolved = match self.resolver.ipv4(&address).await {
-            Ok(ips) => ips[0],
-            Err(reason) => {
-                warn!(db_instance = identifier, address = %address, reason = %reason, "endpoint did not resolve; targets left as they are");
+        let endpoint = Endpoint {
+            identifier,
+            address: &instance.address,
+            vpc_id: &instance.vpc_id,
+            publicly_accessible: instance.publicly_accessible,
+        };
+        let resolved = match address_in_vpc(&self.resolver, &self.ec2, &endpoint).await {
+            Ok((ip, _)) => ip,
+            Err(error @ StepError::DatabaseEndpointUnresolved { .. }) => {
+                warn!(db_instance = identifier, error = error.name(), "{error}; targets left as they are");
                 return Ok(sync);
             }
+            Err(error @ StepError::DatabaseAddressOutsideVpc { .. }) => {
+                warn!(db_instance = identifier, error = error.name(), "{error}; targets left as they are");
+                self.metrics.count("AddressOutsideVpc", identifier).await;
+                sync.problem = Some(format!("{}: {error}", error.name()));
+                return Ok(sync);
+            }
+            Err(error) => return Err(error),
         };
+        let port = instance.port;
         sync.resolved_ip = Some(resolved.to_string());
         let health = self
             .elb
@@ -188,7 +220,7 @@ impl SyncTargets {
                 .await
                 .map_err(aws::fail("RegisterTargets"))?;
             info!(db_instance = identifier, ip = %ip, "new database address registered");
-            emit_metric("TargetsRegistered", identifier);
+            self.metrics.count("TargetsRegistered", identifier).await;
             sync.registered.push(ip);
         }
         if !changes.deregister.is_empty() {
@@ -200,37 +232,27 @@ impl SyncTargets {
                 .await
                 .map_err(aws::fail("DeregisterTargets"))?;
             info!(db_instance = identifier, ips = ?changes.deregister, "old database addresses deregistered");
-            emit_metric("TargetsDeregistered", identifier);
+            self.metrics.count("TargetsDeregistered", identifier).await;
             sync.deregistered = changes.deregister;
         }
         Ok(sync)
     }
 
-    async fn endpoint(&self, identifier: &str) -> Result<Option<(String, i32)>, StepError> {
+    async fn instance(&self, identifier: &str) -> Result<Option<Instance>, StepError> {
         match self.rds.describe_db_instances().db_instance_identifier(identifier).send().await {
-            Ok(out) => Ok(out
-                .db_instances()
-                .first()
-                .and_then(|db| db.endpoint())
-                .and_then(|e| Some((e.address()?.to_owned(), e.port()?)))),
+            Ok(out) => Ok(out.db_instances().first().and_then(|db| {
+                let endpoint = db.endpoint()?;
+                Some(Instance {
+                    address: endpoint.address()?.to_owned(),
+                    port: endpoint.port()?,
+                    vpc_id: db.db_subnet_group()?.vpc_id()?.to_owned(),
+                    publicly_accessible: db.publicly_accessible() == Some(true),
+                })
+            })),
             Err(e) if aws::error_code(&e) == Some("DBInstanceNotFound") => Ok(None),
             Err(e) => Err(aws::failure("DescribeDBInstances", e)),
         }
     }
-}
-
-/// One CloudWatch metric data point in the embedded metric format: Lambda's log pipeline turns this
-/// log line into a metric, with no SDK client or PutMetricData permission.
-fn emit_metric(name: &str, identifier: &str) {
-    let line = serde_json::json!({
-        "_aws": {
-            "Timestamp": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
-            "CloudWatchMetrics": [{"Namespace": "TiDBPrivateLink", "Dimensions": [["DBInstance"]], "Metrics": [{"Name": name, "Unit": "Count"}]}]
-        },
-        "DBInstance": identifier,
-        name: 1
-    });
-    println!("{line}");
 }
 
 #[cfg(test)]

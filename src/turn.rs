@@ -86,7 +86,12 @@ pub fn instance_of_input(input: &Value) -> Option<String> {
         .and_then(|p| p.get("resourceName"))
         .and_then(Value::as_str)
         .and_then(|arn| arn.rsplit_once(":db:").map(|(_, id)| id));
-    let from_event = parameters.and_then(|p| p.get("dBInstanceIdentifier")).and_then(Value::as_str);
+    // Creations (CreateDBInstance, restores, read replicas) name the new instance in their
+    // response; a deletion names it in the request.
+    let from_event = input
+        .pointer("/detail/responseElements/dBInstanceIdentifier")
+        .or_else(|| parameters.and_then(|p| p.get("dBInstanceIdentifier")))
+        .and_then(Value::as_str);
     let from_request = input.get("db_instance_identifier").and_then(Value::as_str);
     from_request.or(from_arn).or(from_event).map(str::to_ascii_lowercase)
 }
@@ -222,6 +227,11 @@ mod tests {
         assert_eq!(instance_of_input(&tag_event).as_deref(), Some("orders-db"));
         let create = json!({"detail": {"requestParameters": {"dBInstanceIdentifier": "Orders-DB"}}});
         assert_eq!(instance_of_input(&create).as_deref(), Some("orders-db"));
+        let restore: Value = serde_json::from_str(include_str!(
+            "../tests/fixtures/events/cloudtrail-restore-db-instance-to-point-in-time.json"
+        ))
+        .unwrap();
+        assert_eq!(instance_of_input(&restore).as_deref(), Some("orders-db-restored"));
         let manual =
             json!({"db_instance_identifier": "orders-db", "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID": "arn:x"});
         assert_eq!(instance_of_input(&manual).as_deref(), Some("orders-db"));

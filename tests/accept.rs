@@ -44,12 +44,13 @@ async fn tidb_clouds_request_is_accepted_and_a_repeat_changes_nothing() {
     let tidb_cloud = account(TIDB_CLOUD_ACCOUNT).await;
     let endpoint = request_connection(&tidb_cloud, &service_name).await;
 
+    // Accepted: AWS shows the connection `pending` before `available`.
     assert_eq!(accept(&network).await, [(endpoint.clone(), true)]);
-    assert_eq!(endpoint_state(&tidb_cloud, &endpoint).await, "available");
+    assert_eq!(endpoint_state(&tidb_cloud, &endpoint).await, "pending");
 
     // The same notification again (SNS delivers at least once), or a late one: nothing to do.
     assert_eq!(accept(&network).await, []);
-    assert_eq!(endpoint_state(&tidb_cloud, &endpoint).await, "available");
+    assert_eq!(endpoint_state(&tidb_cloud, &endpoint).await, "pending");
 }
 
 #[tokio::test]
@@ -135,6 +136,6 @@ async fn a_known_endpoint_id_is_the_only_one_accepted() {
     let mut want = vec![(expected.clone(), true), (stray.clone(), false)];
     want.sort();
     assert_eq!(decisions, want);
-    assert_eq!(endpoint_state(&tidb_cloud, &expected).await, "available");
+    assert_eq!(endpoint_state(&tidb_cloud, &expected).await, "pending");
     assert_eq!(endpoint_state(&tidb_cloud, &stray).await, "rejected");
 }

@@ -68,6 +68,8 @@ async fn after_a_failover_the_target_group_holds_exactly_the_new_address() {
     assert_eq!(third["instances"][0]["registered"], json!([]));
     assert_eq!(third["instances"][0]["deregistered"], json!([]));
     assert_eq!(targets(&network, &tg).await, [new_ip]);
+    // Each move is counted in CloudWatch, whatever the functions' log level.
+    assert_eq!(metrics(&network, &id).await, ["TargetsDeregistered", "TargetsRegistered"]);
 }
 
 #[tokio::test]
@@ -77,4 +79,49 @@ async fn an_event_about_another_instance_touches_nothing() {
     provision(&network, &network.settings(), &id).await.unwrap();
     let report = sync(&network, failover_event()).await;
     assert_eq!(report["instances"], json!([]));
+}
+
+/// The metrics CloudWatch holds for the instance, by name.
+async fn metrics(network: &Network, identifier: &str) -> Vec<String> {
+    let out = aws_sdk_cloudwatch::Client::new(&network.sdk)
+        .list_metrics()
+        .namespace(tidb_privatelink::metrics::NAMESPACE)
+        .send()
+        .await
+        .unwrap();
+    let mut names: Vec<String> = out
+        .metrics()
+        .iter()
+        .filter(|m| m.dimensions().iter().any(|d| d.name() == Some("DBInstance") && d.value() == Some(identifier)))
+        .filter_map(|m| m.metric_name().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_public_address_is_reported_by_name_and_never_registered() {
+    let network = Network::new().await;
+    let id = network.multi_az_database("orders-db").await;
+    let document = provision(&network, &network.settings(), &id).await.unwrap();
+    let tg = str_of(&document, "/target_group/arn").to_owned();
+    let private_ip = str_of(&document, "/database/ip_address").to_owned();
+    // Made publicly accessible after provisioning: from outside the VPC its endpoint now
+    // resolves to its public address.
+    aws_sdk_rds::Client::new(&network.sdk)
+        .modify_db_instance()
+        .db_instance_identifier(&id)
+        .publicly_accessible(true)
+        .apply_immediately(true)
+        .send()
+        .await
+        .unwrap();
+
+    let report = sync(&network, failover_event()).await;
+    let instance = &report["instances"][0];
+    assert_eq!(instance["registered"], json!([]), "{report}");
+    let problem = instance["problem"].as_str().unwrap_or_default();
+    assert!(problem.starts_with("DatabaseAddressOutsideVpc:") && problem.contains("publicly accessible"), "{report}");
+    assert_eq!(targets(&network, &tg).await, [private_ip]);
+    assert_eq!(metrics(&network, &id).await, ["AddressOutsideVpc"]);
 }

@@ -88,7 +88,17 @@ async fn a_connection_goes_from_creating_to_active_once_accepted() {
     assert_eq!(connection.vpc_endpoint_id(), Some(endpoint.as_str()));
     assert_eq!(connection.vpc_endpoint_owner(), Some(TIDB_CLOUD_ACCOUNT));
     ec2.accept_vpc_endpoint_connections().service_id(&service_id).vpc_endpoint_ids(&endpoint).send().await.unwrap();
-    assert_eq!(tidb.get_private_link_connection(CLUSTER, &id).await.unwrap().state, ConnectionState::Active);
+    // Accepted, the endpoint is `pending` for a while: TiDB Cloud still waits, then is ACTIVE.
+    assert_eq!(tidb.get_private_link_connection(CLUSTER, &id).await.unwrap().state, ConnectionState::PendingAcceptance);
+    let mut state = ConnectionState::PendingAcceptance;
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        state = tidb.get_private_link_connection(CLUSTER, &id).await.unwrap().state;
+        if state != ConnectionState::PendingAcceptance {
+            break;
+        }
+    }
+    assert_eq!(state, ConnectionState::Active);
 
     let deleting = tidb.delete_private_link_connection(CLUSTER, &id).await.unwrap();
     assert_eq!(deleting.state, ConnectionState::Deleting);

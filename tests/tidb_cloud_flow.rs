@@ -39,13 +39,15 @@ async fn set_fault(double: &str, faults: Value) {
     tokio::task::spawn_blocking(move || http_post_url(&url, &faults.to_string())).await.unwrap();
 }
 
-/// Runs the connection step again, as the state machine's poll does, until `until` holds.
+/// Runs the connection step again, as the state machine's poll does (every second here), until
+/// `until` holds. An accepted endpoint stays `pending` for a few seconds before TiDB Cloud sees it.
 async fn poll(settings: &Settings, sdk: &SdkConfig, document: &mut Value, until: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..10 {
+    for _ in 0..30 {
         let connection = run_step::<ConnectTiDBCloud>(settings, sdk, document, "tidb_cloud").await.unwrap();
         if until(&connection) {
             return connection;
         }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
     panic!("the connection never reached the state: {}", document["tidb_cloud"]);
 }
@@ -84,8 +86,9 @@ async fn tagging_is_the_only_act_from_the_api_to_active_and_back() {
     let decisions = announce_wait(&network, &settings, &document).await;
     assert_eq!(decisions["decisions"][0]["vpc_endpoint_id"], endpoint);
     assert_eq!(decisions["decisions"][0]["accepted"], true);
-    // Accepted, so the waiting execution is resumed (the emulator's Step Functions takes any
-    // token; the local stack's end-to-end test resumes a real one).
+    // Accepted (the connection is `pending` now, `available` only later), so the waiting
+    // execution is resumed at once (the emulator's Step Functions takes any token; the local
+    // stack's end-to-end test resumes a real one).
     assert_eq!(decisions["resumed"], true);
     // A repeated announcement finds nothing pending and resumes again harmlessly.
     let again = announce_wait(&network, &settings, &document).await;

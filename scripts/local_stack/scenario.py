@@ -59,13 +59,14 @@ def create_network(aws: Callable[[str], Any], name: str, cidr_prefix: str = "10.
 
 
 def create_database(aws: Callable[[str], Any], network: Network, identifier: str, engine: str = "mysql",
-                    engine_version: str = "8.0.35", tags: list[dict[str, str]] | None = None) -> dict[str, Any]:
+                    engine_version: str = "8.0.35", tags: list[dict[str, str]] | None = None,
+                    multi_az: bool = False) -> dict[str, Any]:
     port = 5432 if engine.startswith("postgres") else 3306
     return aws("rds").create_db_instance(
         DBInstanceIdentifier=identifier, Engine=engine, EngineVersion=engine_version, DBInstanceClass="db.t3.micro",
         AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="local-only-password",
         DBSubnetGroupName=network.subnet_group, VpcSecurityGroupIds=[network.security_group_id],
-        PubliclyAccessible=False, Port=port, Tags=tags or [],
+        PubliclyAccessible=False, Port=port, Tags=tags or [], MultiAZ=multi_az,
     )["DBInstance"]
 
 

@@ -8,7 +8,8 @@ use aws_sdk_ec2::Client;
 use tracing::{info, warn};
 
 use crate::naming::{
-    resource_name, short_hash, Ownership, NAME_PREFIX, TIDB_CLOUD_ACCOUNT_TAG, TIDB_CLOUD_CLUSTER_TAG,
+    account_root, partition_of, resource_name, short_hash, Ownership, NAME_PREFIX, TIDB_CLOUD_ACCOUNT_TAG,
+    TIDB_CLOUD_CLUSTER_TAG,
 };
 use crate::payload::{Database, EndpointService, LoadBalancer, ZonePlan};
 use crate::resources::{ec2_tags, find_endpoint_service};
@@ -47,7 +48,8 @@ impl Step for CreateEndpointService {
             None => self.create(&input.load_balancer, &ownership).await?,
         };
         let service_id = service.service_id().unwrap_or_default().to_owned();
-        let principal = format!("arn:aws:iam::{}:root", input.zones.tidb_cloud_account_id);
+        let partition = partition_of(&input.database.arn)?;
+        let principal = account_root(partition, &input.zones.tidb_cloud_account_id);
         self.allow_only(&service_id, &principal).await?;
         self.record_tidb_cloud(&service_id, &input).await?;
         let connection_notification_id = self.ensure_notification(&service_id, &topic_arn).await?;

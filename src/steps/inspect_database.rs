@@ -2,15 +2,13 @@
 //! engine, and its endpoint must resolve to a private address inside its VPC, the address the
 //! load balancer will forward to.
 
-use std::net::Ipv4Addr;
-
 use aws_config::SdkConfig;
 use aws_sdk_rds::types::DbInstance;
 use tracing::info;
 
+use crate::address::{address_in_vpc, Endpoint};
 use crate::dns::Resolver;
 use crate::naming::db_instance_identifier;
-use crate::net::cidr_contains;
 use crate::payload::{Database, DbInstanceRequest};
 use crate::runtime::Step;
 use crate::{aws, Settings, StepError};
@@ -62,26 +60,13 @@ impl Step for InspectDatabase {
             return Err(StepError::DatabaseNotInVpc { identifier });
         };
         let vpc_id = subnet_group.vpc_id().unwrap_or_default().to_owned();
-        let vpc_cidr_blocks = self.vpc_cidr_blocks(&vpc_id).await?;
-        let resolved = self.resolver.ipv4(address).await.map_err(|reason| StepError::DatabaseEndpointUnresolved {
-            identifier: identifier.clone(),
-            address: address.to_owned(),
-            reason,
-        })?;
-        let ip_address = pick_address_in_vpc(&resolved, &vpc_cidr_blocks).ok_or_else(|| {
-            StepError::DatabaseAddressOutsideVpc {
-                identifier: identifier.clone(),
-                address: address.to_owned(),
-                resolved: join(&resolved),
-                vpc_id: vpc_id.clone(),
-                cidrs: vpc_cidr_blocks.join(", "),
-                hint: if instance.publicly_accessible() == Some(true) {
-                    "; the instance is publicly accessible, so its endpoint resolves to a public IP: turn off public accessibility"
-                } else {
-                    ""
-                },
-            }
-        })?;
+        let endpoint = Endpoint {
+            identifier: &identifier,
+            address,
+            vpc_id: &vpc_id,
+            publicly_accessible: instance.publicly_accessible() == Some(true),
+        };
+        let (ip_address, vpc_cidr_blocks) = address_in_vpc(&self.resolver, &self.ec2, &endpoint).await?;
         let database = Database {
             arn: instance.db_instance_arn().unwrap_or_default().to_owned(),
             engine,
@@ -125,43 +110,5 @@ impl InspectDatabase {
             Err(e) if aws::error_code(&e) == Some("DBInstanceNotFound") => Err(not_found()),
             Err(e) => Err(aws::failure("DescribeDBInstances", e)),
         }
-    }
-
-    async fn vpc_cidr_blocks(&self, vpc_id: &str) -> Result<Vec<String>, StepError> {
-        let out = self.ec2.describe_vpcs().vpc_ids(vpc_id).send().await.map_err(aws::fail("DescribeVpcs"))?;
-        let vpc = out.vpcs().first().ok_or_else(|| StepError::InvalidInput(format!("VPC {vpc_id} not found")))?;
-        let mut blocks: Vec<String> = vpc
-            .cidr_block_association_set()
-            .iter()
-            .filter(|a| a.cidr_block_state().and_then(|s| s.state()).is_none_or(|s| s.as_str() == "associated"))
-            .filter_map(|a| a.cidr_block())
-            .map(str::to_owned)
-            .collect();
-        if blocks.is_empty() {
-            blocks.extend(vpc.cidr_block().map(str::to_owned));
-        }
-        Ok(blocks)
-    }
-}
-
-/// The first resolved address inside one of the VPC's CIDR blocks.
-pub fn pick_address_in_vpc(resolved: &[Ipv4Addr], cidrs: &[String]) -> Option<Ipv4Addr> {
-    resolved.iter().copied().find(|ip| cidrs.iter().any(|cidr| cidr_contains(cidr, *ip)))
-}
-
-fn join(ips: &[Ipv4Addr]) -> String {
-    ips.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn picks_the_address_inside_the_vpc() {
-        let cidrs = vec!["10.0.0.0/16".to_owned(), "100.64.0.0/16".to_owned()];
-        let ips: Vec<Ipv4Addr> = ["203.0.113.5", "100.64.3.4"].iter().map(|s| s.parse().unwrap()).collect();
-        assert_eq!(pick_address_in_vpc(&ips, &cidrs), Some("100.64.3.4".parse().unwrap()));
-        assert_eq!(pick_address_in_vpc(&ips[..1], &cidrs), None);
     }
 }

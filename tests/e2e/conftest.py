@@ -376,7 +376,9 @@ def tidb_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     port = free_port()
     with _local_stack(tmp_path_factory, TIDB_CLOUD_STACK_NAME, "--tidb-cloud-api-key", json.dumps(keys),
                       "--parameter", f"TiDBCloudApiUrl=http://127.0.0.1:{port}",
-                      "--parameter", f"TiDBCloudClusterId={TIDB_CLOUD_CLUSTER}") as state:
+                      "--parameter", f"TiDBCloudClusterId={TIDB_CLOUD_CLUSTER}",
+                      # The quietest level: what must not be lost (metrics) is shown not to depend on logs.
+                      "--parameter", "LogLevel=error") as state:
         double = TiDBCloudDouble(port, state["endpoint"], state["tidb_cloud"],
                                  Path(state["state_dir"]) / "logs" / "tidb-cloud-double.log")
         double.start(keys["public_key"], keys["private_key"])

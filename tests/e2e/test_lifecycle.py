@@ -90,15 +90,6 @@ def lifecycle_network(aws: Aws) -> scenario.Network:
     return scenario.create_network(aws, "lifecycle", "10.31")
 
 
-def create_multi_az_database(aws: Aws, network: scenario.Network, identifier: str) -> dict[str, Any]:
-    return aws("rds").create_db_instance(
-        DBInstanceIdentifier=identifier, Engine="mysql", EngineVersion="8.0.35", DBInstanceClass="db.t3.micro",
-        AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="local-only-password",
-        DBSubnetGroupName=network.subnet_group, VpcSecurityGroupIds=[network.security_group_id],
-        PubliclyAccessible=False, Port=3306, MultiAZ=True,
-    )["DBInstance"]
-
-
 # --- 3. a failure mid-way (alone: it changes IAM for the whole stack) ---------------------------------
 
 
@@ -168,11 +159,12 @@ def started(aws: Aws, driver: Any, lifecycle_network: scenario.Network) -> dict[
     dbs = {
         "ledger-db": scenario.create_database(aws, network, "ledger-db"),
         "crm-db": scenario.create_database(aws, network, "crm-db"),
-        "inventory-db": create_multi_az_database(aws, network, "inventory-db"),
+        "inventory-db": scenario.create_database(aws, network, "inventory-db", multi_az=True),
         "payments-db": scenario.create_database(aws, network, "payments-db"),
         "audit-db": scenario.create_database(aws, network, "audit-db"),
+        "invoices-db": scenario.create_database(aws, network, "invoices-db"),
     }
-    for identifier in ("ledger-db", "crm-db", "inventory-db"):
+    for identifier in ("ledger-db", "crm-db", "inventory-db", "invoices-db"):
         scenario.opt_in(aws, dbs[identifier]["DBInstanceArn"])
     # 6: the same tag twice in a row (two CloudTrail events, two executions).
     scenario.opt_in(aws, dbs["payments-db"]["DBInstanceArn"])
@@ -215,6 +207,31 @@ def test_untagging_removes_everything_the_stack_created(aws: Aws, driver: Any, s
     # The DB's security group keeps its own rule (MySQL from the VPC).
     rules = aws("ec2").describe_security_groups(GroupIds=[network.security_group_id])["SecurityGroups"][0]["IpPermissions"]
     assert [r for r in rules if r["FromPort"] == 3306 and network.cidr in [c["CidrIp"] for c in r["IpRanges"]]], rules
+
+
+# --- 1b. switching the tag off -------------------------------------------------------------------------
+
+
+def test_setting_the_tag_to_off_removes_everything(aws: Aws, driver: Any, started: dict[str, Any]) -> None:
+    identifier, network = "invoices-db", started["network"]
+    provisioned(driver, started, identifier)
+    before = driver.inventory(identifier, network.security_group_id)
+    assert_one_set(before)
+    nlb_groups = {g["GroupId"] for g in before["security_groups"]}
+
+    known = {"provision": driver.known("provision"), "deprovision": driver.known("deprovision")}
+    scenario.opt_in(aws, started["dbs"][identifier]["DBInstanceArn"], value="Disabled")
+    [teardown_arn] = driver.new_executions("deprovision", identifier, known["deprovision"])
+    teardown = driver.run_to_end(teardown_arn)
+    after = driver.inventory(identifier, network.security_group_id, nlb_groups)
+    # The same AddTagsToResource event also started a provisioning; the current tag ends it as a no-op.
+    [provision_arn] = driver.new_executions("provision", identifier, known["provision"])
+    provision = driver.run_to_end(provision_arn)
+    report(f"tag set to Disabled ({identifier}): before {before.summary()}; after {after.summary()}")
+
+    assert teardown["status"] == "SUCCEEDED", why(teardown)
+    assert after.empty(), after.summary()
+    assert provision["status"] == "SUCCEEDED" and driver.states_entered(provision_arn)[-1] == "NothingToDo"
 
 
 # --- 2. deleting the instance ------------------------------------------------------------------------

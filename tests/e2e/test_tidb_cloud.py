@@ -11,6 +11,7 @@ import json
 import secrets
 import threading
 import time
+import urllib.request
 from collections import Counter
 from typing import Any, Callable
 
@@ -252,3 +253,74 @@ def test_a_connection_failing_twice_fails_with_tidb_clouds_message_and_rolls_bac
     assert [r["status"] for r in rollbacks] == ["SUCCEEDED"], rollbacks
     assert not [c for c in double.state()["connections"] if c["service_name"] == service_name]
     assert inventory.empty(), inventory.summary()
+
+
+# --- 10. the wait's announcement fails once -------------------------------------------------------------
+
+
+def emulator_faults(stack: dict[str, Any], faults: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Arms (or, with None, disarms) the emulator's faults; returns what is armed."""
+    request = urllib.request.Request(f"{stack['endpoint']}/_emulator/faults",
+                                     data=json.dumps({"faults": faults}).encode() if faults is not None else None,
+                                     method="POST" if faults is not None else "DELETE")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_a_failed_putevents_entry_is_retried(tidb_cloud: dict[str, Any], tidb_aws: Aws, tidb_driver: Any,
+                                             tidb_network: scenario.Network) -> None:
+    """PutEvents can answer 200 with a failed entry; the wait's task then fails with
+    EventBridge.FailedEntry, which is transient and must not roll the provisioning back."""
+    stack, driver, aws = tidb_cloud["stack"], tidb_driver, tidb_aws
+    identifier, network = "ledger-db", tidb_network
+    db = scenario.create_database(aws, network, identifier)
+    emulator_faults(stack, [{"action": "events:PutEvents", "fault": "failed-entry", "count": 1}])
+    try:
+        known = driver.known("provision")
+        scenario.opt_in(aws, db["DBInstanceArn"])
+        [arn] = driver.new_executions("provision", identifier, known)
+        execution = driver.run_to_end(arn)
+    finally:
+        emulator_faults(stack, None)
+    failed = [e["taskFailedEventDetails"]["error"] for e in driver.history(arn) if e["type"] == "TaskFailed"]
+    report(f"failed PutEvents entry ({identifier}): {execution['status']}, task failures {failed}")
+
+    assert failed == ["EventBridge.FailedEntry"], failed
+    assert execution["status"] == "SUCCEEDED", why(execution)
+    known = driver.known("deprovision")
+    aws("rds").remove_tags_from_resource(ResourceName=db["DBInstanceArn"], TagKeys=[scenario.OPT_IN_TAG])
+    [teardown] = driver.new_executions("deprovision", identifier, known)
+    assert driver.run_to_end(teardown)["status"] == "SUCCEEDED"
+
+
+# --- 11. metrics at the quietest log level ---------------------------------------------------------------
+
+
+def test_a_failover_is_counted_in_cloudwatch_at_log_level_error(tidb_cloud: dict[str, Any], tidb_aws: Aws,
+                                                               tidb_driver: Any, tidb_network: scenario.Network) -> None:
+    stack, driver, aws = tidb_cloud["stack"], tidb_driver, tidb_aws
+    assert stack["parameters"]["LogLevel"] == "error"
+    identifier = "metrics-db"
+    db = scenario.create_database(aws, tidb_network, identifier, multi_az=True)
+    known = driver.known("provision")
+    scenario.opt_in(aws, db["DBInstanceArn"])
+    [arn] = driver.new_executions("provision", identifier, known)
+    assert driver.run_to_end(arn)["status"] == "SUCCEEDED"
+
+    aws("rds").reboot_db_instance(DBInstanceIdentifier=identifier, ForceFailover=True)
+
+    def counted() -> set[str]:
+        metrics = aws("cloudwatch").list_metrics(Namespace="TiDBPrivateLink")["Metrics"]
+        return {m["MetricName"] for m in metrics
+                if {"Name": "DBInstance", "Value": identifier} in m["Dimensions"]}
+
+    deadline = time.time() + 60
+    while time.time() < deadline and "TargetsRegistered" not in counted():
+        time.sleep(0.5)
+    report(f"metrics of {identifier} after a failover at LogLevel=error: {sorted(counted())}")
+    assert "TargetsRegistered" in counted()
+
+    known = driver.known("deprovision")
+    aws("rds").remove_tags_from_resource(ResourceName=db["DBInstanceArn"], TagKeys=[scenario.OPT_IN_TAG])
+    [teardown] = driver.new_executions("deprovision", identifier, known)
+    assert driver.run_to_end(teardown)["status"] == "SUCCEEDED"

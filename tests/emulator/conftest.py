@@ -70,8 +70,13 @@ def _config() -> Config:
 @pytest.fixture(scope="session")
 def session_for(emulator: Emulator) -> Callable[[str], Callable[..., Any]]:
     """account id -> factory(service) of clients acting as that account."""
+    return session_factory(emulator.url)
+
+
+def session_factory(url: str) -> Callable[[str], Callable[..., Any]]:
+    """account id -> factory(service) of clients acting as that account, on the emulator at ``url``."""
     sts = boto3.client(
-        "sts", endpoint_url=emulator.url, region_name=REGION,
+        "sts", endpoint_url=url, region_name=REGION,
         aws_access_key_id="testing", aws_secret_access_key="testing", config=_config(),
     )
 
@@ -81,7 +86,7 @@ def session_for(emulator: Emulator) -> Callable[[str], Callable[..., Any]]:
 
         def client(service: str) -> Any:
             return boto3.client(
-                service, endpoint_url=emulator.url, region_name=REGION,
+                service, endpoint_url=url, region_name=REGION,
                 aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
                 aws_session_token=creds["SessionToken"], config=_config(),
             )

@@ -154,8 +154,9 @@ def guarded(app):  # type: ignore[no-untyped-def]
         path = environ.get("PATH_INFO", "")
         if path == "/_emulator/problems":
             return _json_answer(start_response, "200 OK", PROBLEMS + iam_evaluation.problems)
-        if environ.get("REQUEST_METHOD") != "POST":
-            return None
+        if environ.get("REQUEST_METHOD") != "POST" or path not in ("/_emulator/accounts",
+                                                                     "/_emulator/service-credentials"):
+            return None  # another extension's route (e.g. /_emulator/faults)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         request = json.loads(environ["wsgi.input"].read(length) or b"{}")
         if path == "/_emulator/accounts":

@@ -38,6 +38,8 @@ class FakeWatch:
                 name = self.path.split("/")[-2]
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"null")
                 outer.calls.append((name, body))
+                if isinstance(body, dict) and body.get("sleep"):
+                    time.sleep(float(body["sleep"]))
                 if isinstance(body, dict) and body.get("fail"):
                     status, reply = 500, {"errorType": body["fail"], "errorMessage": f"{name} failed on purpose"}
                 else:
@@ -86,12 +88,12 @@ def route(emu: dict[str, Any], routes: dict[str, dict[str, Any]]) -> None:
     post(emu, "/moto-api/config", json.dumps({"lambda": {"use_docker": True, "forward": routes}}).encode())
 
 
-def function(emu: dict[str, Any], name: str, **route_extra: Any) -> str:
+def function(emu: dict[str, Any], name: str, timeout: int = 3, **route_extra: Any) -> str:
     iam = client(emu, "iam")
     role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
     arn = client(emu, "lambda").create_function(
         FunctionName=name, Runtime="provided.al2023", Role=role, Handler="bootstrap", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18},
-        Timeout=3)["FunctionArn"]
+        Timeout=timeout)["FunctionArn"]
     route(emu, {arn: {"url": emu["watch"].url, "name": name.replace("fn-", "bin-"), **route_extra}})
     return arn
 
@@ -125,6 +127,19 @@ def test_invoke_runs_the_function_served_by_cargo_lambda_watch(emu: dict[str, An
     reply = client(emu, "lambda").invoke(FunctionName="fn-echo", Payload=b'{"a": 1}')
     assert "FunctionError" not in reply
     assert json.loads(reply["Payload"].read()) == {"echo": {"a": 1}, "function": "bin-echo"}
+
+
+def test_a_warm_function_gets_exactly_its_timeout(emu: dict[str, Any]) -> None:
+    """Only the first invocation (process start-up) has grace; then Timeout is enforced as in AWS."""
+    function(emu, "fn-slow", timeout=1)
+    lam = client(emu, "lambda")
+    assert "FunctionError" not in lam.invoke(FunctionName="fn-slow", Payload=b'{"sleep": 1.5}')
+    started = time.time()
+    reply = lam.invoke(FunctionName="fn-slow", Payload=b'{"sleep": 4}')
+    elapsed = time.time() - started
+    assert reply["FunctionError"] == "Unhandled"
+    assert json.loads(reply["Payload"].read())["errorType"] == "Sandbox.Timedout"
+    assert elapsed < 3, f"the invocation took {elapsed:.1f} s of a 1 s timeout"
 
 
 def test_a_function_error_comes_back_as_lambda_reports_it(emu: dict[str, Any]) -> None:
@@ -225,6 +240,36 @@ def test_rds_api_calls_reach_eventbridge_as_cloudtrail_events(emu: dict[str, Any
     assert (create["dBInstanceIdentifier"], create["tags"], create["masterUserPassword"]) == (
         "events-db", [{"key": "team", "value": "orders"}], "****")
     assert events["DeleteDBInstance"]["detail"]["requestParameters"]["dBInstanceIdentifier"] == "events-db"
+
+
+def test_restores_and_read_replicas_reach_eventbridge_as_creations(emu: dict[str, Any]) -> None:
+    url = capture_queue(emu, {"source": ["aws.rds"], "detail-type": ["AWS API Call via CloudTrail"],
+                              "detail": {"eventName": [{"prefix": "Restore"}, "CreateDBInstanceReadReplica"]}})
+    ec2, rds = client(emu, "ec2"), client(emu, "rds")
+    net = make_network(ec2, cidr="10.22.0.0/16", subnets=(("10.22.1.0/24", "us-east-1a"), ("10.22.2.0/24", "us-east-1b")))
+    rds.create_db_subnet_group(DBSubnetGroupName="rs", DBSubnetGroupDescription="rs", SubnetIds=net["subnets"])
+    rds.create_db_instance(DBInstanceIdentifier="source-db", Engine="mysql", EngineVersion="8.0.35",
+                           DBInstanceClass="db.t3.micro", DBSubnetGroupName="rs", MasterUsername="admin",
+                           MasterUserPassword="secret-password", BackupRetentionPeriod=1)
+    rds.create_db_snapshot(DBInstanceIdentifier="source-db", DBSnapshotIdentifier="source-snap")
+    tags = [{"Key": "tidb-privatelink", "Value": "true"}]
+    rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="copy-db", DBSnapshotIdentifier="source-snap",
+                                             DBSubnetGroupName="rs", Tags=tags)
+    rds.restore_db_instance_to_point_in_time(SourceDBInstanceIdentifier="source-db", TargetDBInstanceIdentifier="pitr-db",
+                                             UseLatestRestorableTime=True, DBSubnetGroupName="rs", Tags=tags)
+    rds.create_db_instance_read_replica(DBInstanceIdentifier="replica-db", SourceDBInstanceIdentifier="source-db",
+                                        Tags=tags)
+    events = {e["detail"]["eventName"]: e["detail"] for e in drain(emu, url) + drain(emu, url)}
+    assert set(events) == {"RestoreDBInstanceFromDBSnapshot", "RestoreDBInstanceToPointInTime",
+                           "CreateDBInstanceReadReplica"}
+    created = {name: (d["responseElements"]["dBInstanceIdentifier"], d["requestParameters"]["tags"])
+               for name, d in events.items()}
+    assert created == {
+        "RestoreDBInstanceFromDBSnapshot": ("copy-db", [{"key": "tidb-privatelink", "value": "true"}]),
+        "RestoreDBInstanceToPointInTime": ("pitr-db", [{"key": "tidb-privatelink", "value": "true"}]),
+        "CreateDBInstanceReadReplica": ("replica-db", [{"key": "tidb-privatelink", "value": "true"}]),
+    }
+    assert events["RestoreDBInstanceToPointInTime"]["requestParameters"]["targetDBInstanceIdentifier"] == "pitr-db"
 
 
 def test_forced_failover_moves_the_ip_and_emits_failover_events(emu: dict[str, Any]) -> None:

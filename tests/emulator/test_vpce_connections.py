@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import time
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import make_network
+from conftest import make_network, new_account
 from test_elbv2 import error_code
 from test_vpce_services import endpoint_service
 
@@ -90,10 +92,13 @@ def test_cross_account_connection_lifecycle(aws, other_aws):
     assert provider_ec2.describe_vpc_endpoint_connections(
         Filters=[{"Name": "vpc-endpoint-state", "Values": ["available"]}])["VpcEndpointConnections"] == []
 
-    # Accept: pendingAcceptance -> available, on both sides.
+    # Accept: pendingAcceptance -> pending (for longer than this test runs), on both sides.
     assert provider_ec2.accept_vpc_endpoint_connections(ServiceId=sid, VpcEndpointIds=[vpce])["Unsuccessful"] == []
     [seen] = other_aws("ec2").describe_vpc_endpoints(VpcEndpointIds=[vpce])["VpcEndpoints"]
-    assert seen["State"] == "available"
+    assert seen["State"] == "pending"
+    [conn] = provider_ec2.describe_vpc_endpoint_connections(
+        Filters=[{"Name": "vpc-endpoint-id", "Values": [vpce]}])["VpcEndpointConnections"]
+    assert conn["VpcEndpointState"] == "pending"
     again = provider_ec2.accept_vpc_endpoint_connections(ServiceId=sid, VpcEndpointIds=[vpce, "vpce-00000000000000000"])
     assert {u["ResourceId"]: u["Error"]["Code"] for u in again["Unsuccessful"]} == {
         vpce: "InvalidState", "vpce-00000000000000000": "InvalidVpcEndpointId.NotFound"
@@ -112,7 +117,7 @@ def test_cross_account_connection_lifecycle(aws, other_aws):
 
     events = drain(sqs, queue)
     assert [(e["eventType"], e["endpointState"]) for e in events] == [
-        ("Connect", "pendingAcceptance"), ("Accept", "available"), ("Reject", "rejected"), ("Delete", "deleted")
+        ("Connect", "pendingAcceptance"), ("Accept", "pending"), ("Reject", "rejected"), ("Delete", "deleted")
     ]
     assert {e["vpcEndpointId"] for e in events} == {vpce}
     assert {e["serviceId"] for e in events} == {sid}
@@ -166,3 +171,33 @@ def test_subnet_outside_the_service_zones_is_refused(aws, other_aws):
     with pytest.raises(ClientError) as err:
         consumer_endpoint(other_aws, service["ServiceName"], zones=(("10.30.3.0/24", "us-east-1c"),))
     assert error_code(err) == "InvalidParameter"
+
+
+def test_an_accepted_connection_is_pending_then_available(monkeypatch):
+    """AWS: pendingAcceptance -> pending -> available after AcceptVpcEndpointConnections."""
+    from conftest import session_factory, start_emulator
+
+    monkeypatch.setenv("EMULATOR_ACCEPT_PENDING_SECONDS", "1")
+    process, ready = start_emulator("--watch-pid", str(os.getpid()))
+    try:
+        factory = session_factory(f"http://127.0.0.1:{ready['port']}")
+        provider, consumer = factory(new_account()), factory(new_account())
+        service = endpoint_service(provider)
+        provider("ec2").modify_vpc_endpoint_service_permissions(
+            ServiceId=service["ServiceId"], AddAllowedPrincipals=["*"])
+        endpoint, _ = consumer_endpoint(consumer, service["ServiceName"])
+        vpce = endpoint["VpcEndpointId"]
+        provider("ec2").accept_vpc_endpoint_connections(ServiceId=service["ServiceId"], VpcEndpointIds=[vpce])
+        state = lambda: consumer("ec2").describe_vpc_endpoints(VpcEndpointIds=[vpce])["VpcEndpoints"][0]["State"]  # noqa: E731
+        assert state() == "pending"
+        seen = {state()}
+        deadline = time.time() + 10
+        while time.time() < deadline and "available" not in seen:
+            time.sleep(0.1)
+            seen.add(state())
+        assert seen == {"pending", "available"}
+        [conn] = provider("ec2").describe_vpc_endpoint_connections()["VpcEndpointConnections"]
+        assert conn["VpcEndpointState"] == "available"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

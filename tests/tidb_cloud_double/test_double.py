@@ -337,7 +337,14 @@ def test_create_pending_accept_active_delete(api: Api, emulator: str):
         endpoint, TIDB_ACCOUNT, "pendingAcceptance")
 
     assert owner.accept_vpc_endpoint_connections(ServiceId=service["ServiceId"], VpcEndpointIds=[endpoint])["Unsuccessful"] == []
-    status, active = get(api, plc)
+    # Accepted, the endpoint is `pending` for a while (AWS): TiDB Cloud waits, then is ACTIVE.
+    status, waiting = get(api, plc)
+    assert waiting["state"] == "PENDING_ACCEPTANCE", waiting
+    deadline = time.time() + 30
+    while time.time() < deadline and waiting["state"] == "PENDING_ACCEPTANCE":
+        time.sleep(0.5)
+        status, waiting = get(api, plc)
+    active = waiting
     assert active["state"] == "ACTIVE" and active["awsEndpointService"]["endpointId"] == endpoint
 
     status, _, listed = api.call("GET", COLLECTION.format(clusterId=CLUSTER) + "?state=ACTIVE")

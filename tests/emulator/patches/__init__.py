@@ -15,7 +15,8 @@ def apply_all() -> None:
     if _applied:
         return
     from . import ec2, elbv2, rds, vpce_connections, vpce_notifications, vpce_services
-    from . import events_targets, iam_enforcement, iam_evaluation, lambda_forward, rds_events, sfn_integrations
+    from . import events_targets, faults, iam_enforcement, iam_evaluation, lambda_forward, rds_events
+    from . import sfn_integrations
 
     ec2.apply()
     rds.apply()
@@ -29,4 +30,5 @@ def apply_all() -> None:
     iam_enforcement.apply()
     iam_evaluation.apply()
     sfn_integrations.apply()
+    faults.apply()
     _applied = True

@@ -30,6 +30,14 @@ Here:
     Scheduler schedules fire every N units after their creation, with AWS's
     "Scheduled Event" shape (rules) or the target's Input (Scheduler).
     ``cron(...)`` and ``at(...)`` expressions never fire here.
+  * PutRule validates ``rate(...)`` as AWS documents ("Rate expressions
+    reference", EventBridge user guide): a positive value, the singular unit for
+    1 and the plural for more, so ``rate(1 minutes)`` and ``rate(5 minute)`` are
+    ``ValidationException: Parameter ScheduleExpression is not valid.`` (stock
+    moto accepted both, and an empty value).
+  * TestEventPattern (stock moto: an empty answer) matches with the same
+    matcher as delivery, so a test can hold a rule's pattern against a real
+    event's shape.
   * A scheduled rule receives only its own schedule's events. Stock moto gives a
     rule without an event pattern an empty pattern, which matched *every* event
     put on the bus, so a ``rate(...)`` rule's Lambda target also ran on each
@@ -50,11 +58,14 @@ from typing import Any
 
 from moto.events import models as events_models
 from moto.events.models import EventPattern, Rule
+from moto.events.responses import EventsHandler
 from moto.events.utils import EventTemplateParser
 
 from ._common import iter_backends, log, wrap
 
 _RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
+# What PutRule accepts: 1 takes the singular unit, anything above 1 the plural.
+VALID_RATE = re.compile(r"^rate\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\)$")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 TICK_SECONDS = 1.0
 
@@ -299,6 +310,13 @@ _scheduler_started = False
 def apply() -> None:
     global _scheduler_started
     EventPattern._flatten_dict = staticmethod(_flatten)  # type: ignore[method-assign]
+    events_models.EventsBackend._RATE_REGEX = VALID_RATE  # type: ignore[attr-defined]
+
+    def test_event_pattern(self: EventsHandler) -> str:
+        pattern = EventPattern.load(self._get_param("EventPattern"))
+        return json.dumps({"Result": bool(pattern.matches_event(json.loads(self._get_param("Event"))))})
+
+    EventsHandler.test_event_pattern = test_event_pattern  # type: ignore[method-assign]
 
     @wrap(Rule, "send_to_targets")
     def send_to_targets(original, self, original_event, transform_input=True):  # type: ignore[no-untyped-def]

@@ -29,8 +29,11 @@ A function that fails to build or exits while an invocation waits (seen in
 cargo lambda watch's log) becomes ``FunctionError: Unhandled`` with
 ``Runtime.ExitError``, as on AWS, and the log's last lines as message; a server
 that cannot be reached, or a function that does not answer within its
-``Timeout`` plus ``grace_seconds`` (the first call compiles), becomes
-``Runtime.Unavailable`` / ``Sandbox.Timedout`` (AWS's name for a timeout).
+``Timeout`` becomes ``Runtime.Unavailable`` / ``Sandbox.Timedout`` (AWS's name
+for a timeout). Only a function's first invocation gets ``grace_seconds`` more,
+while its process starts (and cargo builds it if needed): Lambda's init phase
+has its own limit, not the function's Timeout. Every later invocation has
+exactly the configured Timeout, as in AWS.
 ``InvocationType: Event`` returns 202 at once and runs in the background, as
 AWS's asynchronous invocation does; ``DryRun`` answers 204 without running.
 
@@ -69,16 +72,25 @@ def _error(error_type: str, message: str) -> bytes:
     return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
 
 
+# Functions that have answered once: their process is up, no more start-up grace.
+_warm: set[str] = set()
+
+
 def _post(function: Any, route: dict[str, Any], payload: bytes) -> tuple[bytes, bool]:
     name = route.get("name") or function.function_name
     url = f"{route['url'].rstrip('/')}/2015-03-31/functions/{name}/invocations"
-    timeout = float(function.timeout or 3) + float(route.get("grace_seconds", DEFAULT_GRACE_SECONDS))
+    cold = function.function_arn not in _warm
+    grace = float(route.get("grace_seconds", DEFAULT_GRACE_SECONDS)) if cold else 0.0
+    timeout = float(function.timeout or 3) + grace
     request = urllib.request.Request(url, data=payload, method="POST", headers={"Content-Type": "application/json"})
     timed_out = _error("Sandbox.Timedout", f"{function.function_name} did not answer within {timeout:.0f} s ({url})")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.read(), False
+            body = response.read()
+        _warm.add(function.function_arn)
+        return body, False
     except urllib.error.HTTPError as error:
+        _warm.add(function.function_arn)
         body = error.read()
         try:
             parsed = json.loads(body)

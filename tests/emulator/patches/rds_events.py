@@ -2,7 +2,9 @@
 
 AWS (with a CloudTrail trail, which every account the product serves has):
 each successful ``AddTagsToResource``, ``RemoveTagsFromResource``,
-``CreateDBInstance`` and ``DeleteDBInstance`` reaches the default event bus as
+``CreateDBInstance``, ``CreateDBInstanceReadReplica``,
+``RestoreDBInstanceFromDBSnapshot``, ``RestoreDBInstanceToPointInTime`` and
+``DeleteDBInstance`` reaches the default event bus as
 ``source: aws.rds``, ``detail-type: AWS API Call via CloudTrail``, with the
 CloudTrail record as ``detail`` (``eventSource: rds.amazonaws.com``,
 ``eventName``, ``requestParameters`` in lower-camel case: ``resourceName`` (the
@@ -14,7 +16,7 @@ Instance Event``s RDS-EVENT-0013 (started), 0015 and 0049 (completed), category
 
 Stock moto 5.2.5 emits no RDS events at all.
 
-Here the four calls, once they succeeded, put their CloudTrail event on the
+Here these calls, once they succeeded, put their CloudTrail event on the
 caller's default bus; ``RebootDBInstance(ForceFailover=True)`` (which moves the
 instance to a new ENI and IP, see rds.py) puts 0013, 0015, 0049 in that order,
 and a plain reboot 0006. Fidelity notes: AWS delivers CloudTrail events a few
@@ -210,8 +212,8 @@ def _emit_instance_events(response: Any, db: Any, events: tuple[tuple[str, str],
         _put(response.current_account, response.region, "RDS DB Instance Event", detail, [db.db_instance_arn])
 
 
-def _db(response: Any) -> Any | None:
-    identifier = response.params.get("DBInstanceIdentifier")
+def _db(response: Any, parameter: str = "DBInstanceIdentifier") -> Any | None:
+    identifier = response.params.get(parameter)
     try:
         return response.backend.describe_db_instances(identifier)[0]
     except Exception:
@@ -229,11 +231,18 @@ def apply() -> None:
         _emit_api_call(self, "RemoveTagsFromResource", None)
         return result
 
-    def create(original, self):  # type: ignore[no-untyped-def]
-        result = original(self)
-        db = _db(self)
-        _emit_api_call(self, "CreateDBInstance", _instance_elements(db, "creating") if db is not None else None)
-        return result
+    def creation(event_name: str, parameter: str = "DBInstanceIdentifier") -> Callable[..., Any]:
+        """CreateDBInstance, and the calls that create an instance from another (restores, read
+        replicas): the new instance is in the response; a point-in-time restore names it
+        TargetDBInstanceIdentifier in the request."""
+
+        def create(original, self):  # type: ignore[no-untyped-def]
+            result = original(self)
+            db = _db(self, parameter)
+            _emit_api_call(self, event_name, _instance_elements(db, "creating") if db is not None else None)
+            return result
+
+        return create
 
     def delete(original, self):  # type: ignore[no-untyped-def]
         db = _db(self)
@@ -254,6 +263,10 @@ def apply() -> None:
 
     _chain(RDSResponse, "add_tags_to_resource", add_tags)
     _chain(RDSResponse, "remove_tags_from_resource", remove_tags)
-    _chain(RDSResponse, "create_db_instance", create)
+    _chain(RDSResponse, "create_db_instance", creation("CreateDBInstance"))
+    _chain(RDSResponse, "create_db_instance_read_replica", creation("CreateDBInstanceReadReplica"))
+    _chain(RDSResponse, "restore_db_instance_from_db_snapshot", creation("RestoreDBInstanceFromDBSnapshot"))
+    _chain(RDSResponse, "restore_db_instance_to_point_in_time",
+           creation("RestoreDBInstanceToPointInTime", "TargetDBInstanceIdentifier"))
     _chain(RDSResponse, "delete_db_instance", delete)
     _chain(RDSResponse, "reboot_db_instance", reboot)

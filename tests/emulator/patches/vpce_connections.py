@@ -14,16 +14,24 @@ Here, CreateVpcEndpoint for a ``com.amazonaws.vpce.<region>.vpce-svc-...`` name:
   * gives the endpoint's ENIs addresses inside their subnets and AWS-shaped
     DNS names;
   * publishes ``Connect`` to matching connection notifications.
-Accept (pendingAcceptance -> available), Reject (pendingAcceptance|available ->
-rejected) and the consumer's DeleteVpcEndpoints (-> deleted) publish Accept,
-Reject, Delete.
+Accept (pendingAcceptance -> pending -> available), Reject (pendingAcceptance|
+pending|available -> rejected) and the consumer's DeleteVpcEndpoints (-> deleted)
+publish Accept, Reject, Delete.
+
+An accepted connection is ``pending`` before it is ``available``, as in AWS
+(AcceptVpcEndpointConnections; "Accept or reject connection requests" in the
+PrivateLink guide: from seconds to minutes). Here it stays ``pending`` for
+``EMULATOR_ACCEPT_PENDING_SECONDS`` (default 5, read at each accept; 0 skips
+``pending``), long enough that one run of the acceptor never sees ``available``.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 import random
 import string
+import time
 from typing import Any
 
 from moto.core.responses import ActionResult
@@ -39,6 +47,12 @@ from .vpce_services import allows, connections, find_service_by_name
 # regions here (the project never resolves these names).
 VPCE_HOSTED_ZONE_ID = "Z7HUB22UULQXV"
 
+DEFAULT_PENDING_SECONDS = 5.0
+
+
+def pending_seconds() -> float:
+    return float(os.environ.get("EMULATOR_ACCEPT_PENDING_SECONDS", DEFAULT_PENDING_SECONDS))
+
 
 class Connection:
     def __init__(self, config: Any, endpoint: Any, state: str):
@@ -47,10 +61,26 @@ class Connection:
         self.id = f"vpce-con-{random_hex(17)}"
         self.created = datetime.datetime.now(datetime.timezone.utc)
         self.state = state
+        self.available_at: float | None = None  # while accepted and pending
 
     def set_state(self, state: str) -> None:
         self.state = state
         self.endpoint.state = state  # the consumer sees the same state
+
+    def accept(self) -> str:
+        delay = pending_seconds()
+        if delay <= 0:
+            self.set_state("available")
+        else:
+            self.available_at = time.time() + delay
+            self.set_state("pending")
+        return self.state
+
+    def settle(self) -> None:
+        """An accepted connection becomes available once its time in ``pending`` is over."""
+        if self.state == "pending" and self.available_at is not None and time.time() >= self.available_at:
+            self.available_at = None
+            self.set_state("available")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,11 +139,13 @@ def _fix_interfaces(backend: Any, endpoint: Any) -> None:
 def _transition(config: Any, endpoint_ids: list[str], accept: bool) -> tuple[list[dict[str, Any]], list[Any]]:
     unsuccessful: list[dict[str, Any]] = []
     messages: list[Any] = []
-    allowed_from = ("pendingAcceptance",) if accept else ("pendingAcceptance", "available")
-    target, event = ("available", "Accept") if accept else ("rejected", "Reject")
+    allowed_from = ("pendingAcceptance",) if accept else ("pendingAcceptance", "pending", "available")
+    event = "Accept" if accept else "Reject"
     with STATE_LOCK:
         for endpoint_id in endpoint_ids:
             connection = connections(config).get(endpoint_id)
+            if connection is not None:
+                connection.settle()
             if connection is None:
                 unsuccessful.append({
                     "ResourceId": endpoint_id,
@@ -132,8 +164,12 @@ def _transition(config: Any, endpoint_ids: list[str], accept: bool) -> tuple[lis
                     },
                 })
             else:
-                connection.set_state(target)
-                messages += vpce_notifications.pending_messages(event, config, connection.endpoint, target)
+                if accept:
+                    state = connection.accept()
+                else:
+                    connection.available_at = None
+                    connection.set_state(state := "rejected")
+                messages += vpce_notifications.pending_messages(event, config, connection.endpoint, state)
     return unsuccessful, messages
 
 
@@ -172,6 +208,8 @@ def describe_vpc_endpoint_connections(self: EC2Response) -> ActionResult:
             for config in list(self.ec2_backend.configurations.values())
             for c in connections(config).values()
         ]
+        for connection in found:
+            connection.settle()
     found = sorted(
         (c for c in found if all(_FILTERS[k](c) in v for k, v in filters.items())),
         key=lambda c: c.created,
@@ -221,6 +259,16 @@ def apply() -> None:
             messages = vpce_notifications.pending_messages("Connect", config, endpoint, initial)
         vpce_notifications.send(messages)
         return endpoint
+
+    @wrap(VPCBackend, "describe_vpc_endpoints")
+    def describe_vpc_endpoints(original, self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # The consumer sees its endpoint leave ``pending`` as the provider does.
+        with STATE_LOCK:
+            for endpoint in list(self.vpc_end_points.values()):
+                connection = getattr(endpoint, "_emulator_connection", None)
+                if connection is not None:
+                    connection.settle()
+        return original(self, *args, **kwargs)
 
     @wrap(VPCBackend, "delete_vpc_endpoints")
     def delete_vpc_endpoints(original, self, vpce_ids=None):  # type: ignore[no-untyped-def]
