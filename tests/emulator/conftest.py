@@ -81,7 +81,7 @@ def session_factory(url: str) -> Callable[[str], Callable[..., Any]]:
     )
 
     def for_account(account_id: str) -> Callable[..., Any]:
-        role_arn = control.bootstrap_account(emulator.url, account_id)
+        role_arn = control.bootstrap_account(url, account_id)
         creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="emulator-test")["Credentials"]
 
         def client(service: str) -> Any:
