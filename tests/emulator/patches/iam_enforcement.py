@@ -46,9 +46,10 @@ _INTERPRETER_MODULES = (
 
 
 def role_allows(role_arn: str, action: str, resource: str) -> bool:
+    """For EventBridge targets: the role must trust events.amazonaws.com and allow the action."""
     from . import iam_evaluation
 
-    return iam_evaluation.role_allows(role_arn, action, resource)
+    return iam_evaluation.role_allows(role_arn, action, resource, "events.amazonaws.com")
 
 
 def _role_credentials(role_arn: str, region: str) -> tuple[str, str, str]:

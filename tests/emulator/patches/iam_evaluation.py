@@ -254,14 +254,22 @@ def call_of(response: Any, iam_request: Any) -> Call:
                 content_type=content_type)
 
 
-def role_allows(role_arn: str, action: str, resource: str, context: dict[str, Any] | None = None) -> bool:
-    """Whether a role (used by a service, e.g. an EventBridge target's) may do ``action`` on ``resource``."""
+def role_allows(role_arn: str, action: str, resource: str, service: str | None = None,
+                context: dict[str, Any] | None = None) -> bool:
+    """Whether a role that ``service`` uses (an EventBridge target's) may do ``action`` on
+    ``resource``: the role must trust the service, and its policies allow the action."""
     try:
         principal = role_principal(role_arn)
     except Exception:
         log.warning("iam: role %s does not exist", role_arn)
         return False
     region = resource.split(":")[3] if resource.count(":") >= 5 else "us-east-1"
+    if service:
+        trust = Authorization("sts:AssumeRole", role_arn, {}, _trust_policy(role_arn))
+        if evaluate(Principal(service, service, principal.account, [], False), trust, "sts:AssumeRole",
+                    region) != "Allowed":
+            log.warning("iam: role %s does not trust %s", role_arn, service)
+            return False
     call = Call(service=action.split(":")[0], operation=action.split(":")[1], region=region,
                 account=principal.account, params={}, principal_arn=principal.arn)
     check = Authorization(action, resource, {**base_context(call), **(context or {})})
