@@ -316,12 +316,15 @@ def _secret(call: Call) -> list[Authorization]:
     from moto.secretsmanager.models import secretsmanager_backends
 
     secret_id = call.param("SecretId", "")
+    policy = None
     try:
         secret = secretsmanager_backends[call.account][call.region].describe_secret(secret_id)
-        arn = secret.arn
+        arn, policy = secret.arn, getattr(secret, "policy", None)
     except Exception:  # AWS authorizes against the name it was given; the call then fails on its own
         arn = secret_id if secret_id.startswith("arn:") else call.arn("secretsmanager", f"secret:{secret_id}")
-    return [on(call, arn)]
+    authorization = on(call, arn)
+    authorization.resource_policy = json.loads(policy) if isinstance(policy, str) and policy else None
+    return [authorization]
 
 
 def _task_callback(call: Call) -> list[Authorization]:
