@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 import urllib.request
 from typing import Any, Callable, Iterator
 
@@ -323,3 +324,53 @@ def test_calls_being_added_are_mapped(enforced):
     role("cloudwatch").put_metric_data(Namespace="TiDBPrivateLink", MetricData=metric)
     assert denied(lambda: role("cloudwatch").put_metric_data(Namespace="Other", MetricData=metric))["code"] == \
         "AccessDenied"
+
+
+def test_send_task_success_is_checked_against_the_tokens_state_machine():
+    """AWS's data lists no resource type for SendTaskSuccess ("*" only); AWS checks it against the
+    state machine whose execution issued the token, and so does the emulator."""
+    process, ready = start_emulator("--watch-pid", str(os.getpid()),
+                                    "--config", json.dumps({"stepfunctions": {"execute_state_machine": True}}))
+    url = f"http://127.0.0.1:{ready['port']}"
+    try:
+        account = _enforced_account(url)
+        sqs = account.aws("sqs")
+        queue = sqs.create_queue(QueueName="tokens")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        iam = account.aws("iam")
+        trust = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        role = iam.create_role(RoleName="machine", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        iam.put_role_policy(RoleName="machine", PolicyName="p", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn}]}))
+        definition = {"StartAt": "Wait", "States": {"Wait": {
+            "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "End": True,
+            "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}}}}}
+        sfn = account.aws("stepfunctions")
+        machine = sfn.create_state_machine(name="waits", definition=json.dumps(definition), roleArn=role)["stateMachineArn"]
+        execution = sfn.start_execution(stateMachineArn=machine)["executionArn"]
+        messages = []
+        for _ in range(50):  # the interpreter sends the token asynchronously
+            messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", [])
+            if messages:
+                break
+        token = json.loads(messages[0]["Body"])["token"]
+        grant = lambda resource: account.function_role(  # noqa: E731
+            {"Effect": "Allow", "Action": "states:SendTaskSuccess", "Resource": resource})
+        other_machine = machine.rsplit(":", 1)[0] + ":another"
+        refusal = denied(lambda: grant(other_machine)("stepfunctions").send_task_success(taskToken=token, output="{}"))
+        assert (refusal["code"], refusal["status"]) == ("AccessDeniedException", 400)
+        assert f"is not authorized to perform: states:SendTaskSuccess on resource: {machine}" in refusal["message"]
+        grant(machine)("stepfunctions").send_task_success(taskToken=token, output='{"resumed": true}')
+        status = "RUNNING"
+        for _ in range(100):  # the execution ends on the interpreter's thread
+            status = sfn.describe_execution(executionArn=execution)["status"]
+            if status != "RUNNING":
+                break
+            time.sleep(0.05)
+        found = control.problems(url)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert not found, found
+    assert status == "SUCCEEDED"

@@ -354,6 +354,12 @@ def _token_state_machine(call: Call) -> str | None:
     return None
 
 
+def _queue(call: Call) -> list[Authorization]:
+    """SQS names its queue by URL (``.../<account>/<name>``); IAM by ARN."""
+    account, name = str(call.param("QueueUrl", "")).rstrip("/").split("/")[-2:]
+    return [on(call, call.arn("sqs", name, account=account))]
+
+
 def _service_linked_role(call: Call) -> list[Authorization]:
     service = call.param("AWSServiceName", "")
     name = {"elasticloadbalancing.amazonaws.com": "AWSServiceRoleForElasticLoadBalancing"}.get(service, "*")
@@ -378,6 +384,8 @@ BUILDERS: dict[str, Callable[[Call], list[Authorization]]] = {
     "states:SendTaskHeartbeat": _task_callback,
     "iam:CreateServiceLinkedRole": _service_linked_role,
     "cloudwatch:PutMetricData": lambda call: [on(call, "*")],
+    **{f"sqs:{operation}": _queue for operation in ("SendMessage", "ReceiveMessage", "DeleteMessage",
+                                                     "GetQueueAttributes", "SetQueueAttributes")},
 }
 
 EXTRA_CONTEXT: dict[str, Callable[[Call], dict[str, Any]]] = {
