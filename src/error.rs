@@ -34,6 +34,16 @@ pub enum StepError {
     #[error("no availability zone is shared: VPC {vpc_id} has subnets in [{ours}], TiDB Cloud uses [{tidb_cloud}]; add a subnet to the VPC in one of TiDB Cloud's zones")]
     NoCommonAvailabilityZone { vpc_id: String, ours: String, tidb_cloud: String },
 
+    #[error("the database target {target} of load balancer {load_balancer} is not healthy: it is '{state}' ({reason}: {description}); {check}")]
+    TargetNotHealthy {
+        target: String,
+        load_balancer: String,
+        state: String,
+        reason: String,
+        description: String,
+        check: String,
+    },
+
     #[error("{kind} '{name}' cannot serve RDS instance '{identifier}': {reason}")]
     ResourceConflict { kind: &'static str, name: String, identifier: String, reason: String },
 
@@ -88,6 +98,7 @@ impl StepError {
             Self::DatabaseEndpointUnresolved { .. } => "DatabaseEndpointUnresolved",
             Self::DatabaseAddressOutsideVpc { .. } => "DatabaseAddressOutsideVpc",
             Self::NoCommonAvailabilityZone { .. } => "NoCommonAvailabilityZone",
+            Self::TargetNotHealthy { .. } => "TargetNotHealthy",
             Self::ResourceConflict { .. } => "ResourceConflict",
             Self::TiDBCloudConnectionFailed { .. } => "TiDBCloudConnectionFailed",
             Self::TeardownPending(_) => "TeardownPending",

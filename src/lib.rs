@@ -18,6 +18,7 @@ pub mod runtime;
 pub mod settings;
 pub mod steps;
 pub mod sync_targets;
+pub mod target_health;
 pub mod teardown;
 pub mod tidb_cloud;
 pub mod turn;

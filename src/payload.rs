@@ -37,7 +37,10 @@ pub struct Database {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZonePlan {
     pub tidb_cloud_account_id: String,
-    /// One subnet per availability zone shared with TiDB Cloud, ordered by AZ ID.
+    /// One subnet per availability zone the load balancer is enabled in, ordered by AZ ID: every
+    /// zone of the DB subnet group (a load balancer routes only to targets in its own zones, and a
+    /// Multi-AZ failover moves the database to another zone of the group) and every zone shared
+    /// with TiDB Cloud (at least one).
     pub subnets: Vec<PlannedSubnet>,
 }
 
@@ -45,6 +48,12 @@ pub struct ZonePlan {
 pub struct PlannedSubnet {
     pub subnet_id: String,
     pub availability_zone_id: String,
+    /// The zone's name in this account (`us-east-1a`), as ELBv2 reports a load balancer's zones.
+    pub availability_zone: String,
+    /// TiDB Cloud's endpoints can reach the load balancer in this zone.
+    pub shared_with_tidb_cloud: bool,
+    /// The DB subnet group has a subnet in this zone: the database is, or can fail over, here.
+    pub database_zone: bool,
 }
 
 /// Step 3.
@@ -72,6 +81,25 @@ pub struct LoadBalancer {
     pub dns_name: String,
     pub state: String,
     pub listener_arn: String,
+}
+
+/// Step 5, continued: the database target's health as the load balancer reports it, polled
+/// until `healthy`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetHealth {
+    /// The target's address and port.
+    pub target: String,
+    /// `initial`, `healthy`, `unhealthy`, `unused`, `draining`, `unavailable`; `unregistered`
+    /// when the target group does not hold the target.
+    pub state: String,
+    /// AWS's reason code (`Elb.RegistrationInProgress`, `Target.NotInUse`, ...); none when healthy.
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Consecutive polls that found the target `unhealthy` or `unused`.
+    #[serde(default)]
+    pub failed_polls: u32,
 }
 
 /// Step 6: the name the user gives TiDB Cloud.

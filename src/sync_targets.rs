@@ -20,14 +20,8 @@ use crate::dns::Resolver;
 use crate::metrics::Metrics;
 use crate::naming::{DB_INSTANCE_TAG, MANAGED_BY_TAG, NAME_PREFIX};
 use crate::runtime::Step;
+use crate::target_health::{describe_targets, TargetState};
 use crate::{aws, Settings, StepError};
-
-/// A registered target and its health state (`healthy`, `initial`, `unhealthy`, ...).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub ip: String,
-    pub health: String,
-}
 
 /// What to change in a target group whose database now resolves to `resolved`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -37,13 +31,13 @@ pub struct TargetChanges {
 }
 
 /// Register the resolved address if it is missing; once its target is healthy, remove the others.
-pub fn plan_changes(resolved: Ipv4Addr, targets: &[Target]) -> TargetChanges {
+pub fn plan_changes(resolved: Ipv4Addr, targets: &[TargetState]) -> TargetChanges {
     let resolved = resolved.to_string();
-    match targets.iter().find(|t| t.ip == resolved) {
+    match targets.iter().find(|t| t.id == resolved) {
         None => TargetChanges { register: Some(resolved), deregister: vec![] },
-        Some(current) if current.health == "healthy" => TargetChanges {
+        Some(current) if current.is_healthy() => TargetChanges {
             register: None,
-            deregister: targets.iter().filter(|t| t.ip != resolved).map(|t| t.ip.clone()).collect(),
+            deregister: targets.iter().filter(|t| t.id != resolved).map(|t| t.id.clone()).collect(),
         },
         Some(_) => TargetChanges::default(),
     }
@@ -188,27 +182,20 @@ impl SyncTargets {
         };
         let port = instance.port;
         sync.resolved_ip = Some(resolved.to_string());
-        let health = self
-            .elb
-            .describe_target_health()
-            .target_group_arn(target_group_arn)
-            .send()
-            .await
-            .map_err(aws::fail("DescribeTargetHealth"))?;
-        let targets: Vec<Target> = health
-            .target_health_descriptions()
-            .iter()
-            .filter_map(|d| {
-                Some(Target {
-                    ip: d.target()?.id()?.to_owned(),
-                    health: d
-                        .target_health()
-                        .and_then(|h| h.state())
-                        .map(|s| s.as_str().to_owned())
-                        .unwrap_or_default(),
-                })
-            })
-            .collect();
+        let targets = describe_targets(&self.elb, target_group_arn).await?;
+        if let Some(failing) = targets.iter().find(|t| t.id == resolved.to_string() && t.is_failing()) {
+            // The load balancer cannot use the database's current address: the older targets stay
+            // (one of them may still answer) and the link needs a person or a new provisioning.
+            let reason = failing.reason.as_deref().unwrap_or("no reason given");
+            let problem = format!(
+                "TargetNotHealthy: the database's address {resolved} is {} ({reason}){}",
+                failing.state,
+                failing.description.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+            );
+            warn!(db_instance = identifier, ip = %resolved, state = %failing.state, reason, "{problem}; check the load balancer's zones and the security groups, or run the provisioning again");
+            self.metrics.count("TargetNotHealthy", identifier).await;
+            sync.problem = Some(problem);
+        }
         let changes = plan_changes(resolved, &targets);
         let target = |ip: &str| TargetDescription::builder().id(ip).port(port).build();
         if let Some(ip) = changes.register {
@@ -259,8 +246,8 @@ impl SyncTargets {
 mod tests {
     use super::*;
 
-    fn target(ip: &str, health: &str) -> Target {
-        Target { ip: ip.into(), health: health.into() }
+    fn target(ip: &str, health: &str) -> TargetState {
+        TargetState { id: ip.into(), port: Some(3306), state: health.into(), reason: None, description: None }
     }
 
     #[test]

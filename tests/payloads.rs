@@ -5,7 +5,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use tidb_privatelink::payload::*;
-use tidb_privatelink::steps::{endpoint_service, load_balancer, plan_zones, security_groups, target_group};
+use tidb_privatelink::steps::{
+    endpoint_service, health_check, load_balancer, plan_zones, security_groups, target_group,
+};
 
 fn document() -> Value {
     serde_json::from_str(include_str!("fixtures/provision-document.json")).unwrap()
@@ -24,6 +26,7 @@ fn every_result_round_trips() {
     round_trip::<TargetGroup>("target_group");
     round_trip::<SecurityGroups>("security_groups");
     round_trip::<LoadBalancer>("load_balancer");
+    round_trip::<TargetHealth>("target_health");
     round_trip::<EndpointService>("endpoint_service");
 }
 
@@ -37,7 +40,9 @@ fn every_step_input_reads_from_the_whole_document() {
     let _: target_group::Input = serde_json::from_value(document.clone()).unwrap();
     let _: security_groups::Input = serde_json::from_value(document.clone()).unwrap();
     let lb: load_balancer::Input = serde_json::from_value(document.clone()).unwrap();
-    assert_eq!(lb.zones.subnets.len(), 2);
+    assert_eq!(lb.zones.subnets.len(), 3);
+    let health: health_check::Input = serde_json::from_value(document.clone()).unwrap();
+    assert_eq!(health.target_health.map(|h| h.state).as_deref(), Some("healthy"));
     let service: endpoint_service::Input = serde_json::from_value(document).unwrap();
     assert_eq!(service.zones.tidb_cloud_account_id, "380838443567");
 }

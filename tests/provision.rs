@@ -10,8 +10,10 @@ use common::*;
 use serde_json::{json, Value};
 use tidb_privatelink::naming::{resource_name, DB_INSTANCE_TAG, MANAGED_BY_TAG};
 use tidb_privatelink::steps::endpoint_service::CreateEndpointService;
+use tidb_privatelink::steps::health_check::CheckTargetHealth;
 use tidb_privatelink::steps::inspect_database::InspectDatabase;
 use tidb_privatelink::steps::load_balancer::CreateLoadBalancer;
+use tidb_privatelink::steps::plan_zones::PlanZones;
 use tidb_privatelink::steps::security_groups::CreateSecurityGroups;
 use tidb_privatelink::steps::target_group::CreateTargetGroup;
 use tidb_privatelink::StepError;
@@ -25,6 +27,7 @@ fn the_state_machine_runs_the_steps_in_runbook_order() {
         ("TargetGroupFunctionArn", "target_group"),
         ("SecurityGroupsFunctionArn", "security_groups"),
         ("LoadBalancerFunctionArn", "load_balancer"),
+        ("TargetHealthFunctionArn", "target_health"),
         ("EndpointServiceFunctionArn", "endpoint_service"),
         ("ConnectTiDBCloudFunctionArn", "tidb_cloud"),
     ];
@@ -46,14 +49,29 @@ async fn provisions_an_endpoint_service_for_a_mysql_instance() {
     assert!(db_ip.starts_with("10.42."), "{db_ip}");
     assert_eq!(document["database"]["port"], 3306);
 
-    // Step 2: the two zones both sides share, by AZ ID (us-east-1b and 1c).
-    let zones: Vec<&str> = document["zones"]["subnets"]
+    // Step 2: the two zones both sides share, by AZ ID (us-east-1b and 1c), and the DB subnet
+    // group's third zone (us-east-1a), where the database can fail over to.
+    let zones: Vec<(&str, &str, bool, bool)> = document["zones"]["subnets"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["availability_zone_id"].as_str().unwrap())
+        .map(|s| {
+            (
+                s["availability_zone_id"].as_str().unwrap(),
+                s["availability_zone"].as_str().unwrap(),
+                s["shared_with_tidb_cloud"].as_bool().unwrap(),
+                s["database_zone"].as_bool().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(zones, ["use1-az1", "use1-az2"]);
+    assert_eq!(
+        zones,
+        [
+            ("use1-az1", "us-east-1b", true, true),
+            ("use1-az2", "us-east-1c", true, true),
+            ("use1-az6", "us-east-1a", false, true)
+        ]
+    );
     let planned_subnets: Vec<String> = document["zones"]["subnets"]
         .as_array()
         .unwrap()
@@ -163,6 +181,14 @@ async fn provisions_an_endpoint_service_for_a_mysql_instance() {
         .collect();
     assert_eq!(listener, [(Some(3306), Some("TCP".to_owned()), Some(tg_arn.to_owned()))]);
     assert_owned_elb(&elb, lb_arn, &id).await;
+
+    // Step 5, continued: provisioning went on once the load balancer reported the target healthy.
+    assert_eq!(document["target_health"]["state"], "healthy");
+    assert_eq!(str_of(&document, "/target_health/target"), format!("{db_ip}:3306"));
+    let now = elb.describe_target_health().target_group_arn(tg_arn).send().await.unwrap();
+    let now =
+        now.target_health_descriptions()[0].target_health().and_then(|h| h.state()).map(|s| s.as_str().to_owned());
+    assert_eq!(now.as_deref(), Some("healthy"));
 
     // Step 6: the endpoint service, read back with its permissions and notification.
     let service_id = str_of(&document, "/endpoint_service/service_id");
@@ -356,4 +382,103 @@ async fn principals_added_by_hand_are_removed() {
     let permissions = ec2.describe_vpc_endpoint_service_permissions().service_id(service_id).send().await.unwrap();
     let principals: Vec<&str> = permissions.allowed_principals().iter().filter_map(|p| p.principal()).collect();
     assert_eq!(principals, [format!("arn:aws:iam::{TIDB_CLOUD_ACCOUNT}:root")]);
+}
+
+/// The zones (by name) the load balancer of the provisioned `document` is enabled in.
+async fn load_balancer_zones(network: &Network, document: &Value) -> Vec<String> {
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&network.sdk);
+    let lbs =
+        elb.describe_load_balancers().load_balancer_arns(str_of(document, "/load_balancer/arn")).send().await.unwrap();
+    let mut zones: Vec<String> =
+        lbs.load_balancers()[0].availability_zones().iter().filter_map(|z| z.zone_name()).map(str::to_owned).collect();
+    zones.sort();
+    zones
+}
+
+#[tokio::test]
+async fn a_database_outside_tidb_clouds_zones_is_covered_by_the_load_balancer() {
+    // us-east-1a is use1-az6, which TiDB Cloud does not use: the load balancer must still be
+    // enabled there, or it never routes to the database.
+    let network = Network::new().await;
+    let id = network.database_in_zone("orders-db", "us-east-1a").await;
+    let document = provision(&network, &network.settings(), &id).await.unwrap();
+    assert_eq!(load_balancer_zones(&network, &document).await, ["us-east-1a", "us-east-1b", "us-east-1c"]);
+    let health = aws_sdk_elasticloadbalancingv2::Client::new(&network.sdk)
+        .describe_target_health()
+        .target_group_arn(str_of(&document, "/target_group/arn"))
+        .send()
+        .await
+        .unwrap();
+    let states: Vec<(&str, Option<&str>)> = health
+        .target_health_descriptions()
+        .iter()
+        .map(|d| (d.target().unwrap().id().unwrap(), d.target_health().and_then(|h| h.state()).map(|s| s.as_str())))
+        .collect();
+    assert_eq!(states, [(str_of(&document, "/database/ip_address"), Some("healthy"))]);
+}
+
+#[tokio::test]
+async fn a_rerun_adds_the_zones_an_existing_load_balancer_lacks() {
+    let network = Network::new().await;
+    let id = network.database("orders-db", "mysql", false).await;
+    let first = provision(&network, &network.settings(), &id).await.unwrap();
+    assert_eq!(load_balancer_zones(&network, &first).await, ["us-east-1a", "us-east-1b", "us-east-1c"]);
+    // TiDB Cloud's endpoint is connected: from now on no zone may be removed.
+    let tidb_cloud = account(TIDB_CLOUD_ACCOUNT).await;
+    request_connection(&tidb_cloud, str_of(&first, "/endpoint_service/service_name")).await;
+
+    // The VPC gets a subnet in us-east-1d (use1-az4), a zone TiDB Cloud also uses.
+    aws_sdk_ec2::Client::new(&network.sdk)
+        .create_subnet()
+        .vpc_id(&network.vpc_id)
+        .cidr_block("10.42.4.0/24")
+        .availability_zone("us-east-1d")
+        .send()
+        .await
+        .unwrap();
+    let second = provision(&network, &network.settings(), &id).await.unwrap();
+    assert_eq!(load_balancer_zones(&network, &second).await, ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]);
+    assert_eq!(str_of(&second, "/load_balancer/arn"), str_of(&first, "/load_balancer/arn"));
+    assert_eq!(second["target_health"]["state"], "healthy");
+    // And a third run changes nothing.
+    let third = provision(&network, &network.settings(), &id).await.unwrap();
+    assert_eq!(third, second);
+}
+
+#[tokio::test]
+async fn a_target_the_health_checks_cannot_reach_fails_naming_the_reason_and_what_to_check() {
+    let network = Network::new().await;
+    let id = network.database("orders-db", "mysql", false).await;
+    let settings = network.settings();
+    let sdk = &network.sdk;
+    let mut document = json!({"db_instance_identifier": id});
+    run_step::<InspectDatabase>(&settings, sdk, &mut document, "database").await.unwrap();
+    run_step::<PlanZones>(&settings, sdk, &mut document, "zones").await.unwrap();
+    run_step::<CreateTargetGroup>(&settings, sdk, &mut document, "target_group").await.unwrap();
+    run_step::<CreateSecurityGroups>(&settings, sdk, &mut document, "security_groups").await.unwrap();
+    // Someone strips the load balancer's only egress rule: its health checks cannot leave.
+    let nlb_sg = str_of(&document, "/security_groups/nlb_security_group_id").to_owned();
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
+    let group = ec2.describe_security_groups().group_ids(&nlb_sg).send().await.unwrap();
+    let egress = group.security_groups()[0].ip_permissions_egress().to_vec();
+    ec2.revoke_security_group_egress().group_id(&nlb_sg).set_ip_permissions(Some(egress)).send().await.unwrap();
+    run_step::<CreateLoadBalancer>(&settings, sdk, &mut document, "load_balancer").await.unwrap();
+
+    let mut states = Vec::new();
+    let error = loop {
+        match run_step::<CheckTargetHealth>(&settings, sdk, &mut document, "target_health").await {
+            Ok(health) => states.push(health["state"].as_str().unwrap().to_owned()),
+            Err(error) => break error,
+        }
+        assert!(states.len() < 5, "{states:?}");
+    };
+    // A new target is `initial` first; one failing poll is forgiven, the second is not.
+    assert_eq!(states, ["initial", "unhealthy"]);
+    assert_eq!(error.name(), "TargetNotHealthy", "{error}");
+    let message = error.to_string();
+    for part in
+        ["'unhealthy'", "Target.FailedHealthChecks", "Health checks failed", nlb_sg.as_str(), "outbound TCP 3306"]
+    {
+        assert!(message.contains(part), "'{message}' should mention '{part}'");
+    }
 }

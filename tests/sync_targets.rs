@@ -125,3 +125,49 @@ async fn a_public_address_is_reported_by_name_and_never_registered() {
     assert_eq!(targets(&network, &tg).await, [private_ip]);
     assert_eq!(metrics(&network, &id).await, ["AddressOutsideVpc"]);
 }
+
+#[tokio::test]
+async fn a_new_address_the_load_balancer_cannot_reach_is_reported_and_the_old_target_kept() {
+    let network = Network::new().await;
+    let id = network.multi_az_database("orders-db").await;
+    let document = provision(&network, &network.settings(), &id).await.unwrap();
+    let tg = str_of(&document, "/target_group/arn").to_owned();
+    let old_ip = str_of(&document, "/database/ip_address").to_owned();
+    let nlb_group = str_of(&document, "/security_groups/nlb_security_group_id").to_owned();
+    let db_group = str_of(&document, "/database/security_group_ids/0").to_owned();
+    // Someone removes the rule that lets the load balancer reach the database.
+    let ec2 = aws_sdk_ec2::Client::new(&network.sdk);
+    let groups = ec2.describe_security_groups().group_ids(&db_group).send().await.unwrap();
+    let from_nlb: Vec<_> = groups.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .filter(|p| p.user_id_group_pairs().iter().any(|g| g.group_id() == Some(nlb_group.as_str())))
+        .cloned()
+        .collect();
+    assert_eq!(from_nlb.len(), 1, "{groups:?}");
+    ec2.revoke_security_group_ingress().group_id(&db_group).set_ip_permissions(Some(from_nlb)).send().await.unwrap();
+    aws_sdk_rds::Client::new(&network.sdk)
+        .reboot_db_instance()
+        .db_instance_identifier(&id)
+        .force_failover(true)
+        .send()
+        .await
+        .unwrap();
+    let new_ip = network.database_interface_ip().await;
+
+    let mut report = sync(&network, failover_event()).await;
+    assert_eq!(report["instances"][0]["registered"], json!([new_ip]));
+    for _ in 0..5 {
+        if report["instances"][0]["problem"].is_string() {
+            break;
+        }
+        report = sync(&network, json!({"detail-type": "Scheduled Event", "detail": {}})).await;
+    }
+    let problem = report["instances"][0]["problem"].as_str().unwrap_or_default();
+    assert!(problem.starts_with("TargetNotHealthy:") && problem.contains("Target.FailedHealthChecks"), "{report}");
+    assert_eq!(report["instances"][0]["deregistered"], json!([]));
+    let mut both = vec![old_ip, new_ip];
+    both.sort();
+    assert_eq!(targets(&network, &tg).await, both);
+    assert!(metrics(&network, &id).await.contains(&"TargetNotHealthy".to_owned()));
+}

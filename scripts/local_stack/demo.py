@@ -64,7 +64,8 @@ def follow(aws: Callable[[str], Any], execution_arn: str, started: float) -> dic
                 definition = json.loads(aws("stepfunctions").describe_state_machine_for_execution(
                     executionArn=execution_arn)["definition"])
                 seconds = definition["States"].get(name, {}).get("Seconds")
-                extra = f"{DIM}(waiting {seconds} s for the load balancer){RESET}" if seconds else ""
+                what = "the target's health" if "TargetHealth" in name else "the load balancer"
+                extra = f"{DIM}(waiting {seconds} s for {what}){RESET}" if seconds else ""
             print(f"  {DIM}{now:6.1f}s{RESET}  {name:<28} {extra}", end="" if state_type == "Task" else "\n", flush=True)
         elif kind.endswith("StateExited"):
             name = details.get("name", "?")
@@ -102,7 +103,8 @@ def main() -> int:
     ip = next((i["PrivateIpAddress"] for i in aws("ec2").describe_network_interfaces(Filters=[
         {"Name": "vpc-id", "Values": [network.vpc_id]}, {"Name": "description", "Values": ["RDSNetworkInterface"]}])[
         "NetworkInterfaces"]), "?")
-    line(f"RDS instance {BOLD}{identifier}{RESET} (mysql {db['EngineVersion']}), {address} -> {ip}")
+    zone = aws("rds").describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]["AvailabilityZone"]
+    line(f"RDS instance {BOLD}{identifier}{RESET} (mysql {db['EngineVersion']}) in {zone}, {address} -> {ip}")
 
     heading(f"2. Opt in: tag it {scenario.OPT_IN_TAG}=true")
     line(f"{DIM}aws rds add-tags-to-resource --resource-name {db['DBInstanceArn']} "
@@ -126,12 +128,13 @@ def main() -> int:
     heading("4. Result")
     output = json.loads(execution.get("output") or "{}")
     line(f"Endpoint service name (give this to TiDB Cloud): {BOLD}{output.get('endpoint_service_name')}{RESET}")
-    _created(aws, state, identifier)
+    _created(aws, state, identifier, zone, output)
     _explore(state, state_dir, identifier, db["DBInstanceArn"])
     return 0
 
 
-def _created(aws: Callable[[str], Any], state: dict[str, Any], identifier: str) -> None:
+def _created(aws: Callable[[str], Any], state: dict[str, Any], identifier: str, db_zone: str,
+             output: dict[str, Any]) -> None:
     elbv2, ec2 = aws("elbv2"), aws("ec2")
     name = state["stack_name"]
 
@@ -141,11 +144,14 @@ def _created(aws: Callable[[str], Any], state: dict[str, Any], identifier: str) 
 
     for group in elbv2.describe_target_groups()["TargetGroups"]:
         if tagged(group["TargetGroupArn"]):
-            targets = [t["Target"]["Id"] for t in elbv2.describe_target_health(TargetGroupArn=group["TargetGroupArn"])["TargetHealthDescriptions"]]
-            line(f"target group     {group['TargetGroupName']}  {group['Protocol']}:{group['Port']} -> {', '.join(targets)}")
+            health = elbv2.describe_target_health(TargetGroupArn=group["TargetGroupArn"])["TargetHealthDescriptions"]
+            targets = ", ".join(f"{t['Target']['Id']} ({_health(t['TargetHealth'])})" for t in health)
+            line(f"target group     {group['TargetGroupName']}  {group['Protocol']}:{group['Port']} -> {targets}")
+    shared = {s["availability_zone"] for s in output.get("subnets", []) if s.get("shared_with_tidb_cloud")}
     for balancer in elbv2.describe_load_balancers()["LoadBalancers"]:
         if tagged(balancer["LoadBalancerArn"]):
-            zones = ", ".join(z["ZoneName"] for z in balancer["AvailabilityZones"])
+            zones = ", ".join(_zone(z["ZoneName"], db_zone, shared) for z in sorted(
+                balancer["AvailabilityZones"], key=lambda z: z["ZoneName"]))
             line(f"load balancer    {balancer['LoadBalancerName']}  {balancer['Scheme']} {balancer['Type']} in {zones}")
     for group in ec2.describe_security_groups(Filters=[
             {"Name": "tag:tidb-privatelink:managed-by", "Values": [name]},
@@ -156,6 +162,19 @@ def _created(aws: Callable[[str], Any], state: dict[str, Any], identifier: str) 
             principals = [p["Principal"] for p in ec2.describe_vpc_endpoint_service_permissions(
                 ServiceId=service["ServiceId"])["AllowedPrincipals"]]
             line(f"endpoint service {service['ServiceId']}  acceptance required, allows {', '.join(principals)}")
+
+
+def _health(health: dict[str, Any]) -> str:
+    state = health.get("State", "?")
+    colour = GREEN if state == "healthy" else RED
+    reason = f" {health['Reason']}" if health.get("Reason") else ""
+    return f"{colour}{state}{RESET}{reason}"
+
+
+def _zone(name: str, db_zone: str, shared: set[str]) -> str:
+    """A zone of the load balancer, marked with what it is there for."""
+    roles = (["the database's"] if name == db_zone else []) + (["shared with TiDB Cloud"] if name in shared else [])
+    return f"{BOLD}{name}{RESET} ({', '.join(roles)})" if name == db_zone else f"{name} ({', '.join(roles) or 'DB subnet group'})"
 
 
 def _explore(state: dict[str, Any], state_dir: Path, identifier: str, db_arn: str) -> None:

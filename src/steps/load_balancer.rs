@@ -1,7 +1,8 @@
 //! Step 5, load balancer: an internal network load balancer in the planned subnets, with the
 //! security group of step 4 (which can only be attached at creation), cross-zone load balancing
 //! on, PrivateLink traffic exempt from the inbound rules, and a TCP listener forwarding the
-//! database port to the target group.
+//! database port to the target group. A load balancer from an earlier run that lacks a planned
+//! zone (the DB subnet group or TiDB Cloud's zones grew) gets it added.
 //!
 //! The step is idempotent and reports the load balancer's state, so the state machine polls by
 //! running it again until the state is `active`.
@@ -15,7 +16,7 @@ use aws_sdk_elasticloadbalancingv2::Client;
 use tracing::info;
 
 use crate::naming::{resource_name, Ownership};
-use crate::payload::{Database, LoadBalancer, SecurityGroups, TargetGroup, ZonePlan};
+use crate::payload::{Database, LoadBalancer, PlannedSubnet, SecurityGroups, TargetGroup, ZonePlan};
 use crate::resources::{elb_tags, ensure_elb_owned, find_load_balancer};
 use crate::runtime::Step;
 use crate::{aws, Settings, StepError};
@@ -57,6 +58,7 @@ impl Step for CreateLoadBalancer {
                     lb.load_balancer_arn().unwrap_or_default(),
                 )
                 .await?;
+                self.add_missing_zones(&lb, &input.zones).await?;
                 lb
             }
             None => self.create(&name, &input, &ownership).await?,
@@ -96,6 +98,29 @@ impl CreateLoadBalancer {
         })?;
         info!(db_instance = %input.database.identifier, load_balancer = lb.load_balancer_arn().unwrap_or_default(), "load balancer created");
         Ok(lb)
+    }
+
+    /// SetSubnets replaces the enabled subnets, so it names every current subnet plus the new
+    /// ones; a zone is never removed (the endpoint service's connections may use it).
+    async fn add_missing_zones(&self, lb: &ElbLoadBalancer, zones: &ZonePlan) -> Result<(), StepError> {
+        let current: Vec<(String, String)> = lb
+            .availability_zones()
+            .iter()
+            .filter_map(|z| Some((z.zone_name()?.to_owned(), z.subnet_id()?.to_owned())))
+            .collect();
+        let Some(subnets) = subnets_with_missing_zones(&current, &zones.subnets) else {
+            return Ok(());
+        };
+        let arn = lb.load_balancer_arn().unwrap_or_default();
+        self.elb
+            .set_subnets()
+            .load_balancer_arn(arn)
+            .set_subnets(Some(subnets.clone()))
+            .send()
+            .await
+            .map_err(aws::fail("SetSubnets"))?;
+        info!(load_balancer = arn, subnets = ?subnets, "load balancer enabled in the planned zones it lacked");
+        Ok(())
     }
 
     /// Off by default on NLBs; a single-AZ database behind endpoints in other zones needs it.
@@ -167,5 +192,46 @@ impl CreateLoadBalancer {
         let listener_arn = out.listeners().first().and_then(|l| l.listener_arn()).unwrap_or_default().to_owned();
         info!(load_balancer = arn, listener = %listener_arn, port, "listener created");
         Ok(listener_arn)
+    }
+}
+
+/// The subnets to give SetSubnets so that every planned zone is enabled: the current subnets (by
+/// zone name) plus a planned subnet for each zone the load balancer lacks; `None` when none lacks.
+pub fn subnets_with_missing_zones(current: &[(String, String)], planned: &[PlannedSubnet]) -> Option<Vec<String>> {
+    let missing: Vec<String> = planned
+        .iter()
+        .filter(|p| !current.iter().any(|(zone, _)| *zone == p.availability_zone))
+        .map(|p| p.subnet_id.clone())
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    Some(current.iter().map(|(_, subnet)| subnet.clone()).chain(missing).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(subnet: &str, zone: &str) -> PlannedSubnet {
+        PlannedSubnet {
+            subnet_id: subnet.into(),
+            availability_zone_id: format!("id-of-{zone}"),
+            availability_zone: zone.into(),
+            shared_with_tidb_cloud: true,
+            database_zone: false,
+        }
+    }
+
+    #[test]
+    fn missing_zones_are_added_to_all_current_subnets() {
+        let current = [("us-east-1b".to_owned(), "subnet-b".to_owned()), ("us-east-1c".into(), "subnet-c".into())];
+        let plan = [planned("subnet-a", "us-east-1a"), planned("subnet-b2", "us-east-1b")];
+        // us-east-1b keeps its current subnet (a zone's subnet is never swapped), 1a is added.
+        assert_eq!(
+            subnets_with_missing_zones(&current, &plan),
+            Some(vec!["subnet-b".into(), "subnet-c".into(), "subnet-a".into()])
+        );
+        assert_eq!(subnets_with_missing_zones(&current, &plan[1..]), None);
     }
 }

@@ -1,7 +1,10 @@
-//! Step 2, plan zones: TiDB Cloud's endpoints can only reach the load balancer in availability
-//! zones both sides share, matched by AZ ID (zone names differ between accounts). Pick one subnet
-//! of the database's VPC in each shared zone, preferring the DB subnet group's. TiDB Cloud's account
-//! and zones come from its API when a cluster is linked, else from the stack's parameters.
+//! Step 2, plan zones: where the load balancer is enabled. TiDB Cloud's endpoints can only reach it
+//! in availability zones both sides share, matched by AZ ID (zone names differ between accounts),
+//! and it routes only to targets in its own zones: so every zone of the DB subnet group (the
+//! database's, and where a Multi-AZ failover can move it) plus every zone shared with TiDB Cloud,
+//! of which there must be at least one. One subnet of the database's VPC per zone, preferring the
+//! DB subnet group's. TiDB Cloud's account and zones come from its API when a cluster is linked,
+//! else from the stack's parameters.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,6 +27,7 @@ pub struct Input {
 pub struct Subnet {
     pub subnet_id: String,
     pub availability_zone_id: String,
+    pub availability_zone: String,
 }
 
 pub struct PlanZones {
@@ -49,9 +53,14 @@ impl Step for PlanZones {
         let (account_id, az_ids) = self.tidb_cloud_side(database.tidb_cloud_cluster_id.as_deref()).await?;
         let subnets = self.vpc_subnets(&database.vpc_id).await?;
         let planned = plan(&database.vpc_id, &subnets, &az_ids, &database.subnet_ids)?;
+        let zones = |keep: fn(&PlannedSubnet) -> bool| {
+            planned.iter().filter(|s| keep(s)).map(|s| s.availability_zone_id.as_str()).collect::<Vec<_>>()
+        };
         info!(
             db_instance = %database.identifier,
-            zones = ?planned.iter().map(|s| s.availability_zone_id.as_str()).collect::<Vec<_>>(),
+            zones = ?zones(|_| true),
+            shared_with_tidb_cloud = ?zones(|s| s.shared_with_tidb_cloud),
+            database_zones = ?zones(|s| s.database_zone),
             subnets = ?planned.iter().map(|s| s.subnet_id.as_str()).collect::<Vec<_>>(),
             "zones planned"
         );
@@ -91,6 +100,7 @@ impl PlanZones {
                 Some(Subnet {
                     subnet_id: s.subnet_id()?.to_owned(),
                     availability_zone_id: s.availability_zone_id()?.to_owned(),
+                    availability_zone: s.availability_zone()?.to_owned(),
                 })
             }));
         }
@@ -98,23 +108,39 @@ impl PlanZones {
     }
 }
 
-/// One subnet per AZ ID shared with TiDB Cloud, ordered by AZ ID: a subnet of the DB subnet group
-/// when the zone has one, else the zone's lowest subnet ID, so that planning is deterministic.
+/// One subnet per zone (by AZ ID) that is shared with TiDB Cloud or holds a subnet of the DB
+/// subnet group (`db_subnets`), ordered by AZ ID: a subnet of the group when the zone has one, else
+/// the zone's lowest subnet ID, so that planning is deterministic. At least one zone must be
+/// shared with TiDB Cloud.
 pub fn plan(
     vpc_id: &str,
     subnets: &[Subnet],
     tidb_cloud_az_ids: &[String],
-    preferred: &[String],
+    db_subnets: &[String],
 ) -> Result<Vec<PlannedSubnet>, StepError> {
     if tidb_cloud_az_ids.is_empty() {
         return Err(StepError::Misconfigured(
             "TiDB Cloud's availability zone IDs (TIDB_CLOUD_AZ_IDS) are not set".into(),
         ));
     }
-    let wanted: BTreeSet<&str> = tidb_cloud_az_ids.iter().map(String::as_str).collect();
+    let shared: BTreeSet<&str> = tidb_cloud_az_ids.iter().map(String::as_str).collect();
+    let in_group = |s: &Subnet| db_subnets.contains(&s.subnet_id);
+    let database: BTreeSet<&str> =
+        subnets.iter().filter(|s| in_group(s)).map(|s| s.availability_zone_id.as_str()).collect();
+    if !subnets.iter().any(|s| shared.contains(s.availability_zone_id.as_str())) {
+        let ours: BTreeSet<&str> = subnets.iter().map(|s| s.availability_zone_id.as_str()).collect();
+        return Err(StepError::NoCommonAvailabilityZone {
+            vpc_id: vpc_id.to_owned(),
+            ours: ours.into_iter().collect::<Vec<_>>().join(", "),
+            tidb_cloud: shared.into_iter().collect::<Vec<_>>().join(", "),
+        });
+    }
     let mut best: BTreeMap<&str, &Subnet> = BTreeMap::new();
-    for subnet in subnets.iter().filter(|s| wanted.contains(s.availability_zone_id.as_str())) {
-        let rank = |s: &Subnet| (!preferred.contains(&s.subnet_id), s.subnet_id.clone());
+    let wanted = |s: &&Subnet| {
+        shared.contains(s.availability_zone_id.as_str()) || database.contains(s.availability_zone_id.as_str())
+    };
+    for subnet in subnets.iter().filter(wanted) {
+        let rank = |s: &Subnet| (!in_group(s), s.subnet_id.clone());
         best.entry(subnet.availability_zone_id.as_str())
             .and_modify(|current| {
                 if rank(subnet) < rank(current) {
@@ -123,17 +149,15 @@ pub fn plan(
             })
             .or_insert(subnet);
     }
-    if best.is_empty() {
-        let ours: BTreeSet<&str> = subnets.iter().map(|s| s.availability_zone_id.as_str()).collect();
-        return Err(StepError::NoCommonAvailabilityZone {
-            vpc_id: vpc_id.to_owned(),
-            ours: ours.into_iter().collect::<Vec<_>>().join(", "),
-            tidb_cloud: wanted.into_iter().collect::<Vec<_>>().join(", "),
-        });
-    }
     Ok(best
         .into_values()
-        .map(|s| PlannedSubnet { subnet_id: s.subnet_id.clone(), availability_zone_id: s.availability_zone_id.clone() })
+        .map(|s| PlannedSubnet {
+            subnet_id: s.subnet_id.clone(),
+            availability_zone_id: s.availability_zone_id.clone(),
+            availability_zone: s.availability_zone.clone(),
+            shared_with_tidb_cloud: shared.contains(s.availability_zone_id.as_str()),
+            database_zone: database.contains(s.availability_zone_id.as_str()),
+        })
         .collect())
 }
 
@@ -142,7 +166,14 @@ mod tests {
     use super::*;
 
     fn subnet(id: &str, az: &str) -> Subnet {
-        Subnet { subnet_id: id.into(), availability_zone_id: az.into() }
+        Subnet { subnet_id: id.into(), availability_zone_id: az.into(), availability_zone: format!("name-of-{az}") }
+    }
+
+    fn summary(planned: &[PlannedSubnet]) -> Vec<(&str, &str, bool, bool)> {
+        planned
+            .iter()
+            .map(|s| (s.subnet_id.as_str(), s.availability_zone_id.as_str(), s.shared_with_tidb_cloud, s.database_zone))
+            .collect()
     }
 
     fn strings(items: &[&str]) -> Vec<String> {
@@ -160,15 +191,31 @@ mod tests {
         ];
         let planned =
             plan("vpc-1", &subnets, &strings(&["use1-az2", "use1-az1", "use1-az4"]), &strings(&["subnet-b9"])).unwrap();
-        let got: Vec<(&str, &str)> =
-            planned.iter().map(|s| (s.subnet_id.as_str(), s.availability_zone_id.as_str())).collect();
-        assert_eq!(got, [("subnet-a1", "use1-az1"), ("subnet-b9", "use1-az2")]);
+        assert_eq!(summary(&planned), [("subnet-a1", "use1-az1", true, false), ("subnet-b9", "use1-az2", true, true)]);
+        assert_eq!(planned[1].availability_zone, "name-of-use1-az2");
+    }
+
+    #[test]
+    fn every_zone_of_the_db_subnet_group_is_planned_too() {
+        // The database in use1-az6, which TiDB Cloud does not use: the load balancer must be
+        // enabled there as well, or its target is never used.
+        let subnets = [
+            subnet("subnet-a1", "use1-az1"),
+            subnet("subnet-c1", "use1-az6"),
+            subnet("subnet-c2", "use1-az6"),
+            subnet("subnet-d1", "use1-az3"),
+        ];
+        let planned =
+            plan("vpc-1", &subnets, &strings(&["use1-az1", "use1-az2"]), &strings(&["subnet-c2", "subnet-a1"]))
+                .unwrap();
+        assert_eq!(summary(&planned), [("subnet-a1", "use1-az1", true, true), ("subnet-c2", "use1-az6", false, true)]);
     }
 
     #[test]
     fn no_shared_zone_names_both_sides() {
         let subnets = [subnet("subnet-1", "use1-az6"), subnet("subnet-2", "use1-az3")];
-        let err = plan("vpc-9", &subnets, &strings(&["use1-az1", "use1-az2"]), &[]).unwrap_err();
+        // The database's zones alone are not enough: TiDB Cloud could not reach the load balancer.
+        let err = plan("vpc-9", &subnets, &strings(&["use1-az1", "use1-az2"]), &strings(&["subnet-1"])).unwrap_err();
         assert_eq!(err.name(), "NoCommonAvailabilityZone");
         let message = err.to_string();
         assert!(message.contains("[use1-az3, use1-az6]") && message.contains("[use1-az1, use1-az2]"), "{message}");

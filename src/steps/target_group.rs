@@ -13,6 +13,7 @@ use crate::naming::{resource_name, Ownership};
 use crate::payload::{Database, TargetGroup};
 use crate::resources::{elb_tags, ensure_elb_owned, find_target_group};
 use crate::runtime::Step;
+use crate::target_health::target_state;
 use crate::{aws, Settings, StepError};
 
 #[derive(Debug, serde::Deserialize)]
@@ -103,19 +104,7 @@ impl CreateTargetGroup {
     /// the target after a failover is the target sync's job, which registers before it removes.
     async fn register(&self, arn: &str, db: &Database) -> Result<(), StepError> {
         let ip = db.ip_address.to_string();
-        let health = self
-            .elb
-            .describe_target_health()
-            .target_group_arn(arn)
-            .send()
-            .await
-            .map_err(aws::fail("DescribeTargetHealth"))?;
-        let registered = health
-            .target_health_descriptions()
-            .iter()
-            .filter_map(|d| d.target())
-            .any(|t| t.id() == Some(ip.as_str()) && t.port() == Some(i32::from(db.port)));
-        if registered {
+        if target_state(&self.elb, arn, &ip, db.port).await?.is_some() {
             return Ok(());
         }
         self.elb

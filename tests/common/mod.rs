@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use tidb_privatelink::naming::MANAGED_BY_TAG;
 use tidb_privatelink::runtime::Step;
 use tidb_privatelink::steps::endpoint_service::CreateEndpointService;
+use tidb_privatelink::steps::health_check::CheckTargetHealth;
 use tidb_privatelink::steps::inspect_database::InspectDatabase;
 use tidb_privatelink::steps::load_balancer::CreateLoadBalancer;
 use tidb_privatelink::steps::plan_zones::PlanZones;
@@ -268,12 +269,17 @@ impl Network {
 
     /// Creates an RDS instance in this network and returns its identifier.
     pub async fn database(&self, identifier: &str, engine: &str, publicly_accessible: bool) -> String {
-        self.create_database(identifier, engine, publicly_accessible, false).await
+        self.create_database(identifier, engine, publicly_accessible, false, "us-east-1b").await
     }
 
     /// A Multi-AZ MySQL instance, which can fail over to a standby with another address.
     pub async fn multi_az_database(&self, identifier: &str) -> String {
-        self.create_database(identifier, "mysql", false, true).await
+        self.create_database(identifier, "mysql", false, true, "us-east-1b").await
+    }
+
+    /// A MySQL instance in availability zone `zone` (a name, e.g. `us-east-1a`).
+    pub async fn database_in_zone(&self, identifier: &str, zone: &str) -> String {
+        self.create_database(identifier, "mysql", false, false, zone).await
     }
 
     async fn create_database(
@@ -282,6 +288,7 @@ impl Network {
         engine: &str,
         publicly_accessible: bool,
         multi_az: bool,
+        zone: &str,
     ) -> String {
         aws_sdk_rds::Client::new(&self.sdk)
             .create_db_instance()
@@ -299,7 +306,7 @@ impl Network {
             .master_user_password("not-a-real-secret-1")
             .db_subnet_group_name(&self.subnet_group)
             .vpc_security_group_ids(&self.db_security_group_id)
-            .availability_zone("us-east-1b")
+            .availability_zone(zone)
             .publicly_accessible(publicly_accessible)
             .send()
             .await
@@ -397,7 +404,8 @@ pub fn workflow_tasks(workflow: &str) -> Vec<(String, String)> {
 }
 
 /// Runs the workflow's steps in the definition's order, polling the load balancer step until the
-/// load balancer is active as the state machine's Wait/Choice loop does.
+/// load balancer is active, and the target health step until the target is healthy, as the state
+/// machine's Wait/Choice loops do (the emulator's `initial` lasts a number of answers, not time).
 pub async fn provision(network: &Network, settings: &Settings, identifier: &str) -> Result<Value, StepError> {
     let sdk = &network.sdk;
     let mut document = json!({"db_instance_identifier": identifier, "load_balancer_poll": {"count": 0}});
@@ -417,6 +425,17 @@ pub async fn provision(network: &Network, settings: &Settings, identifier: &str)
                     }
                     polls += 1;
                     assert!(polls < 5, "load balancer never became active: {lb}");
+                }
+            }
+            "TargetHealthFunctionArn" => {
+                let mut polls = 0;
+                loop {
+                    let health = run_step::<CheckTargetHealth>(settings, sdk, doc, &key).await?;
+                    if health["state"] == "healthy" {
+                        break health;
+                    }
+                    polls += 1;
+                    assert!(polls < 5, "target never became healthy: {health}");
                 }
             }
             "EndpointServiceFunctionArn" => run_step::<CreateEndpointService>(settings, sdk, doc, &key).await?,

@@ -125,3 +125,67 @@ def test_nlb_in_use_by_endpoint_service_cannot_be_deleted(aws):
     ec2.delete_vpc_endpoint_service_configurations(ServiceIds=[service["ServiceId"]])
     elb.delete_load_balancer(LoadBalancerArn=arn)
     assert elb.describe_load_balancers()["LoadBalancers"] == []
+
+
+THREE_ZONES = (("10.20.1.0/24", "us-east-1a"), ("10.20.2.0/24", "us-east-1b"), ("10.20.3.0/24", "us-east-1c"))
+
+
+def zones_of(elb, arn):
+    described = elb.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"][0]
+    return sorted((z["ZoneName"], z["SubnetId"]) for z in described["AvailabilityZones"])
+
+
+def test_set_subnets_adds_zones_to_an_nlb(aws):
+    elb, ec2 = aws("elbv2"), aws("ec2")
+    net = make_network(ec2, subnets=THREE_ZONES)
+    a, b, c = net["subnets"]
+    # One zone is enough for an NLB.
+    arn = nlb(elb, net, Subnets=[b])["LoadBalancerArn"]
+    out = elb.set_subnets(LoadBalancerArn=arn, Subnets=[b, c, a])
+    assert sorted(z["SubnetId"] for z in out["AvailabilityZones"]) == sorted([a, b, c])
+    assert zones_of(elb, arn) == sorted([("us-east-1a", a), ("us-east-1b", b), ("us-east-1c", c)])
+
+
+def test_set_subnets_refuses_what_aws_refuses(aws):
+    elb, ec2 = aws("elbv2"), aws("ec2")
+    net = make_network(ec2, subnets=THREE_ZONES)
+    a, b, c = net["subnets"]
+    arn = nlb(elb, net, Subnets=[a, b])["LoadBalancerArn"]
+    other_a = ec2.create_subnet(VpcId=net["vpc"], CidrBlock="10.20.9.0/24", AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+    elsewhere = make_network(ec2, cidr="10.21.0.0/16", subnets=(("10.21.1.0/24", "us-east-1c"),))["subnets"][0]
+    cases = [
+        ([a, other_a, b, c], "InvalidConfigurationRequest"),  # two subnets in one zone
+        ([other_a, b], "InvalidConfigurationRequest"),  # a zone's subnet swapped in one call
+        ([a, b, elsewhere], "InvalidSubnet"),  # another VPC
+        ([a, b, "subnet-0123456789abcdef0"], "SubnetNotFound"),
+    ]
+    for subnets, code in cases:
+        with pytest.raises(ClientError) as err:
+            elb.set_subnets(LoadBalancerArn=arn, Subnets=subnets)
+        assert error_code(err) == code, subnets
+    assert zones_of(elb, arn) == sorted([("us-east-1a", a), ("us-east-1b", b)])
+
+
+def test_zones_cannot_be_removed_while_the_endpoint_service_has_connections(aws, other_aws):
+    elb, ec2 = aws("elbv2"), aws("ec2")
+    net = make_network(ec2, subnets=THREE_ZONES)
+    a, b, c = net["subnets"]
+    arn = nlb(elb, net, Subnets=[a, b])["LoadBalancerArn"]
+    # Without connections a zone may go.
+    elb.set_subnets(LoadBalancerArn=arn, Subnets=[a])
+    elb.set_subnets(LoadBalancerArn=arn, Subnets=[a, b])
+    service = ec2.create_vpc_endpoint_service_configuration(NetworkLoadBalancerArns=[arn], AcceptanceRequired=True)[
+        "ServiceConfiguration"]
+    ec2.modify_vpc_endpoint_service_permissions(
+        ServiceId=service["ServiceId"], AddAllowedPrincipals=[f"arn:aws:iam::{other_aws.account}:root"])
+    consumer = other_aws("ec2")
+    consumer_net = make_network(consumer, cidr="10.30.0.0/16", subnets=(("10.30.1.0/24", "us-east-1a"),))
+    consumer.create_vpc_endpoint(VpcEndpointType="Interface", VpcId=consumer_net["vpc"],
+                                 ServiceName=service["ServiceName"], SubnetIds=consumer_net["subnets"])
+    with pytest.raises(ClientError) as err:
+        elb.set_subnets(LoadBalancerArn=arn, Subnets=[a, c])
+    assert error_code(err) == "InvalidConfigurationRequest"
+    assert "endpoint" in err.value.response["Error"]["Message"]
+    # Every current subnet plus the new one: accepted.
+    elb.set_subnets(LoadBalancerArn=arn, Subnets=[a, b, c])
+    assert [zone for zone, _ in zones_of(elb, arn)] == ["us-east-1a", "us-east-1b", "us-east-1c"]

@@ -14,13 +14,14 @@ def apply_all() -> None:
     global _applied
     if _applied:
         return
-    from . import ec2, elbv2, rds, vpce_connections, vpce_notifications, vpce_services
+    from . import ec2, elbv2, elbv2_health, rds, vpce_connections, vpce_notifications, vpce_services
     from . import events_targets, faults, iam_enforcement, iam_evaluation, lambda_forward, rds_events
     from . import sfn_integrations
 
     ec2.apply()
     rds.apply()
     elbv2.apply()
+    elbv2_health.apply()
     vpce_services.apply()
     vpce_notifications.apply()
     vpce_connections.apply()

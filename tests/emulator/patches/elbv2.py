@@ -12,11 +12,20 @@
   on any duplicate TG, silently duplicates LBs and listeners).
 * DeleteLoadBalancer refuses (``ResourceInUse``) while an endpoint service
   uses the NLB; moto deletes it.
+* SetSubnets on an NLB (AWS: SetSubnets reference and "Update the Availability
+  Zones for your Network Load Balancer"): the subnets given replace the enabled
+  ones, so a call must name every current subnet plus the new ones; one subnet
+  per zone; a zone's subnet cannot be swapped in the same call; a zone cannot
+  be removed while an endpoint service on the NLB has pending or available
+  connections; subnets must lie in the NLB's VPC. One zone is enough for an
+  NLB (moto demanded two, the ALB rule). When each zone was enabled is kept
+  for target health (``elbv2_health.py``).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from moto.core.responses import ActionResult
@@ -26,14 +35,17 @@ from moto.elbv2.exceptions import (
     DuplicateListenerError,
     DuplicateLoadBalancerName,
     DuplicateTargetGroupName,
+    ELBClientError,
     InvalidConfigurationRequest,
+    LoadBalancerNotFoundError,
     ResourceInUseError,
+    SubnetNotFoundError,
     ValidationError,
 )
 from moto.elbv2.models import ELBv2Backend
 from moto.elbv2.responses import ELBV2Response
 
-from ._common import wrap
+from ._common import STATE_LOCK, wrap
 
 ENFORCE_ATTR = "enforce_security_group_inbound_rules_on_private_link_traffic"
 _ARN_TYPE = {"network": "net", "gateway": "gwy"}
@@ -83,6 +95,79 @@ def _action_key(action: Any) -> tuple[Any, ...]:
     return (data.get("Type"), data.get("TargetGroupArn") or (groups[0] if len(groups) == 1 else None), groups if len(groups) > 1 else ())
 
 
+def zones_enabled_at(balancer: Any) -> dict[str, float]:
+    """Zone name -> when it was enabled on ``balancer`` (monotonic seconds; 0 = unknown, long ago)."""
+    with STATE_LOCK:
+        known = balancer.__dict__.setdefault("_emulator_zones_since", {})
+        current = {s.availability_zone for s in balancer.subnets}
+        for zone in list(known):
+            if zone not in current:
+                del known[zone]
+        for zone in current:
+            known.setdefault(zone, 0.0)
+        return dict(known)
+
+
+def _mark_zones_enabled(balancer: Any, zones: set[str]) -> None:
+    with STATE_LOCK:
+        now = time.monotonic()
+        since = balancer.__dict__.setdefault("_emulator_zones_since", {})
+        for zone in zones:
+            since[zone] = now
+
+
+def _live_connections(backend: ELBv2Backend, balancer: Any) -> list[str]:
+    """Ids of endpoint services on ``balancer`` that have pending or available connections."""
+    from .vpce_services import LIVE_STATES, connections
+
+    ec2 = backend.ec2_backend
+    return [
+        config.id
+        for config in list(ec2.configurations.values())
+        if balancer.arn in config.network_load_balancer_arns
+        and any(c.state in LIVE_STATES for c in connections(config).values())
+    ]
+
+
+def _set_nlb_subnets(backend: ELBv2Backend, balancer: Any, subnet_ids: list[str]) -> list[Any]:
+    if not subnet_ids:
+        raise ValidationError("You must specify subnets or subnet mappings")
+    wanted: dict[str, Any] = {}
+    for subnet_id in subnet_ids:
+        try:
+            subnet = backend.ec2_backend.get_subnet(subnet_id)
+        except Exception:  # moto's InvalidSubnetIdError
+            raise SubnetNotFoundError()
+        if subnet.vpc_id != balancer.vpc_id:
+            raise InvalidSubnet(f"Subnet '{subnet_id}' is not in the VPC '{balancer.vpc_id}' of the load balancer")
+        if subnet.availability_zone in wanted:
+            raise InvalidConfigurationRequest("More than 1 subnet cannot be specified for 1 availability zone")
+        wanted[subnet.availability_zone] = subnet
+    current = {s.availability_zone: s for s in balancer.subnets}
+    for zone, subnet in wanted.items():
+        if zone in current and current[zone].id != subnet.id:
+            raise InvalidConfigurationRequest(
+                f"Subnet '{current[zone].id}' is enabled in Availability Zone '{zone}'; changing the subnet of a zone "
+                "must be done in separate calls (remove the current subnet first, then add the new one)"
+            )
+    removed = sorted(set(current) - set(wanted))
+    if removed:
+        services = _live_connections(backend, balancer)
+        if services:
+            raise InvalidConfigurationRequest(
+                f"You cannot remove Availability Zones ({', '.join(removed)}) from a Network Load Balancer that has "
+                f"active VPC endpoint associations ({', '.join(services)}): name every current subnet plus the new ones"
+            )
+    balancer.subnets = list(wanted.values())
+    _mark_zones_enabled(balancer, set(wanted) - set(current))
+    zones_enabled_at(balancer)  # forget the removed zones
+    return [elbv2_models.AvailabilityZone(s) for s in balancer.subnets]
+
+
+class InvalidSubnet(ELBClientError):
+    code = "InvalidSubnet"
+
+
 def apply() -> None:
     original_make_arn = elbv2_utils.make_arn_for_load_balancer
 
@@ -121,7 +206,18 @@ def apply() -> None:
         if lb.type == "network" and lb.security_groups:
             # AWS default for an NLB created with security groups.
             setattr(lb, ENFORCE_ATTR, "on")
+        _mark_zones_enabled(lb, {s.availability_zone for s in lb.subnets})
         return lb
+
+    @wrap(ELBv2Backend, "set_subnets")
+    def set_subnets(original, self, arn, subnets, subnet_mappings):  # type: ignore[no-untyped-def]
+        balancer = self.load_balancers.get(arn)
+        if balancer is None:
+            raise LoadBalancerNotFoundError()
+        if balancer.type != "network":
+            return original(self, arn, subnets, subnet_mappings)
+        ids = list(subnets or []) + [m["SubnetId"] for m in subnet_mappings or [] if m.get("SubnetId")]
+        return _set_nlb_subnets(self, balancer, ids)
 
     @wrap(ELBv2Backend, "create_target_group")
     def create_target_group(original, self, name, **kwargs):  # type: ignore[no-untyped-def]
