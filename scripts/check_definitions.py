@@ -280,7 +280,7 @@ def check_policies(root: Path, template: dict[str, Any]) -> Result:
     return result
 
 
-# The longest one TiDB Cloud call can take (src/tidb_cloud.rs, ClientOptions::worst_case: a digest
+# The longest one TiDB Cloud call can take (src/tidb_cloud/mod.rs, ClientOptions::worst_case: a digest
 # challenge, 3 attempts of 10 s, 2 throttle waits of 20 s).
 TIDB_CLOUD_CALL_WORST_CASE_SECONDS = 80
 

@@ -100,8 +100,7 @@ async fn a_connection_goes_from_creating_to_active_once_accepted() {
     }
     assert_eq!(state, ConnectionState::Active);
 
-    let deleting = tidb.delete_private_link_connection(CLUSTER, &id).await.unwrap();
-    assert_eq!(deleting.state, ConnectionState::Deleting);
+    tidb.delete_private_link_connection(CLUSTER, &id).await.unwrap();
     let gone = tidb.get_private_link_connection(CLUSTER, &id).await.unwrap_err();
     assert_eq!(gone.name(), "TiDBCloudNotFound", "{gone}");
     assert!(tidb

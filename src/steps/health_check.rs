@@ -105,3 +105,48 @@ pub fn not_healthy(input: &Input, health: &TargetHealth) -> StepError {
         check,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> Input {
+        serde_json::from_str(include_str!("../../tests/fixtures/provision-document.json")).unwrap()
+    }
+
+    fn health(state: &str, reason: &str) -> TargetHealth {
+        TargetHealth {
+            target: "10.42.2.57:3306".into(),
+            state: state.into(),
+            reason: Some(reason.into()),
+            description: Some("Target is in an Availability Zone that is not enabled for the load balancer".into()),
+            failed_polls: FAILED_POLLS_TO_GIVE_UP,
+        }
+    }
+
+    #[test]
+    fn a_target_not_in_use_points_at_the_load_balancers_zones() {
+        let input = input();
+        let error = not_healthy(&input, &health("unused", "Target.NotInUse"));
+        assert_eq!(error.name(), "TargetNotHealthy");
+        let message = error.to_string();
+        for part in [
+            "10.42.2.57:3306",
+            "'unused'",
+            "Target.NotInUse",
+            "not enabled for the load balancer",
+            "us-east-1b, us-east-1c, us-east-1a",
+            "tidbpl-orders-db-6f1c0e2a9b",
+        ] {
+            assert!(message.contains(part), "'{message}' should mention '{part}'");
+        }
+    }
+
+    #[test]
+    fn failing_health_checks_point_at_both_security_groups() {
+        let message = not_healthy(&input(), &health("unhealthy", "Target.FailedHealthChecks")).to_string();
+        for part in ["sg-0fedcba9876543210", "sg-0123456789abcdef0", "outbound TCP 3306", "admit TCP 3306"] {
+            assert!(message.contains(part), "'{message}' should mention '{part}'");
+        }
+    }
+}

@@ -61,7 +61,7 @@ impl Step for ConnectTiDBCloud {
         let mut result = TiDBCloudConnection {
             configured: true,
             cluster_id: Some(cluster.clone()),
-            connection_id: Some(connection.private_link_connection_id.clone()),
+            connection_id: Some(connection.private_link_connection_id.clone()).filter(|id| !id.is_empty()),
             state: Some(state_name(&connection)),
             endpoint_id: connection.endpoint_id().map(str::to_owned),
             recreated,

@@ -126,7 +126,11 @@ def test_tagging_an_instance_provisions_privatelink(aws: Aws, stack: dict[str, A
     assert ":loadbalancer/net/" in balancer["LoadBalancerArn"]
     assert balancer["SecurityGroups"] == [nlb_group]
     zones = {z["ZoneName"] for z in balancer["AvailabilityZones"]}
-    assert zones == {"us-east-1b", "us-east-1c"}, "the NLB belongs in the AZs shared with TiDB Cloud (use1-az1, use1-az2)"
+    assert zones == {"us-east-1a", "us-east-1b", "us-east-1c"}, (
+        "the NLB belongs in the AZs shared with TiDB Cloud (use1-az1, use1-az2: 1b, 1c) and in the DB subnet "
+        "group's (the database is in 1a)")
+    assert [t["TargetHealth"]["State"] for t in elbv2.describe_target_health(
+        TargetGroupArn=group["TargetGroupArn"])["TargetHealthDescriptions"]] == ["healthy"]
     listeners = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
     assert [(l["Protocol"], l["Port"], l["DefaultActions"][0]["TargetGroupArn"]) for l in listeners] == [
         ("TCP", 3306, group["TargetGroupArn"])]

@@ -189,3 +189,20 @@ def test_zones_cannot_be_removed_while_the_endpoint_service_has_connections(aws,
     # Every current subnet plus the new one: accepted.
     elb.set_subnets(LoadBalancerArn=arn, Subnets=[a, b, c])
     assert [zone for zone, _ in zones_of(elb, arn)] == ["us-east-1a", "us-east-1b", "us-east-1c"]
+
+
+def test_ip_targets_must_be_in_the_vpc_or_private_with_zone_all(aws):
+    ec2, elb = aws("ec2"), aws("elbv2")
+    net = make_network(ec2)
+    arn = target_group(elb, net, name="ip-checks")["TargetGroupArn"]
+    elb.register_targets(TargetGroupArn=arn, Targets=[{"Id": "10.20.1.10", "Port": 3306}])  # in a subnet
+    with pytest.raises(ClientError) as outside:
+        elb.register_targets(TargetGroupArn=arn, Targets=[{"Id": "10.99.0.5", "Port": 3306}])
+    assert error_code(outside) == "ValidationError"
+    assert "not in the VPC" in outside.value.response["Error"]["Message"]
+    elb.register_targets(TargetGroupArn=arn, Targets=[{"Id": "10.99.0.5", "Port": 3306, "AvailabilityZone": "all"}])
+    with pytest.raises(ClientError) as public:
+        elb.register_targets(TargetGroupArn=arn, Targets=[{"Id": "203.0.113.7", "Port": 3306, "AvailabilityZone": "all"}])
+    assert error_code(public) == "ValidationError"
+    registered = {d["Target"]["Id"] for d in elb.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]}
+    assert registered == {"10.20.1.10", "10.99.0.5"}

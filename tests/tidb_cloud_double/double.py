@@ -6,7 +6,7 @@ authentication, acting as TiDB Cloud's AWS account against the local emulator.
         [--port 0] [--host 127.0.0.1] [--account-id 380838443567]
         [--az-ids use1-az1,use1-az2,use1-az4] [--region us-east-1]
         [--public-key K] [--private-key S] [--cluster ID ...]
-        [--algorithms SHA-256,MD5] [--rate-limit N] [--faults JSON]
+        [--algorithms MD5] [--rate-limit N] [--faults JSON]
         [--watch-pid PID] [--log-requests]
 
 Prints ``{"event": "ready", "port": N, "pid": P}`` on stdout once it listens.
@@ -549,7 +549,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the accepted private key (or TIDB_CLOUD_DOUBLE_PRIVATE_KEY)")
     parser.add_argument("--cluster", action="append", default=[], help="a cluster ID it knows (repeatable)")
     parser.add_argument("--realm", default="tidb.cloud")
-    parser.add_argument("--algorithms", default="SHA-256,MD5", help="digest algorithms offered, in order")
+    parser.add_argument("--algorithms", default="MD5",
+                        help="digest algorithms offered, in order (MD5 alone is what TiDB Cloud is reported to send)")
     parser.add_argument("--nonce-ttl", type=float, default=300.0, help="seconds a nonce is accepted")
     parser.add_argument("--rate-limit", type=int, default=0, help="requests a minute before 429 (0: unlimited)")
     parser.add_argument("--faults", help="JSON of faults armed at start, as POST /_double/faults")

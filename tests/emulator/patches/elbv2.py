@@ -20,10 +20,19 @@
   connections; subnets must lie in the NLB's VPC. One zone is enough for an
   NLB (moto demanded two, the ALB rule). When each zone was enabled is kept
   for target health (``elbv2_health.py``).
+* RegisterTargets of an ``ip`` target group checks the address as AWS does
+  (RegisterTargets and "IP addresses as targets" in the NLB guide; field
+  reports of the error text): an address outside every subnet of the group's
+  VPC needs ``AvailabilityZone=all`` (else ``ValidationError: The Availability
+  Zone is required for IP address '<ip>' because it is not in the VPC``), and
+  with ``all`` it must still be a private address (10/8, 172.16/12,
+  192.168/16, 100.64/10): a publicly routable one is a ``ValidationError``.
+  moto registered any string.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from typing import Any
@@ -168,6 +177,25 @@ class InvalidSubnet(ELBClientError):
     code = "InvalidSubnet"
 
 
+_PRIVATE_RANGES = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
+
+
+def _check_ip_target(backend: Any, group: Any, target: dict[str, Any]) -> None:
+    try:
+        address = ipaddress.ip_address(target.get("id") or target.get("Id") or "")
+    except ValueError:
+        raise ValidationError(f"The IP address '{target.get('id')}' is not a valid IPv4 address") from None
+    subnets = [s for s in backend.ec2_backend.describe_subnets(filters={"vpc-id": [group.vpc_id]})]
+    if any(address in ipaddress.ip_network(s.cidr_block) for s in subnets):
+        return
+    zone = target.get("availability_zone") or target.get("AvailabilityZone")
+    if zone != "all":
+        raise ValidationError(
+            f"The Availability Zone is required for IP address '{address}' because it is not in the VPC")
+    if not any(address in network for network in _PRIVATE_RANGES):
+        raise ValidationError(f"The IP address '{address}' is publicly routable; IP targets must be private addresses")
+
+
 def apply() -> None:
     original_make_arn = elbv2_utils.make_arn_for_load_balancer
 
@@ -217,7 +245,8 @@ def apply() -> None:
         if balancer.type != "network":
             return original(self, arn, subnets, subnet_mappings)
         ids = list(subnets or []) + [m["SubnetId"] for m in subnet_mappings or [] if m.get("SubnetId")]
-        return _set_nlb_subnets(self, balancer, ids)
+        with STATE_LOCK:
+            return _set_nlb_subnets(self, balancer, ids)
 
     @wrap(ELBv2Backend, "create_target_group")
     def create_target_group(original, self, name, **kwargs):  # type: ignore[no-untyped-def]
@@ -244,6 +273,14 @@ def apply() -> None:
                 raise DuplicateListenerError()
         return original(self, load_balancer_arn, protocol, port, ssl_policy, certificate, actions,
                         alpn_policy=alpn_policy, tags=tags)
+
+    @wrap(ELBv2Backend, "register_targets")
+    def register_targets(original, self, target_group_arn, instances):  # type: ignore[no-untyped-def]
+        group = self.target_groups.get(target_group_arn)
+        if group is not None and group.target_type == "ip":
+            for target in instances or []:
+                _check_ip_target(self, group, target)
+        return original(self, target_group_arn, instances)
 
     @wrap(ELBv2Backend, "delete_load_balancer")
     def delete_load_balancer(original, self, arn):  # type: ignore[no-untyped-def]
