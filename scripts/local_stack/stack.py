@@ -25,6 +25,8 @@ from .deploy import Deployer, Function
 from .processes import Processes, alive, free_port, listening, port_in_use
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests/emulator"))
+import control  # noqa: E402  (the emulator's control routes)
 ACCOUNT = "123456789012"  # moto's default account: the stack's own account here
 ADMIN_USER = "local-stack-admin"
 # Local stand-ins for the parameters a real deploy is given: a fixed test "TiDB Cloud" account
@@ -215,15 +217,41 @@ def _tidb_cloud_user(endpoint: str, region: str, account: str | None) -> dict[st
     curious user can act as TiDB Cloud (create the interface endpoint that requests a connection)."""
     if not account:
         return None
-    bootstrap = boto_client(endpoint, region, "testing", "testing")
-    assumed = bootstrap("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/local-stack-bootstrap",
-                                           RoleSessionName="local-stack")["Credentials"]
+    role_arn = control.bootstrap_account(endpoint, account)
+    bootstrap = boto_client(endpoint, region, *control.MANAGEMENT_KEY)
+    assumed = bootstrap("sts").assume_role(RoleArn=role_arn, RoleSessionName="local-stack")["Credentials"]
     iam = boto_client(endpoint, region, assumed["AccessKeyId"], assumed["SecretAccessKey"], assumed["SessionToken"])("iam")
     iam.create_user(UserName="tidb-cloud")
     iam.put_user_policy(UserName="tidb-cloud", PolicyName="AdministratorAccess", PolicyDocument=json.dumps(
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
     key = iam.create_access_key(UserName="tidb-cloud")["AccessKey"]
     return {"account": account, "access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+
+
+def deployed_policies(client: Callable[[str], Any], stack: Any) -> dict[str, Any]:
+    """Every IAM policy the stack deployed, as the emulator holds it: each role's inline and
+    managed policies, and the resource policies of its topic and key (tests/emulator/iam)."""
+    iam = client("iam")
+    roles: dict[str, Any] = {}
+    resource_policies: dict[str, Any] = {}
+    for logical_id, kind in stack.types.items():
+        attributes = stack.resources[logical_id]
+        if kind == "AWS::IAM::Role":
+            name = attributes["Ref"]
+            policies = [{"name": policy, "policy": iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]}
+                        for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]]
+            for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+                version = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]["DefaultVersionId"]
+                document = iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=version)["PolicyVersion"]["Document"]
+                policies.append({"name": attached["PolicyArn"], "policy": document, "managed": True})
+            roles[logical_id] = {"arn": attributes["Arn"], "policies": policies}
+        elif kind == "AWS::SNS::Topic":
+            policy = client("sns").get_topic_attributes(TopicArn=attributes["Ref"])["Attributes"].get("Policy")
+            resource_policies[logical_id] = {"arn": attributes["Ref"], "policy": json.loads(policy) if policy else None}
+        elif kind == "AWS::KMS::Key":
+            policy = client("kms").get_key_policy(KeyId=attributes["KeyId"], PolicyName="default")["Policy"]
+            resource_policies[logical_id] = {"arn": attributes["Arn"], "policy": json.loads(policy)}
+    return {"stack_name": stack.name, "roles": roles, "resource_policies": resource_policies}
 
 
 # --- TiDB Cloud API key mode (--tidb-cloud-api-key) -----------------------------------------------
@@ -310,7 +338,8 @@ def up(options: Options) -> dict[str, Any]:
         emulator_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))},
                         "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "PYTHONUNBUFFERED": "1"}
         argv = [str(ROOT / ".venv/bin/python"), str(ROOT / "tests/emulator/launch.py"), "--host", "127.0.0.1",
-                "--port", str(port), "--dns-port", str(dns_port), "--config", json.dumps(config)]
+                "--port", str(port), "--dns-port", str(dns_port), "--config", json.dumps(config),
+                "--record-authorizations", str(processes.log_dir / "authorizations.jsonl")]
         if options.owner_pid:
             argv += ["--watch-pid", str(options.owner_pid)]
         emulator_pid = processes.start("emulator", argv, emulator_env, ROOT)
@@ -325,7 +354,7 @@ def up(options: Options) -> dict[str, Any]:
         wait_for("the emulator", emulator_ready, 60, processes.log_dir / "emulator.log", lambda: alive(emulator_pid))
 
         # 2. An administrator, as the account's owner would have; everything after uses it.
-        bootstrap = boto_client(endpoint, options.region, "testing", "testing")
+        bootstrap = boto_client(endpoint, options.region, *control.MANAGEMENT_KEY)
         iam = bootstrap("iam")
         iam.create_user(UserName=ADMIN_USER)
         iam.put_user_policy(UserName=ADMIN_USER, PolicyName="AdministratorAccess", PolicyDocument=json.dumps(
@@ -347,6 +376,7 @@ def up(options: Options) -> dict[str, Any]:
         _say(f"deploying {options.template.name} as stack {options.stack_name}")
         deployer = Deployer(client, options.region, ACCOUNT, options.stack_name, template, values, binaries)
         stack = deployer.deploy(progress=lambda line: _say(f"  created {line}"))
+        (state_dir / "policies.json").write_text(json.dumps(deployed_policies(client, stack), indent=1))
 
         # 4. Each function under its own cargo lambda watch, as its own role; the emulator forwards
         #    every invocation of the function to it.
@@ -356,13 +386,13 @@ def up(options: Options) -> dict[str, Any]:
             for function in stack.functions
         }
         http(f"{endpoint}/moto-api/config", json.dumps({"lambda": {"use_docker": True, "forward": routes}}).encode())
-        sts = client("sts")
         function_dir = state_dir / "functions"
         function_dir.mkdir(parents=True, exist_ok=True)
         functions_state = []
         for function in stack.functions:
-            credentials = sts.assume_role(RoleArn=function.role_arn, RoleSessionName=function.name,
-                                          DurationSeconds=3600)["Credentials"]
+            # As Lambda gets them: the role's trust policy must admit lambda.amazonaws.com.
+            credentials = control.service_credentials(endpoint, function.role_arn, "lambda.amazonaws.com",
+                                                      function.name, 3600)
             env = function_environment(function, endpoint, options.region, dns_port, credentials)
             env_file = function_dir / f"{function.name}.env"
             env_file.touch(mode=0o600)

@@ -71,8 +71,32 @@ pub fn emulator() -> &'static Emulator {
             .expect("start the emulator");
         let endpoint = format!("http://127.0.0.1:{port}");
         wait_until_ready(port, &log);
+        CHECKED_PORT.store(u64::from(port), Ordering::SeqCst);
+        // SAFETY: registers a plain function with the C runtime, which calls it at exit.
+        unsafe { atexit(fail_on_emulator_problems) };
         Emulator { endpoint, dns: SocketAddr::from(([127, 0, 0, 1], dns_port)) }
     })
+}
+
+static CHECKED_PORT: AtomicU64 = AtomicU64::new(0);
+
+extern "C" {
+    fn atexit(callback: extern "C" fn()) -> i32;
+    fn _exit(status: i32) -> !;
+}
+
+/// At the test binary's exit: if the emulator met problems (a crash, a 5xx answer, an exception it
+/// logged, a product call it cannot authorize), the run fails even when every test passed.
+extern "C" fn fail_on_emulator_problems() {
+    let port = CHECKED_PORT.load(Ordering::SeqCst) as u16;
+    let Some(reply) = http_get(port, "/_emulator/problems") else { return };
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("[]");
+    let problems: Vec<String> = serde_json::from_str(body).unwrap_or_default();
+    if !problems.is_empty() {
+        eprintln!("the emulator met problems:\n{}", problems.join("\n"));
+        // SAFETY: ends the process at once with a failing status, as a failed test run does.
+        unsafe { _exit(101) };
+    }
 }
 
 fn log_path(name: &str) -> PathBuf {
@@ -150,12 +174,16 @@ pub async fn fresh_account() -> SdkConfig {
     account(&format!("{:012}", seed % 900_000_000_000 + 100_000_000_000)).await
 }
 
-/// Acts as AWS account `id` in the emulator, by assuming a role in it.
+/// Acts as AWS account `id` in the emulator: the account is bootstrapped with an administrator
+/// role (as AWS Organizations makes a member account), which the management account assumes.
 pub async fn account(id: &str) -> SdkConfig {
-    let admin = sdk_config(aws_sdk_sts::config::Credentials::new("testing", "testing", None, None, "tests")).await;
-    let assumed = aws_sdk_sts::Client::new(&admin)
+    let bootstrapped =
+        http_post_url(&format!("{}/_emulator/accounts", emulator().endpoint), &json!({"account_id": id}).to_string());
+    let role_arn = serde_json::from_str::<Value>(&bootstrapped).unwrap()["role_arn"].as_str().unwrap().to_owned();
+    let management = sdk_config(aws_sdk_sts::config::Credentials::new("testing", "testing", None, None, "tests")).await;
+    let assumed = aws_sdk_sts::Client::new(&management)
         .assume_role()
-        .role_arn(format!("arn:aws:iam::{id}:role/tests"))
+        .role_arn(role_arn)
         .role_session_name("tests")
         .send()
         .await

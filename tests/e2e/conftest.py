@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from local_stack import scenario  # noqa: E402
+from local_stack.stack import control  # noqa: E402  (tests/emulator/control.py)
 from local_stack.processes import free_port, listening  # noqa: E402
 
 STACK_NAME = "tidb-privatelink-e2e"
@@ -53,14 +55,32 @@ def _local_stack(tmp_path_factory: pytest.TempPathFactory, name: str, *extra: st
         pytest.fail(f"scripts/local-stack up failed:\n{up.stdout}")
     state = json.loads((state_dir / "state.json").read_text())
     state["state_dir"] = str(state_dir)
+    found: list[str] = []
     try:
         yield state
+        found = control.problems(state["endpoint"])
     finally:
+        _keep_authorizations(state_dir, name)
         down = subprocess.run([*command, "down", "--state-dir", str(state_dir)], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         ports = [state["port"], state["dns_port"], *[f["port"] for f in state["functions"]]]
         assert down.returncode == 0, down.stdout
         assert not [p for p in ports if listening(p)], f"still listening after down: {down.stdout}"
+    assert not found, "the emulator met problems:\n" + "\n".join(found)
+
+
+# Where each stack's evaluated IAM authorizations and deployed policies are kept after the run,
+# for the necessity table (tests/emulator/iam/necessity.py).
+EVIDENCE = ROOT / "target/iam-evidence"
+
+
+def _keep_authorizations(state_dir: Path, name: str) -> None:
+    target = EVIDENCE / name
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for source in (state_dir / "logs/authorizations.jsonl", state_dir / "policies.json"):
+        if source.exists():
+            shutil.copy(source, target / source.name)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -19,6 +18,7 @@ import boto3
 import pytest
 
 from local_stack import scenario
+from local_stack.stack import control
 
 Aws = Callable[[str], Any]
 
@@ -39,34 +39,23 @@ def _ec2(stack: dict[str, Any], key: str, secret: str) -> Any:
 
 def _third_account_user(stack: dict[str, Any]) -> dict[str, str]:
     """An IAM user in THIRD_ACCOUNT, made the way `local-stack up` makes the TiDB Cloud stand-in
-    (stack._tidb_cloud_user): assume the account's bootstrap role, create a user, give it a policy
-    and keys. The emulator only lets an account be bootstrapped like that while IAM enforcement is
-    off, and the stack runs with it on, so it is lifted for exactly these calls (moto's
-    /moto-api/reset-auth: N unchecked requests) and restored at once (reset-auth 0), as `up` does."""
-
-    def reset_auth(count: int) -> None:
-        request = urllib.request.Request(f"{stack['endpoint']}/moto-api/reset-auth", data=str(count).encode(),
-                                         method="POST", headers={"Content-Type": "text/plain"})
-        urllib.request.urlopen(request, timeout=5).read()
-
-    reset_auth(100)
-    try:
-        sts = boto3.client("sts", endpoint_url=stack["endpoint"], region_name=stack["region"],
-                           aws_access_key_id="testing", aws_secret_access_key="testing")
-        assumed = sts.assume_role(RoleArn=f"arn:aws:iam::{THIRD_ACCOUNT}:role/local-stack-bootstrap",
-                                  RoleSessionName="e2e-third-account")["Credentials"]
-        iam = boto3.client("iam", endpoint_url=stack["endpoint"], region_name=stack["region"],
-                           aws_access_key_id=assumed["AccessKeyId"], aws_secret_access_key=assumed["SecretAccessKey"],
-                           aws_session_token=assumed["SessionToken"])
-        iam.create_user(UserName="third-party")
-        iam.put_user_policy(UserName="third-party", PolicyName="RequestConnections", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17",
-             "Statement": [{"Effect": "Allow", "Action": THIRD_ACCOUNT_ACTIONS, "Resource": "*"}]}))
-        key = iam.create_access_key(UserName="third-party")["AccessKey"]
-    finally:
-        reset_auth(0)
+    (stack._tidb_cloud_user): the account is bootstrapped with an administrator role that the
+    stack's account may assume (as AWS Organizations does), and the stack's administrator assumes
+    it to create the user, give it a policy and keys. IAM enforcement stays on throughout."""
+    role_arn = control.bootstrap_account(stack["endpoint"], THIRD_ACCOUNT)
+    admin = stack["admin"]
+    sts = boto3.client("sts", endpoint_url=stack["endpoint"], region_name=stack["region"],
+                       aws_access_key_id=admin["access_key_id"], aws_secret_access_key=admin["secret_access_key"])
+    assumed = sts.assume_role(RoleArn=role_arn, RoleSessionName="e2e-third-account")["Credentials"]
+    iam = boto3.client("iam", endpoint_url=stack["endpoint"], region_name=stack["region"],
+                       aws_access_key_id=assumed["AccessKeyId"], aws_secret_access_key=assumed["SecretAccessKey"],
+                       aws_session_token=assumed["SessionToken"])
+    iam.create_user(UserName="third-party")
+    iam.put_user_policy(UserName="third-party", PolicyName="RequestConnections", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17",
+         "Statement": [{"Effect": "Allow", "Action": THIRD_ACCOUNT_ACTIONS, "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="third-party")["AccessKey"]
     user = {"account": THIRD_ACCOUNT, "access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
-    # Enforcement is back on, and the user is who it should be.
     identity = boto3.client("sts", endpoint_url=stack["endpoint"], region_name=stack["region"],
                             aws_access_key_id=user["access_key_id"],
                             aws_secret_access_key=user["secret_access_key"]).get_caller_identity()

@@ -129,7 +129,9 @@ def test_a_failure_midway_rolls_back_and_fails_with_the_original_error(
 
     assert execution["status"] == "FAILED", why(execution)
     assert execution["error"] == "AwsRequestFailed", why(execution)
-    assert "CreateVpcEndpointServiceConfiguration" in execution["cause"] and "AccessDenied" in execution["cause"]
+    # EC2 answers a denial UnauthorizedOperation (not AccessDenied), naming the action.
+    assert "UnauthorizedOperation" in execution["cause"], why(execution)
+    assert "is not authorized to perform: ec2:CreateVpcEndpointServiceConfiguration" in execution["cause"], why(execution)
     entered = driver.states_entered(arn)
     assert entered[-3:] == ["CreateEndpointService", "RollBack", "ProvisioningFailed"], entered
     submitted = [e["taskSubmittedEventDetails"] for e in driver.history(arn) if e["type"] == "TaskSubmitted"]

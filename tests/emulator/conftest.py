@@ -16,6 +16,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import control  # noqa: E402  (the emulator's control routes)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAUNCH = os.path.join(HERE, "launch.py")
 REGION = "us-east-1"
@@ -49,11 +52,15 @@ def start_emulator(*extra: str, port: int = 0, dns_port: int = 0) -> tuple[subpr
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Emulator]:
     process, ready = start_emulator("--watch-pid", str(os.getpid()))
+    url = f"http://127.0.0.1:{ready['port']}"
     try:
-        yield Emulator(f"http://127.0.0.1:{ready['port']}", ready["port"], ready["dns_port"], process)
+        yield Emulator(url, ready["port"], ready["dns_port"], process)
+        found = control.problems(url)
     finally:
         process.terminate()
         process.wait(timeout=10)
+    # Checked once all tests ran: a crash of the emulator fails the run even if no test saw it.
+    assert not found, "the emulator met problems:\n" + "\n".join(found)
 
 
 def _config() -> Config:
@@ -74,7 +81,8 @@ def session_factory(url: str) -> Callable[[str], Callable[..., Any]]:
     )
 
     def for_account(account_id: str) -> Callable[..., Any]:
-        creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/test", RoleSessionName="emulator-test")["Credentials"]
+        role_arn = control.bootstrap_account(url, account_id)
+        creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="emulator-test")["Credentials"]
 
         def client(service: str) -> Any:
             return boto3.client(

@@ -48,6 +48,10 @@ def test_cross_account_connection_lifecycle(aws, other_aws):
     service = endpoint_service(aws)
     sid, name = service["ServiceId"], service["ServiceName"]
     topic_arn = aws("sns").create_topic(Name="vpce")["TopicArn"]
+    # AWS publishes the notifications as vpce.amazonaws.com: the topic policy must admit it.
+    aws("sns").set_topic_attributes(TopicArn=topic_arn, AttributeName="Policy", AttributeValue=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "vpce.amazonaws.com"},
+                                                "Action": "sns:Publish", "Resource": topic_arn}]}))
     sqs, queue = subscribed_queue(aws, topic_arn)
     provider_ec2.create_vpc_endpoint_connection_notification(
         ServiceId=sid, ConnectionNotificationArn=topic_arn, ConnectionEvents=["Connect", "Accept", "Reject", "Delete"]

@@ -37,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 EMULATOR_DIR = os.path.join(os.path.dirname(HERE), "emulator")
 sys.path.insert(0, EMULATOR_DIR)
 from launch import _alive, _watch  # noqa: E402  (the emulator's --watch-pid, same semantics)
+import control  # noqa: E402  (the emulator's control routes: account bootstrap)
 
 log = logging.getLogger("tidb-cloud-double")
 
@@ -117,13 +118,15 @@ class TiDBCloudAws:
             from botocore.config import Config
 
             config = Config(retries={"max_attempts": 1, "mode": "standard"})
+            # TiDB Cloud's account, bootstrapped with an administrator role the emulator's
+            # management account assumes (its key works while IAM enforcement is off).
+            role_arn = control.bootstrap_account(self.emulator_url, self.account_id, "tidb-cloud")
             sts = boto3.client(
                 "sts", endpoint_url=self.emulator_url, region_name=self.region,
-                aws_access_key_id="testing", aws_secret_access_key="testing", config=config,
+                aws_access_key_id=control.MANAGEMENT_KEY[0], aws_secret_access_key=control.MANAGEMENT_KEY[1],
+                config=config,
             )
-            creds = sts.assume_role(
-                RoleArn=f"arn:aws:iam::{self.account_id}:role/tidb-cloud", RoleSessionName="tidb-cloud-double"
-            )["Credentials"]
+            creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="tidb-cloud-double")["Credentials"]
             self._ec2 = boto3.client(
                 "ec2", endpoint_url=self.emulator_url, region_name=self.region, config=config,
                 aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],

@@ -104,9 +104,14 @@ def test_the_contract_checks_are_strict():
 @pytest.fixture(scope="session")
 def emulator() -> Any:
     process, ready = emulator_fixtures.start_emulator("--watch-pid", str(os.getpid()))
-    yield f"http://127.0.0.1:{ready['port']}"
-    process.terminate()
-    process.wait(timeout=10)
+    url = f"http://127.0.0.1:{ready['port']}"
+    try:
+        yield url
+        found = emulator_fixtures.control.problems(url)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert not found, "the emulator met problems:\n" + "\n".join(found)
 
 
 def start_double(emulator_url: str, *extra: str) -> tuple[subprocess.Popen, str]:
@@ -201,7 +206,8 @@ def _clients(emulator_url: str, account: str) -> Callable[[str], Any]:
     config = Config(retries={"max_attempts": 1, "mode": "standard"})
     sts = boto3.client("sts", endpoint_url=emulator_url, region_name=REGION,
                        aws_access_key_id="testing", aws_secret_access_key="testing", config=config)
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/test", RoleSessionName="owner")["Credentials"]
+    role_arn = emulator_fixtures.control.bootstrap_account(emulator_url, account)
+    creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="owner")["Credentials"]
     return lambda service: boto3.client(
         service, endpoint_url=emulator_url, region_name=REGION, config=config,
         aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],

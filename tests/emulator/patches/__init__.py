@@ -15,7 +15,8 @@ def apply_all() -> None:
     if _applied:
         return
     from . import ec2, elbv2, elbv2_health, rds, vpce_connections, vpce_notifications, vpce_services
-    from . import events_targets, faults, iam_enforcement, lambda_forward, rds_events, sfn_integrations
+    from . import events_targets, faults, iam_enforcement, iam_evaluation, lambda_forward, rds_events
+    from . import sfn_integrations
 
     ec2.apply()
     rds.apply()
@@ -28,6 +29,7 @@ def apply_all() -> None:
     events_targets.apply()
     rds_events.apply()
     iam_enforcement.apply()
+    iam_evaluation.apply()
     sfn_integrations.apply()
     faults.apply()
     _applied = True

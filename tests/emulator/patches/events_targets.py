@@ -19,8 +19,8 @@ Here:
     when the function's policy has a statement for ``events.amazonaws.com``
     (and, if it has one, an ``AWS:SourceArn`` condition matching the rule).
   * Step Functions targets: StartExecution with a generated name, when the
-    target's role allows ``states:StartExecution`` (checked against the role's
-    policies with moto's IAM evaluator: action level, see iam_enforcement).
+    target's role allows ``states:StartExecution`` on the state machine (the
+    role's policies, evaluated by iam_evaluation).
     A target that fails those checks is dropped with a warning in the
     emulator's log, as AWS counts a FailedInvocation and moves on.
   * Other targets (SQS, logs, buses...) go to moto's own code, given the whole
@@ -191,7 +191,7 @@ def _deliver_state_machine(arn: str, payload: str, role_arn: str | None) -> None
     from . import iam_enforcement
 
     parts = arn.split(":")
-    if not role_arn or not iam_enforcement.role_allows(role_arn, "states:StartExecution"):
+    if not role_arn or not iam_enforcement.role_allows(role_arn, "states:StartExecution", arn):
         log.warning("events: role %s may not start %s; event dropped", role_arn, arn)
         return
     try:

@@ -1,0 +1,39 @@
+"""The emulator's control routes (launch.py), for the harnesses that start it: bootstrapping an
+account, a service's credentials for a role, and the problems the emulator met."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+MANAGEMENT_KEY = ("testing", "testing")  # with enforcement off, the root user of 123456789012
+
+
+def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"{url}: {error.code} {error.read().decode(errors='replace')}") from None
+
+
+def bootstrap_account(endpoint: str, account: str, role_name: str = "OrganizationAccountAccessRole") -> str:
+    """An administrator role in ``account`` that the management account may assume; its ARN."""
+    return _post(f"{endpoint}/_emulator/accounts", {"account_id": account, "role_name": role_name})["role_arn"]
+
+
+def service_credentials(endpoint: str, role_arn: str, service: str, session_name: str,
+                        duration: int = 3600) -> dict[str, str]:
+    """``AccessKeyId``/``SecretAccessKey``/``SessionToken`` of ``role_arn`` as ``service`` gets them."""
+    return _post(f"{endpoint}/_emulator/service-credentials",
+                 {"role_arn": role_arn, "service": service, "session_name": session_name, "duration": duration})
+
+
+def problems(endpoint: str) -> list[str]:
+    """Crashes, 5xx answers, logged exceptions and unmapped product calls, so far."""
+    with urllib.request.urlopen(f"{endpoint}/_emulator/problems", timeout=10) as response:
+        return json.loads(response.read())
