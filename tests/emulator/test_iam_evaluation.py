@@ -374,3 +374,19 @@ def test_send_task_success_is_checked_against_the_tokens_state_machine():
         process.wait(timeout=10)
     assert not found, found
     assert status == "SUCCEEDED"
+
+
+def test_a_partial_secret_arn_matches_only_with_the_random_suffix_wildcard(enforced):
+    """The TiDBCloudApiKeySecretArn parameter may be a partial ARN (no random suffix): the
+    template grants it and it followed by -??????, as the Secrets Manager guide recommends."""
+    full = enforced.aws("secretsmanager").create_secret(Name=f"api-key-{random.randint(0, 10**6)}",
+                                                        SecretString='{"public_key": "p", "private_key": "k"}')["ARN"]
+    partial = full.rsplit("-", 1)[0]
+    assert full != partial and len(full) - len(partial) == 7
+    read = {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue"}
+    as_given = enforced.function_role({**read, "Resource": partial})
+    as_template = enforced.function_role({**read, "Resource": [partial, f"{partial}-??????"]})
+
+    assert denied(lambda: as_given("secretsmanager").get_secret_value(SecretId=full))["code"] == "AccessDeniedException"
+    assert as_template("secretsmanager").get_secret_value(SecretId=full)["ARN"] == full
+    assert as_template("secretsmanager").get_secret_value(SecretId=partial.rsplit(":", 1)[1])["ARN"] == full
