@@ -108,3 +108,31 @@ def test_a_target_the_health_checks_cannot_reach_fails_and_rolls_back(aws: Aws, 
     after = driver.inventory(identifier, zones_network.security_group_id, {stripped})
     assert after.empty(), after.summary()
     report(f"unreachable target ({identifier}): {execution['error']}; rolled back, {after.summary()} left")
+
+
+def test_a_rerun_adds_a_zone_the_load_balancer_lacks(aws: Aws, driver: Any, zones_network: scenario.Network) -> None:
+    """A subnet added later in a zone TiDB Cloud uses (us-east-1d, use1-az4): running the workflow
+    again enables the zone on the existing load balancer (SetSubnets with every current subnet plus
+    the new one), under the stack's own least-privilege grant."""
+    identifier = "grow-db"
+    db = scenario.create_database(aws, zones_network, identifier)
+    known = driver.known("provision")
+    scenario.opt_in(aws, db["DBInstanceArn"])
+    [arn] = driver.new_executions("provision", identifier, known)
+    assert driver.run_to_end(arn)["status"] == "SUCCEEDED"
+
+    def zones() -> list[str]:
+        [balancer] = driver.inventory(identifier, zones_network.security_group_id)["load_balancers"]
+        return sorted(z["ZoneName"] for z in balancer["AvailabilityZones"])
+
+    assert zones() == ["us-east-1a", "us-east-1b", "us-east-1c"]
+    aws("ec2").create_subnet(VpcId=zones_network.vpc_id, CidrBlock="10.33.4.0/24", AvailabilityZone="us-east-1d")
+    rerun = driver.run_to_end(driver.start("provision", identifier))
+    assert rerun["status"] == "SUCCEEDED", why(rerun)
+    assert zones() == ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
+    report(f"rerun ({identifier}): the load balancer now in {', '.join(zones())}")
+
+    known = driver.known("deprovision")
+    aws("rds").remove_tags_from_resource(ResourceName=db["DBInstanceArn"], TagKeys=[scenario.OPT_IN_TAG])
+    [teardown] = driver.new_executions("deprovision", identifier, known)
+    assert driver.run_to_end(teardown)["status"] == "SUCCEEDED"
