@@ -25,6 +25,18 @@ async fn targets(network: &Network, target_group_arn: &str) -> Vec<String> {
     ips
 }
 
+/// A forced failover of the Multi-AZ instance; its new address.
+async fn fail_over(network: &Network, identifier: &str) -> String {
+    aws_sdk_rds::Client::new(&network.sdk)
+        .reboot_db_instance()
+        .db_instance_identifier(identifier)
+        .force_failover(true)
+        .send()
+        .await
+        .unwrap();
+    network.database_interface_ip().await
+}
+
 async fn sync(network: &Network, event: Value) -> Value {
     let step = SyncTargets::new(&network.sdk, &network.settings()).unwrap();
     serde_json::to_value(step.run(event).await.unwrap()).unwrap()
@@ -40,14 +52,7 @@ async fn after_a_failover_the_target_group_holds_exactly_the_new_address() {
     let old_ip = str_of(&document, "/database/ip_address").to_owned();
     assert_eq!(targets(&network, &tg).await, [old_ip.clone()]);
 
-    aws_sdk_rds::Client::new(&network.sdk)
-        .reboot_db_instance()
-        .db_instance_identifier(&id)
-        .force_failover(true)
-        .send()
-        .await
-        .unwrap();
-    let new_ip = network.database_interface_ip().await;
+    let new_ip = fail_over(&network, &id).await;
     assert_ne!(new_ip, old_ip);
 
     // The failover event: the new address is registered first, the old one kept for now.
@@ -146,14 +151,7 @@ async fn a_new_address_the_load_balancer_cannot_reach_is_reported_and_the_old_ta
         .collect();
     assert_eq!(from_nlb.len(), 1, "{groups:?}");
     ec2.revoke_security_group_ingress().group_id(&db_group).set_ip_permissions(Some(from_nlb)).send().await.unwrap();
-    aws_sdk_rds::Client::new(&network.sdk)
-        .reboot_db_instance()
-        .db_instance_identifier(&id)
-        .force_failover(true)
-        .send()
-        .await
-        .unwrap();
-    let new_ip = network.database_interface_ip().await;
+    let new_ip = fail_over(&network, &id).await;
 
     let mut report = sync(&network, failover_event()).await;
     assert_eq!(report["instances"][0]["registered"], json!([new_ip]));
