@@ -148,17 +148,20 @@ def guarded(app):  # type: ignore[no-untyped-def]
     """The WSGI app with the control routes, and every crash answered and recorded."""
     import traceback
 
-    from patches import iam_evaluation
+    from patches import faults, iam_evaluation
 
     def control(environ, start_response):  # type: ignore[no-untyped-def]
-        path = environ.get("PATH_INFO", "")
+        path = environ.get("PATH_INFO", "").rstrip("/")
         if path == "/_emulator/problems":
             return _json_answer(start_response, "200 OK", PROBLEMS + iam_evaluation.problems)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        if path == "/_emulator/faults":
+            return _json_answer(start_response, *faults.control(environ.get("REQUEST_METHOD", "GET"), body))
         if environ.get("REQUEST_METHOD") != "POST" or path not in ("/_emulator/accounts",
                                                                      "/_emulator/service-credentials"):
-            return None  # another extension's route (e.g. /_emulator/faults)
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        request = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            return None
+        request = json.loads(body or b"{}")
         if path == "/_emulator/accounts":
             try:
                 role_arn = iam_evaluation.bootstrap_account(str(request["account_id"]),

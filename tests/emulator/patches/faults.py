@@ -9,7 +9,7 @@ developer guide, "Add EventBridge events with Step Functions").
 
 Stock moto never fails a valid call.
 
-Here, a control route (not an AWS API) arms faults; each matches calls by ``service:Action``
+Here, a control route (not an AWS API, served by launch.py) arms faults; each matches calls by ``service:Action``
 and is used up after ``count`` matching calls:
 
     POST   /_emulator/faults  {"faults": [{"action": "events:PutEvents", "fault": "failed-entry", "count": 1}]}
@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from moto.events.responses import EventsHandler
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
 from ._common import STATE_LOCK, wrap
 
@@ -76,34 +75,22 @@ def take(action: str, fault: str) -> bool:
     return False
 
 
-def _control(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    method = environ["REQUEST_METHOD"]
-    status, body = "200 OK", {}
+def control(method: str, body: bytes) -> tuple[str, dict[str, Any]]:
+    """(status, answer) of the control route: POST arms, DELETE disarms, GET lists."""
     try:
         if method == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            arm((json.loads(environ["wsgi.input"].read(length) or b"{}")).get("faults") or [])
+            arm((json.loads(body or b"{}")).get("faults") or [])
         elif method == "DELETE":
             arm([])
         elif method != "GET":
-            status, body = "405 Method Not Allowed", {"message": f"{method} is not supported here"}
+            return "405 Method Not Allowed", {"message": f"{method} is not supported here"}
     except (FaultError, ValueError, AttributeError) as error:
-        status, body = "400 Bad Request", {"message": str(error)}
-    if status.startswith("200"):
-        with STATE_LOCK:
-            body = {"faults": [asdict(f) for f in _armed]}
-    data = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-    return [data]
+        return "400 Bad Request", {"message": str(error)}
+    with STATE_LOCK:
+        return "200 OK", {"faults": [asdict(f) for f in _armed]}
 
 
 def apply() -> None:
-    @wrap(DomainDispatcherApplication, "get_application")
-    def get_application(original, self, environ):  # type: ignore[no-untyped-def]
-        if environ.get("PATH_INFO", "").rstrip("/") == "/_emulator/faults":
-            return _control
-        return original(self, environ)
-
     # Calls through the API only: the emulator's own events (CloudTrail, RDS) never use a fault up.
     @wrap(EventsHandler, "put_events")
     def put_events(original, self):  # type: ignore[no-untyped-def]
