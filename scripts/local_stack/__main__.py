@@ -2,16 +2,23 @@
 under cargo lambda watch, everything template.yaml defines deployed into it).
 
     scripts/local-stack up [--stack-name N] [--port P] [--dns-port D] [--parameter K=V ...]
-                           [--tidb-cloud-account-id ID] [--tidb-cloud-az-ids a,b,c]
-                           [--tidb-cloud-api-key JSON]
+                           [--no-tidb-cloud [--tidb-cloud-account-id ID] [--tidb-cloud-az-ids a,b,c]
+                            | --tidb-cloud-api-key JSON]
                            [--no-reload] [--no-build] [--restart] [--state-dir DIR]
     scripts/local-stack down [--state-dir DIR]
     scripts/local-stack status|env [--state-dir DIR]
 
+By default TiDB Cloud is played by the TiDB Cloud double (tests/tidb_cloud_double), a process of
+the stack: its API key is in the local Secrets Manager and the stack is deployed with
+TiDBCloudApiKeySecretArn, TiDBCloudApiUrl and TiDBCloudClusterId, so tagging a database ends with
+TiDB Cloud's private link connection ACTIVE. --no-tidb-cloud deploys with TiDB Cloud's account and
+zone IDs as parameters instead (no API); --tidb-cloud-api-key uses a TiDB Cloud API of your own.
+
 `up` returns once everything answers and prints shell exports (also written to <state dir>/env):
     eval "$(scripts/local-stack env)"
 Environment: LOCAL_STACK_DIR (state dir, default .local), LOCAL_STACK_NAME, LOCAL_STACK_PORT,
-LOCAL_STACK_DNS_PORT, TIDB_CLOUD_ACCOUNT_ID, TIDB_CLOUD_AZ_IDS. A port of 0 picks a free one.
+LOCAL_STACK_DNS_PORT; with --no-tidb-cloud, TIDB_CLOUD_ACCOUNT_ID and TIDB_CLOUD_AZ_IDS. A port of 0
+picks a free one.
 """
 
 from __future__ import annotations
@@ -41,15 +48,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="DNS port (UDP and TCP) for RDS endpoint names (default 5053; 0: any free port)")
     up.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE",
                     help="a template parameter, as `sam deploy --parameter-overrides` (repeatable)")
-    up.add_argument("--tidb-cloud-account-id", default=os.environ.get("TIDB_CLOUD_ACCOUNT_ID"),
-                    help=f"TiDB Cloud's AWS account (default {stack.LOCAL_PARAMETERS['TiDBCloudAccountId']})")
-    up.add_argument("--tidb-cloud-az-ids", default=os.environ.get("TIDB_CLOUD_AZ_IDS"),
-                    help=f"TiDB Cloud's AZ IDs (default {stack.LOCAL_PARAMETERS['TiDBCloudAzIds']})")
-    up.add_argument("--tidb-cloud-api-key", metavar="JSON",
-                    help='a TiDB Cloud key pair {"public_key": ..., "private_key": ...}: stored as the secret '
-                         f"{stack.TIDB_CLOUD_API_KEY_SECRET} before deploying, its ARN given as TiDBCloudApiKeySecretArn; "
-                         "the local account/AZ defaults are then not applied (give TiDBCloudApiUrl and "
-                         "TiDBCloudClusterId with --parameter)")
+    who = up.add_mutually_exclusive_group()
+    who.add_argument("--no-tidb-cloud", action="store_true",
+                     help="no TiDB Cloud API (no double): deploy with TiDBCloudAccountId and TiDBCloudAzIds instead")
+    who.add_argument("--tidb-cloud-api-key", metavar="JSON",
+                     help='a TiDB Cloud key pair {"public_key": ..., "private_key": ...} for an API of your own instead '
+                          f"of the double: stored as the secret {stack.TIDB_CLOUD_API_KEY_SECRET}, its ARN given as "
+                          "TiDBCloudApiKeySecretArn (give TiDBCloudApiUrl and TiDBCloudClusterId with --parameter)")
+    up.add_argument("--tidb-cloud-account-id",
+                    help=f"with --no-tidb-cloud: TiDB Cloud's AWS account (env TIDB_CLOUD_ACCOUNT_ID; default "
+                         f"{stack.LOCAL_PARAMETERS['TiDBCloudAccountId']})")
+    up.add_argument("--tidb-cloud-az-ids",
+                    help=f"with --no-tidb-cloud: TiDB Cloud's AZ IDs (env TIDB_CLOUD_AZ_IDS; default "
+                         f"{stack.LOCAL_PARAMETERS['TiDBCloudAzIds']})")
     up.add_argument("--no-reload", action="store_true", help="do not rebuild functions when the code changes")
     up.add_argument("--no-build", action="store_true", help="skip the up-front cargo build")
     up.add_argument("--restart", action="store_true", help="take a running stack down first")
@@ -80,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 3
             if state:
                 print(f"stack {state['stack_name']} at {state['endpoint']} (DNS 127.0.0.1:{state['dns_port']})")
+                print(f"TiDB Cloud: {stack.tidb_cloud_summary(state)}")
             for record in running:
                 print(f"  running  {record['name']} (pid {record['pid']})")
             for record in dead:
@@ -118,14 +130,19 @@ def _up(args: argparse.Namespace, state_dir: Path) -> int:
         if not sep:
             raise stack.StackError(f"--parameter {item!r}: expected KEY=VALUE")
         parameters[key] = value
-    if args.tidb_cloud_account_id:
-        parameters["TiDBCloudAccountId"] = args.tidb_cloud_account_id
-    if args.tidb_cloud_az_ids:
-        parameters["TiDBCloudAzIds"] = args.tidb_cloud_az_ids
+    if args.no_tidb_cloud:
+        for key, flag, variable in (("TiDBCloudAccountId", args.tidb_cloud_account_id, "TIDB_CLOUD_ACCOUNT_ID"),
+                                    ("TiDBCloudAzIds", args.tidb_cloud_az_ids, "TIDB_CLOUD_AZ_IDS")):
+            if flag or os.environ.get(variable):
+                parameters[key] = flag or os.environ[variable]
+    elif args.tidb_cloud_account_id or args.tidb_cloud_az_ids:
+        raise stack.StackError("--tidb-cloud-account-id and --tidb-cloud-az-ids go with --no-tidb-cloud "
+                               "(a TiDB Cloud API tells them)")
     options = stack.Options(
         state_dir=state_dir, stack_name=args.stack_name, region=args.region, port=args.port, dns_port=args.dns_port,
         parameters=parameters, reload=not args.no_reload, build=not args.no_build, owner_pid=args.owner_pid,
         template=Path(args.template).resolve(), tidb_cloud_api_key=args.tidb_cloud_api_key,
+        tidb_cloud="parameters" if args.no_tidb_cloud else "api" if args.tidb_cloud_api_key else "double",
     )
     started = time.time()
     state = stack.up(options)

@@ -141,3 +141,74 @@ def managed_by(tags: list[dict[str, str]] | dict[str, str], stack: str, identifi
     if isinstance(tags, list):
         tags = {t["Key"]: t["Value"] for t in tags}
     return tags.get("tidb-privatelink:managed-by") == stack and tags.get("tidb-privatelink:db-instance") == identifier
+
+
+# --- what a stack owns for one instance ------------------------------------------------------------
+
+
+RESOURCE_KINDS = ("target_groups", "load_balancers", "listeners", "security_groups", "db_sg_rules",
+                  "endpoint_services")
+
+
+class Inventory(dict):
+    """Everything of one stack for one instance, by kind (lists of AWS descriptions)."""
+
+    def counts(self) -> dict[str, int]:
+        return {kind: len(self[kind]) for kind in RESOURCE_KINDS}
+
+    def total(self) -> int:
+        return sum(len(self[kind]) for kind in RESOURCE_KINDS)
+
+    def empty(self) -> bool:
+        return self.total() == 0
+
+    def summary(self) -> str:
+        return f"{self.total()} resources {self.counts()}"
+
+
+def inventory(aws: Callable[[str], Any], stack: str, identifier: str, db_security_group_id: str | None = None,
+              also_groups: set[str] = frozenset()) -> Inventory:  # type: ignore[assignment]
+    """Everything tagged ``managed-by=<stack>`` and ``db-instance=<identifier>``: ELBv2 target
+    groups, load balancers and listeners (of those load balancers, or tagged), EC2 security
+    groups, security group rules that carry our tags (anywhere) or that admit one of our groups
+    into the DB's security group (``also_groups``: group IDs seen earlier, so a rule that
+    outlived its group still counts), endpoint services. (Not EC2 DescribeTags: moto keeps
+    listing the tags of deleted groups and revoked rules there.)"""
+    elbv2, ec2 = aws("elbv2"), aws("ec2")
+    groups = [g for page in elbv2.get_paginator("describe_target_groups").paginate() for g in page["TargetGroups"]]
+    balancers = [b for page in elbv2.get_paginator("describe_load_balancers").paginate() for b in page["LoadBalancers"]]
+    listeners = [(b["LoadBalancerArn"], l) for b in balancers
+                 for l in elbv2.describe_listeners(LoadBalancerArn=b["LoadBalancerArn"])["Listeners"]]
+    tags = elb_tags(elbv2, [g["TargetGroupArn"] for g in groups] + [b["LoadBalancerArn"] for b in balancers]
+                    + [l["ListenerArn"] for _, l in listeners])
+    mine = lambda arn: managed_by(tags.get(arn, {}), stack, identifier)  # noqa: E731
+    ours = [{"Name": "tag:tidb-privatelink:managed-by", "Values": [stack]},
+            {"Name": "tag:tidb-privatelink:db-instance", "Values": [identifier]}]
+    security_groups = ec2.describe_security_groups(Filters=ours)["SecurityGroups"]
+    group_ids = {g["GroupId"] for g in security_groups} | set(also_groups)
+    # Rules on the DB's group that admit one of our groups, and any rule anywhere with our tags.
+    rules = {r["SecurityGroupRuleId"]: r for r in ec2.describe_security_group_rules(Filters=ours)["SecurityGroupRules"]}
+    if db_security_group_id:
+        for rule in ec2.describe_security_group_rules(
+                Filters=[{"Name": "group-id", "Values": [db_security_group_id]}])["SecurityGroupRules"]:
+            if rule.get("ReferencedGroupInfo", {}).get("GroupId") in group_ids:
+                rules[rule["SecurityGroupRuleId"]] = rule
+    services = [s for s in ec2.describe_vpc_endpoint_service_configurations()["ServiceConfigurations"]
+                if managed_by(s.get("Tags", []), stack, identifier)]
+    return Inventory(
+        target_groups=[g for g in groups if mine(g["TargetGroupArn"])],
+        load_balancers=[b for b in balancers if mine(b["LoadBalancerArn"])],
+        listeners=[l for lb, l in listeners if mine(lb) or mine(l["ListenerArn"])],
+        security_groups=security_groups,
+        db_sg_rules=list(rules.values()),
+        endpoint_services=services,
+    )
+
+
+def elb_tags(elbv2: Any, arns: list[str]) -> dict[str, dict[str, str]]:
+    """Tags of ELBv2 resources by ARN (DescribeTags takes 20 ARNs a call)."""
+    out: dict[str, dict[str, str]] = {}
+    for start in range(0, len(arns), 20):
+        for item in elbv2.describe_tags(ResourceArns=arns[start : start + 20])["TagDescriptions"]:
+            out[item["ResourceArn"]] = {t["Key"]: t["Value"] for t in item.get("Tags", [])}
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -32,9 +33,14 @@ ADMIN_USER = "local-stack-admin"
 # Local stand-ins for the parameters a real deploy is given: a fixed test "TiDB Cloud" account
 # and TiDB Cloud's us-east-1 zone IDs (two of which overlap us-east-1b/c).
 LOCAL_PARAMETERS = {"TiDBCloudAccountId": "380838443567", "TiDBCloudAzIds": "use1-az1,use1-az2,use1-az4"}
-# With a TiDB Cloud API key (--tidb-cloud-api-key) the key pair is stored under this secret name,
-# as README.md's deploy steps do, and the account/AZ defaults above are not applied (the API tells).
+# With a TiDB Cloud API (the double, or --tidb-cloud-api-key) the key pair is stored under this
+# secret name, as README.md's deploy steps do, and the account/AZ defaults above are not applied
+# (the API tells).
 TIDB_CLOUD_API_KEY_SECRET = "tidb-cloud-api-key"
+# The TiDB Cloud double (tests/tidb_cloud_double), which plays TiDB Cloud by default: its API and,
+# with the keys of a user in LOCAL_PARAMETERS' account, TiDB Cloud's side of PrivateLink.
+TIDB_CLOUD_DOUBLE = ROOT / "tests/tidb_cloud_double/double.py"
+TIDB_CLOUD_DOUBLE_CLUSTER = "1379661944646413143"  # the cluster the double knows by default
 
 
 class StackError(Exception):
@@ -53,8 +59,12 @@ class Options:
     build: bool = True
     owner_pid: int | None = None
     template: Path = ROOT / "template.yaml"
-    # JSON {"public_key": ..., "private_key": ...}: stored in the emulator's Secrets Manager before
-    # the deploy; its ARN becomes TiDBCloudApiKeySecretArn.
+    # Who plays TiDB Cloud: "double" (the TiDB Cloud double, a process of the stack, whose key
+    # pair is stored in the local Secrets Manager), "parameters" (no API: TiDB Cloud's account and
+    # zone IDs are parameters), or "api" (tidb_cloud_api_key for the API at TiDBCloudApiUrl).
+    tidb_cloud: str = "double"
+    # JSON {"public_key": ..., "private_key": ...} ("api"): stored in the emulator's Secrets
+    # Manager before the deploy; its ARN becomes TiDBCloudApiKeySecretArn.
     tidb_cloud_api_key: str | None = None
 
 
@@ -80,10 +90,27 @@ def exports(state: dict[str, Any]) -> list[str]:
         f"export LOCAL_STACK_NAME={state['stack_name']}",
         f"export LOCAL_STACK_DNS=127.0.0.1:{state['dns_port']}",
         f"export TIDB_CLOUD_ACCOUNT_ID={state['tidb_cloud_account_id']}",
+        # To act as TiDB Cloud's AWS account (README: playing TiDB Cloud by hand).
+        f"export TIDB_CLOUD_AWS_ACCESS_KEY_ID={state['tidb_cloud']['access_key_id']}",
+        f"export TIDB_CLOUD_AWS_SECRET_ACCESS_KEY={state['tidb_cloud']['secret_access_key']}",
     ]
+    double = state.get("tidb_cloud_double")
+    if double:
+        lines += [f"export TIDB_CLOUD_API_URL={double['url']}", f"export TIDB_CLOUD_CLUSTER_ID={double['cluster']}"]
     for logical_id, arn in sorted(state["state_machines"].items()):
         lines.append(f"export {snake(logical_id)}_ARN={arn}")
     return lines
+
+
+def tidb_cloud_summary(state: dict[str, Any]) -> str:
+    """Who plays TiDB Cloud for this stack, in a line."""
+    double, parameters = state.get("tidb_cloud_double"), state["parameters"]
+    if double:
+        return (f"the TiDB Cloud double at {double['url']}, cluster {double['cluster']}, "
+                f"account {state['tidb_cloud_account_id']} (log: {double['log']})")
+    if parameters.get("TiDBCloudApiKeySecretArn"):
+        return "the API at " + parameters.get("TiDBCloudApiUrl", "the template's default TiDBCloudApiUrl")
+    return f"no API: account {state['tidb_cloud_account_id']} and zone IDs given as parameters"
 
 
 def _say(line: str) -> None:
@@ -212,11 +239,10 @@ def _watcher_env() -> dict[str, str]:
     return env
 
 
-def _tidb_cloud_user(endpoint: str, region: str, account: str | None) -> dict[str, str] | None:
-    """Keys of an administrator in the account that stands for TiDB Cloud's, so a test or a
-    curious user can act as TiDB Cloud (create the interface endpoint that requests a connection)."""
-    if not account:
-        return None
+def _tidb_cloud_user(endpoint: str, region: str, account: str) -> dict[str, str]:
+    """Keys of an administrator in the account that stands for TiDB Cloud's, so the double, a
+    test or a curious user can act as TiDB Cloud (create the interface endpoint that requests a
+    connection)."""
     role_arn = control.bootstrap_account(endpoint, account)
     bootstrap = boto_client(endpoint, region, *control.MANAGEMENT_KEY)
     assumed = bootstrap("sts").assume_role(RoleArn=role_arn, RoleSessionName="local-stack")["Credentials"]
@@ -273,6 +299,27 @@ def _admit_loopback_api_url(template: dict[str, Any], parameters: dict[str, str]
         spec["AllowedPattern"] = f"(?:{spec['AllowedPattern']})|{re.escape(url)}"
 
 
+def _start_double(processes: Processes, endpoint: str, region: str, port: int, user: dict[str, str],
+                  keys: dict[str, str], owner_pid: int | None) -> dict[str, Any]:
+    """The TiDB Cloud double as a process of the stack, acting in AWS with ``user``'s keys and
+    accepting the key pair ``keys`` (both given in its environment, never on its command line)."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "PYTHONUNBUFFERED": "1",
+           "TIDB_CLOUD_AWS_ACCESS_KEY_ID": user["access_key_id"],
+           "TIDB_CLOUD_AWS_SECRET_ACCESS_KEY": user["secret_access_key"],
+           "TIDB_CLOUD_DOUBLE_PUBLIC_KEY": keys["public_key"], "TIDB_CLOUD_DOUBLE_PRIVATE_KEY": keys["private_key"]}
+    argv = [str(ROOT / ".venv/bin/python"), str(TIDB_CLOUD_DOUBLE), "--emulator-url", endpoint, "--host", "127.0.0.1",
+            "--port", str(port), "--region", region, "--account-id", user["account"],
+            "--az-ids", LOCAL_PARAMETERS["TiDBCloudAzIds"], "--cluster", TIDB_CLOUD_DOUBLE_CLUSTER, "--log-requests"]
+    if owner_pid:
+        argv += ["--watch-pid", str(owner_pid)]
+    pid = processes.start("tidb-cloud-double", argv, env, ROOT)
+    log = processes.log_dir / "tidb-cloud-double.log"
+    wait_for("the TiDB Cloud double", lambda: listening(port), 30, log, lambda: alive(pid))
+    _say(f"TiDB Cloud double on http://127.0.0.1:{port} (account {user['account']}), pid {pid}")
+    return {"url": f"http://127.0.0.1:{port}", "port": port, "pid": pid, "cluster": TIDB_CLOUD_DOUBLE_CLUSTER,
+            "log": str(log)}
+
+
 # --- up / down ----------------------------------------------------------------------------------
 
 
@@ -285,6 +332,13 @@ def status(state_dir: Path) -> tuple[dict[str, Any] | None, list[dict], list[dic
     return load_state(state_dir), running, [r for r in records if r["name"] not in running_names]
 
 
+def ports_of(state: dict[str, Any]) -> list[int]:
+    """Every port the stack's processes listen on."""
+    double = state.get("tidb_cloud_double")
+    return [state["port"], state["dns_port"], *([double["port"]] if double else []),
+            *[f["port"] for f in state.get("functions", [])]]
+
+
 def down(state_dir: Path, keep: tuple[int, ...] = ()) -> list[str]:
     state = load_state(state_dir)
     stopped = Processes(state_dir).stop(keep=keep)
@@ -292,7 +346,7 @@ def down(state_dir: Path, keep: tuple[int, ...] = ()) -> list[str]:
         (state_dir / name).unlink(missing_ok=True)
     shutil.rmtree(state_dir / "functions", ignore_errors=True)
     if state:
-        ports = [state["port"], state["dns_port"], *[f["port"] for f in state.get("functions", [])]]
+        ports = ports_of(state)
         deadline = time.time() + 5
         while time.time() < deadline and any(listening(p) for p in ports):
             time.sleep(0.1)
@@ -305,8 +359,16 @@ def down(state_dir: Path, keep: tuple[int, ...] = ()) -> list[str]:
 def up(options: Options) -> dict[str, Any]:
     state_dir = options.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
-    parameters = {**({} if options.tidb_cloud_api_key else LOCAL_PARAMETERS), **options.parameters}
-    if options.tidb_cloud_api_key:
+    double_port = free_port() if options.tidb_cloud == "double" else None
+    double_keys = {"public_key": "local-public-key", "private_key": "local-" + secrets.token_urlsafe(18)}
+    api_key = json.dumps(double_keys) if double_port else options.tidb_cloud_api_key
+    if options.tidb_cloud == "api" and not api_key:
+        raise StackError("a TiDB Cloud API needs its key pair (--tidb-cloud-api-key JSON)")
+    defaults = LOCAL_PARAMETERS if options.tidb_cloud == "parameters" else {}
+    if double_port:
+        defaults = {"TiDBCloudApiUrl": f"http://127.0.0.1:{double_port}", "TiDBCloudClusterId": TIDB_CLOUD_DOUBLE_CLUSTER}
+    parameters = {**defaults, **options.parameters}
+    if api_key:
         parameters["TiDBCloudApiKeySecretArn"] = _secret_arn_placeholder(options.region)
 
     # Everything that can be checked before a process starts.
@@ -362,15 +424,18 @@ def up(options: Options) -> dict[str, Any]:
         key = iam.create_access_key(UserName=ADMIN_USER)["AccessKey"]
         admin = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
         client = boto_client(endpoint, options.region, admin["access_key_id"], admin["secret_access_key"])
-        # Without the account parameter (API key mode) the stand-in account is still created, for
-        # the TiDB Cloud double to act as (tests/tidb_cloud_double plays LOCAL_PARAMETERS' account).
+        # Without the account parameter (an API tells it) the stand-in account is still created,
+        # for the TiDB Cloud double to act as (it plays LOCAL_PARAMETERS' account).
         tidb_cloud = _tidb_cloud_user(endpoint, options.region,
                                       values.get("TiDBCloudAccountId") or LOCAL_PARAMETERS["TiDBCloudAccountId"])
-        if options.tidb_cloud_api_key:
-            secret = client("secretsmanager").create_secret(Name=TIDB_CLOUD_API_KEY_SECRET,
-                                                            SecretString=options.tidb_cloud_api_key)
+        if api_key:
+            secret = client("secretsmanager").create_secret(Name=TIDB_CLOUD_API_KEY_SECRET, SecretString=api_key)
             parameters["TiDBCloudApiKeySecretArn"] = secret["ARN"]
             values = cfn.parameter_values(template, parameters)
+        double = None
+        if double_port:
+            double = _start_double(processes, endpoint, options.region, double_port, tidb_cloud, double_keys,
+                                   options.owner_pid)
 
         # 3. The stack, from the transformed template.
         _say(f"deploying {options.template.name} as stack {options.stack_name}")
@@ -426,8 +491,9 @@ def up(options: Options) -> dict[str, Any]:
             "dns_port": dns_port,
             "admin": admin,
             "parameters": parameters,
-            "tidb_cloud_account_id": values.get("TiDBCloudAccountId", ""),
+            "tidb_cloud_account_id": values.get("TiDBCloudAccountId") or tidb_cloud["account"],
             "tidb_cloud": tidb_cloud,
+            "tidb_cloud_double": double,
             "state_machines": stack.state_machines,
             "outputs": stack.outputs,
             "resources": {lid: {"type": stack.types[lid], **attrs} for lid, attrs in stack.resources.items()},

@@ -3,8 +3,10 @@ ports and in a state directory of its own, so it never meets a stack the develop
 The stack is taken down at the end of the session (and, should pytest die, by the stack's own
 reaper, which watches this process).
 
-A second stack (``tidb_cloud``) runs with a TiDB Cloud API key against the TiDB Cloud double
-(tests/tidb_cloud_double), for tests/e2e/test_tidb_cloud.py; it is only started when a test asks.
+The main stack (``stack``) runs with --no-tidb-cloud: the tests play TiDB Cloud's AWS account
+themselves. A second stack (``tidb_cloud``) is started exactly as `scripts/local-stack up` starts
+by default, TiDB Cloud played by the double (tests/tidb_cloud_double), for
+tests/e2e/test_tidb_cloud.py; it is only started when a test asks.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -29,12 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from local_stack import scenario  # noqa: E402
-from local_stack.stack import control  # noqa: E402  (tests/emulator/control.py)
-from local_stack.processes import free_port, listening  # noqa: E402
+from local_stack.stack import control, ports_of as stack_ports  # noqa: E402  (control: tests/emulator/control.py)
+from local_stack.processes import listening  # noqa: E402
 
 STACK_NAME = "tidb-privatelink-e2e"
 TIDB_CLOUD_STACK_NAME = "tidb-privatelink-e2e-api"
-TIDB_CLOUD_CLUSTER = "1379661944646413143"  # a cluster the double knows (its default)
 
 Aws = Callable[[str], Any]
 
@@ -63,7 +63,7 @@ def _local_stack(tmp_path_factory: pytest.TempPathFactory, name: str, *extra: st
         _keep_authorizations(state_dir, name)
         down = subprocess.run([*command, "down", "--state-dir", str(state_dir)], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        ports = [state["port"], state["dns_port"], *[f["port"] for f in state["functions"]]]
+        ports = stack_ports(state)
         assert down.returncode == 0, down.stdout
         assert not [p for p in ports if listening(p)], f"still listening after down: {down.stdout}"
     assert not found, "the emulator met problems:\n" + "\n".join(found)
@@ -85,7 +85,8 @@ def _keep_authorizations(state_dir: Path, name: str) -> None:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    with _local_stack(tmp_path_factory, STACK_NAME) as state:
+    # Without a TiDB Cloud API: TiDB Cloud's account and zones as parameters (the tests act as TiDB Cloud).
+    with _local_stack(tmp_path_factory, STACK_NAME, "--no-tidb-cloud") as state:
         yield state
 
 
@@ -100,26 +101,6 @@ def network(aws: Callable[[str], Any]) -> scenario.Network:
 
 
 # --- driving a stack and reading back what it owns -------------------------------------------------
-
-
-RESOURCE_KINDS = ("target_groups", "load_balancers", "listeners", "security_groups", "db_sg_rules",
-                  "endpoint_services")
-
-
-class Inventory(dict):
-    """Everything of one stack for one instance, by kind (lists of AWS descriptions)."""
-
-    def counts(self) -> dict[str, int]:
-        return {kind: len(self[kind]) for kind in RESOURCE_KINDS}
-
-    def total(self) -> int:
-        return sum(len(self[kind]) for kind in RESOURCE_KINDS)
-
-    def empty(self) -> bool:
-        return self.total() == 0
-
-    def summary(self) -> str:
-        return f"{self.total()} resources {self.counts()}"
 
 
 class Driver:
@@ -193,43 +174,8 @@ class Driver:
     # -- what the stack owns --------------------------------------------------------------------
 
     def inventory(self, identifier: str, db_security_group_id: str | None = None,
-                  also_groups: set[str] = frozenset()) -> Inventory:  # type: ignore[assignment]
-        """Everything tagged ``managed-by=<stack>`` and ``db-instance=<identifier>``: ELBv2 target
-        groups, load balancers and listeners (of those load balancers, or tagged), EC2 security
-        groups, security group rules that carry our tags (anywhere) or that admit one of our groups
-        into the DB's security group (``also_groups``: group IDs seen earlier, so a rule that
-        outlived its group still counts), endpoint services. (Not EC2 DescribeTags: moto keeps
-        listing the tags of deleted groups and revoked rules there.)"""
-        elbv2, ec2 = self.aws("elbv2"), self.aws("ec2")
-        groups = [g for page in elbv2.get_paginator("describe_target_groups").paginate() for g in page["TargetGroups"]]
-        balancers = [b for page in elbv2.get_paginator("describe_load_balancers").paginate()
-                     for b in page["LoadBalancers"]]
-        listeners = [(b["LoadBalancerArn"], l) for b in balancers
-                     for l in elbv2.describe_listeners(LoadBalancerArn=b["LoadBalancerArn"])["Listeners"]]
-        tags = _elb_tags(elbv2, [g["TargetGroupArn"] for g in groups] + [b["LoadBalancerArn"] for b in balancers]
-                         + [l["ListenerArn"] for _, l in listeners])
-        mine = lambda arn: scenario.managed_by(tags.get(arn, {}), self.name, identifier)  # noqa: E731
-        ours = [{"Name": "tag:tidb-privatelink:managed-by", "Values": [self.name]},
-                {"Name": "tag:tidb-privatelink:db-instance", "Values": [identifier]}]
-        security_groups = ec2.describe_security_groups(Filters=ours)["SecurityGroups"]
-        group_ids = {g["GroupId"] for g in security_groups} | set(also_groups)
-        # Rules on the DB's group that admit one of our groups, and any rule anywhere with our tags.
-        rules = {r["SecurityGroupRuleId"]: r for r in ec2.describe_security_group_rules(Filters=ours)["SecurityGroupRules"]}
-        if db_security_group_id:
-            for rule in ec2.describe_security_group_rules(
-                    Filters=[{"Name": "group-id", "Values": [db_security_group_id]}])["SecurityGroupRules"]:
-                if rule.get("ReferencedGroupInfo", {}).get("GroupId") in group_ids:
-                    rules[rule["SecurityGroupRuleId"]] = rule
-        services = [s for s in ec2.describe_vpc_endpoint_service_configurations()["ServiceConfigurations"]
-                    if scenario.managed_by(s.get("Tags", []), self.name, identifier)]
-        return Inventory(
-            target_groups=[g for g in groups if mine(g["TargetGroupArn"])],
-            load_balancers=[b for b in balancers if mine(b["LoadBalancerArn"])],
-            listeners=[l for lb, l in listeners if mine(lb) or mine(l["ListenerArn"])],
-            security_groups=security_groups,
-            db_sg_rules=list(rules.values()),
-            endpoint_services=services,
-        )
+                  also_groups: set[str] = frozenset()) -> scenario.Inventory:  # type: ignore[assignment]
+        return scenario.inventory(self.aws, self.name, identifier, db_security_group_id, also_groups)
 
     def instance_tags(self, identifier: str) -> dict[str, str]:
         db = self.aws("rds").describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
@@ -245,47 +191,12 @@ def _names(value: Any, identifier: str) -> bool:
             or str(parameters.get("resourceName", "")).endswith(f":db:{identifier}"))
 
 
-def _elb_tags(elbv2: Any, arns: list[str]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for start in range(0, len(arns), 20):
-        for item in elbv2.describe_tags(ResourceArns=arns[start : start + 20])["TagDescriptions"]:
-            out[item["ResourceArn"]] = {t["Key"]: t["Value"] for t in item.get("Tags", [])}
-    return out
-
-
 @pytest.fixture(scope="session")
 def driver(stack: dict[str, Any], aws: Aws) -> Driver:
     return Driver(stack, aws)
 
 
 # --- the TiDB Cloud double and the stack that uses it ------------------------------------------------
-
-DOUBLE = ROOT / "tests/tidb_cloud_double/double.py"
-
-# The double assumes a role into TiDB Cloud's account with the key "testing", which an emulator
-# with IAM enforcement on (as the local stack runs it) refuses. This shim runs the double unchanged
-# except that it acts with the keys of the TiDB Cloud stand-in user that `local-stack up` creates
-# in that account (state["tidb_cloud"]), as TiDB Cloud would act with its own credentials.
-_DOUBLE_SHIM = r"""
-import os, sys
-double_py = sys.argv[1]
-sys.path.insert(0, os.path.dirname(double_py))
-import boto3
-from botocore.config import Config
-import double
-
-def ec2(self):
-    if self._ec2 is None:
-        self._ec2 = boto3.client(
-            "ec2", endpoint_url=self.emulator_url, region_name=self.region,
-            aws_access_key_id=os.environ["TIDB_CLOUD_AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=os.environ["TIDB_CLOUD_AWS_SECRET_ACCESS_KEY"],
-            config=Config(retries={"max_attempts": 1, "mode": "standard"}))
-    return self._ec2
-
-double.TiDBCloudAws.ec2 = ec2
-double.main(sys.argv[2:])
-"""
 
 _REQUEST_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<target>\S+) HTTP/[0-9.]+" (?P<status>\d{3})')
 
@@ -302,36 +213,15 @@ def request_kind(method: str, target: str) -> str:
 
 
 class TiDBCloudDouble:
-    """The double as a process of this session, on a fixed port (the stack's TiDBCloudApiUrl)."""
+    """The TiDB Cloud double that `local-stack up` runs as a process of the stack (the stack's
+    TiDBCloudApiUrl), through its control routes and its request log."""
 
-    def __init__(self, port: int, emulator_url: str, aws_user: dict[str, str], log: Path):
-        self.port, self.emulator_url, self.aws_user, self.log = port, emulator_url, aws_user, log
-        self.url = f"http://127.0.0.1:{port}"
-        self.process: subprocess.Popen | None = None
+    def __init__(self, double: dict[str, Any]):
+        self.url, self.log, self.cluster = double["url"], Path(double["log"]), double["cluster"]
 
-    def start(self, public_key: str, private_key: str) -> None:
-        env = {**os.environ, "TIDB_CLOUD_AWS_ACCESS_KEY_ID": self.aws_user["access_key_id"],
-               "TIDB_CLOUD_AWS_SECRET_ACCESS_KEY": self.aws_user["secret_access_key"]}
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", _DOUBLE_SHIM, str(DOUBLE), "--emulator-url", self.emulator_url,
-                 "--host", "127.0.0.1", "--port", str(self.port), "--account-id", self.aws_user["account"],
-                 "--cluster", TIDB_CLOUD_CLUSTER, "--public-key", public_key, "--private-key", private_key,
-                 "--watch-pid", str(os.getpid()), "--log-requests"],
-                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env,
-            )
-        line = self.process.stdout.readline()  # type: ignore[union-attr]
-        if not line:
-            self.process.wait(timeout=10)
-            raise RuntimeError(f"the TiDB Cloud double did not start: {self.log.read_text(errors='replace')[-2000:]}")
-        ready = json.loads(line)
-        assert ready["event"] == "ready" and ready["port"] == self.port, ready
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self.process = None
+    def replace_api_key(self, public_key: str, private_key: str) -> None:
+        """The key pair TiDB Cloud accepts from now on (as when a key is rotated in its console)."""
+        self._call("POST", "/_double/api-key", {"public_key": public_key, "private_key": private_key})
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -370,23 +260,14 @@ class TiDBCloudDouble:
 
 @pytest.fixture(scope="session")
 def tidb_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A second local stack with a TiDB Cloud API key (and no account/AZ parameters) whose
-    TiDBCloudApiUrl is the TiDB Cloud double, started on a free port once the stack is up."""
-    keys = {"public_key": "e2e-public-key", "private_key": "e2e-private-" + secrets.token_hex(12)}
-    port = free_port()
-    with _local_stack(tmp_path_factory, TIDB_CLOUD_STACK_NAME, "--tidb-cloud-api-key", json.dumps(keys),
-                      "--parameter", f"TiDBCloudApiUrl=http://127.0.0.1:{port}",
-                      "--parameter", f"TiDBCloudClusterId={TIDB_CLOUD_CLUSTER}",
-                      # The quietest level: what must not be lost (metrics) is shown not to depend on logs.
-                      "--parameter", "LogLevel=error") as state:
-        double = TiDBCloudDouble(port, state["endpoint"], state["tidb_cloud"],
-                                 Path(state["state_dir"]) / "logs" / "tidb-cloud-double.log")
-        double.start(keys["public_key"], keys["private_key"])
-        try:
-            yield {"stack": state, "double": double, "keys": keys}
-        finally:
-            double.stop()
-            assert not listening(port), "the TiDB Cloud double still listens"
+    """A second local stack as `scripts/local-stack up` starts it by default: TiDB Cloud played by
+    the double, its API key in the stack's Secrets Manager."""
+    # The quietest level: what must not be lost (metrics) is shown not to depend on logs.
+    with _local_stack(tmp_path_factory, TIDB_CLOUD_STACK_NAME, "--parameter", "LogLevel=error") as state:
+        secret = scenario.clients(state)("secretsmanager").get_secret_value(
+            SecretId=state["parameters"]["TiDBCloudApiKeySecretArn"])
+        yield {"stack": state, "double": TiDBCloudDouble(state["tidb_cloud_double"]),
+               "keys": json.loads(secret["SecretString"])}
 
 
 @pytest.fixture(scope="session")

@@ -24,36 +24,9 @@ Aws = Callable[[str], Any]
 # --- reading back what the stack created ------------------------------------------------------------
 
 
-def _elb_tags(aws: Aws, arns: list[str]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for start in range(0, len(arns), 20):
-        for item in aws("elbv2").describe_tags(ResourceArns=arns[start : start + 20])["TagDescriptions"]:
-            out[item["ResourceArn"]] = {t["Key"]: t["Value"] for t in item.get("Tags", [])}
-    return out
-
-
-def owned(aws: Aws, stack: dict[str, Any], identifier: str) -> dict[str, list[Any]]:
+def owned(aws: Aws, stack: dict[str, Any], identifier: str) -> scenario.Inventory:
     """Everything tagged as this stack's work for ``identifier``."""
-    elbv2, ec2 = aws("elbv2"), aws("ec2")
-    groups = elbv2.describe_target_groups()["TargetGroups"]
-    balancers = elbv2.describe_load_balancers()["LoadBalancers"]
-    tags = _elb_tags(aws, [g["TargetGroupArn"] for g in groups] + [b["LoadBalancerArn"] for b in balancers])
-    name = stack["stack_name"]
-    mine = lambda arn: scenario.managed_by(tags.get(arn, {}), name, identifier)  # noqa: E731
-    security_groups = ec2.describe_security_groups(Filters=[
-        {"Name": "tag:tidb-privatelink:managed-by", "Values": [name]},
-        {"Name": "tag:tidb-privatelink:db-instance", "Values": [identifier]},
-    ])["SecurityGroups"]
-    services = [
-        s for s in ec2.describe_vpc_endpoint_service_configurations()["ServiceConfigurations"]
-        if scenario.managed_by(s.get("Tags", []), name, identifier)
-    ]
-    return {
-        "target_groups": [g for g in groups if mine(g["TargetGroupArn"])],
-        "load_balancers": [b for b in balancers if mine(b["LoadBalancerArn"])],
-        "security_groups": security_groups,
-        "endpoint_services": services,
-    }
+    return scenario.inventory(aws, stack["stack_name"], identifier)
 
 
 def database_ip(aws: Aws, vpc_id: str, identifier: str) -> str:

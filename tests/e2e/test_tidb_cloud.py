@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from pathlib import Path
 from typing import Any, Callable
 
 from local_stack import scenario
@@ -111,6 +112,12 @@ def test_tagging_links_tidb_cloud_and_untagging_unlinks_it(tidb_cloud: dict[str,
     assert connection["service_name"] == output["endpoint_service_name"]
     assert connection["cluster_id"] == stack["parameters"]["TiDBCloudClusterId"]
     endpoint_id = connection["endpoint_id"]
+    # The double made that endpoint as TiDB Cloud would, with ordinary credentials of its account
+    # (the emulator's record of every authorized request says who asked).
+    log = Path(stack["state_dir"]) / "logs/authorizations.jsonl"
+    creators = {entry["principal"] for entry in map(json.loads, log.read_text().splitlines())
+                if entry["action"] == "ec2:CreateVpcEndpoint" and entry["decision"] == "Allowed"}
+    assert creators == {f"arn:aws:iam::{tidb_account}:user/tidb-cloud"}, creators
 
     # AWS agrees: the service admits TiDB Cloud's account (read from the API), and its connection
     # from exactly that endpoint is accepted.
@@ -174,8 +181,7 @@ def test_wrong_keys_fail_with_tidb_cloud_unauthorized_and_leave_nothing(
     another pair)."""
     double, keys, driver, aws = tidb_cloud["double"], tidb_cloud["keys"], tidb_driver, tidb_aws
     identifier, network = "wrongkey-db", tidb_network
-    double.stop()
-    double.start("e2e-other-public-key", "e2e-other-private-" + secrets.token_hex(12))
+    double.replace_api_key("e2e-other-public-key", "e2e-other-private-" + secrets.token_hex(12))
     try:
         db = scenario.create_database(aws, network, identifier)
         offset = double.log_offset()
@@ -186,8 +192,7 @@ def test_wrong_keys_fail_with_tidb_cloud_unauthorized_and_leave_nothing(
         requests = double.requests_since(offset)
         connections = double.state()["connections"]
     finally:
-        double.stop()
-        double.start(keys["public_key"], keys["private_key"])
+        double.replace_api_key(keys["public_key"], keys["private_key"])
     inventory = driver.inventory(identifier, network.security_group_id)
     report(f"wrong keys ({identifier}): {why(execution)[:160]}...; TiDB Cloud: {double.describe(requests)}; "
            f"{inventory.summary()}")

@@ -118,20 +118,25 @@ class TiDBCloudAws:
             from botocore.config import Config
 
             config = Config(retries={"max_attempts": 1, "mode": "standard"})
-            # TiDB Cloud's account, bootstrapped with an administrator role the emulator's
-            # management account assumes (its key works while IAM enforcement is off).
-            role_arn = control.bootstrap_account(self.emulator_url, self.account_id, "tidb-cloud")
-            sts = boto3.client(
-                "sts", endpoint_url=self.emulator_url, region_name=self.region,
-                aws_access_key_id=control.MANAGEMENT_KEY[0], aws_secret_access_key=control.MANAGEMENT_KEY[1],
-                config=config,
-            )
-            creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="tidb-cloud-double")["Credentials"]
-            self._ec2 = boto3.client(
-                "ec2", endpoint_url=self.emulator_url, region_name=self.region, config=config,
-                aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                aws_session_token=creds["SessionToken"],
-            )
+            key = os.environ.get("TIDB_CLOUD_AWS_ACCESS_KEY_ID"), os.environ.get("TIDB_CLOUD_AWS_SECRET_ACCESS_KEY")
+            if all(key):
+                # Ordinary credentials of TiDB Cloud's account, as TiDB Cloud acts with its own
+                # (the local stack makes such a user and passes its keys).
+                credentials = {"aws_access_key_id": key[0], "aws_secret_access_key": key[1]}
+            else:
+                # Standalone (IAM enforcement off): bootstrap the account with an administrator
+                # role the emulator's management account assumes.
+                role_arn = control.bootstrap_account(self.emulator_url, self.account_id, "tidb-cloud")
+                sts = boto3.client(
+                    "sts", endpoint_url=self.emulator_url, region_name=self.region,
+                    aws_access_key_id=control.MANAGEMENT_KEY[0], aws_secret_access_key=control.MANAGEMENT_KEY[1],
+                    config=config,
+                )
+                creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="tidb-cloud-double")["Credentials"]
+                credentials = {"aws_access_key_id": creds["AccessKeyId"], "aws_secret_access_key": creds["SecretAccessKey"],
+                               "aws_session_token": creds["SessionToken"]}
+            self._ec2 = boto3.client("ec2", endpoint_url=self.emulator_url, region_name=self.region, config=config,
+                                     **credentials)
         return self._ec2
 
     def subnets(self) -> dict[str, tuple[str, str]]:
@@ -245,6 +250,13 @@ class Double:
             if (method, path) == ("POST", "/_double/faults"):
                 self.set_faults(body if isinstance(body, dict) else {})
                 return {"faults": self.faults}
+            if (method, path) == ("POST", "/_double/api-key"):
+                # The key pair TiDB Cloud accepts from now on (a rotated or deleted key).
+                keys = body if isinstance(body, dict) else {}
+                if not all(isinstance(keys.get(k), str) and keys[k] for k in ("public_key", "private_key")):
+                    raise ApiError(400, INVALID_ARGUMENT, 'body must be {"public_key": "...", "private_key": "..."}')
+                self.public_key, self.private_key = keys["public_key"], keys["private_key"]
+                return {"public_key": self.public_key}
             if (method, path) == ("POST", "/_double/clusters"):
                 cluster = (body or {}).get("clusterId") if isinstance(body, dict) else None
                 if not isinstance(cluster, str) or not cluster:
@@ -258,6 +270,7 @@ class Double:
                 self.connections.clear()
                 self.reset_faults({})
                 self.clusters = set(self.args.cluster)
+                self.public_key, self.private_key = self.args.public_key, self.args.private_key
                 return {}
         raise ApiError(404, NOT_FOUND, f"no control route {method} {path}")
 

@@ -292,6 +292,17 @@ def test_bad_credentials_get_401_and_a_new_challenge(double_url: str, user: str,
     assert headers.get_all("WWW-Authenticate") and PRIVATE not in json.dumps(body)
 
 
+def test_a_replaced_api_key_refuses_the_old_one_until_reset(api: Api, double_url: str):
+    path = ZONES.format(clusterId=CLUSTER)
+    status, _, body = http("POST", double_url + "/_double/api-key", {"public_key": "rotated", "private_key": "new-secret"})
+    assert (status, body) == (200, {"public_key": "rotated"}), "the private key is never echoed"
+    assert api.call("GET", path)[0] == 401
+    assert Api(double_url, "rotated", "new-secret").call("GET", path)[0] == 200
+    assert http("POST", double_url + "/_double/api-key", {"public_key": "only"})[0] == 400
+    http("POST", double_url + "/_double/reset", {})
+    assert api.call("GET", path)[0] == 200
+
+
 def test_replayed_or_misdirected_answers_are_refused(api: Api):
     path = ZONES.format(clusterId=CLUSTER)
     challenge = api.challenge("GET", path)
