@@ -99,9 +99,10 @@ def wait_for_execution(aws: Callable[[str], Any], state_machine_arn: str, identi
     raise TimeoutError(f"no execution of {state_machine_arn} for {identifier} started within {timeout:.0f} s")
 
 
-def follow(aws: Callable[[str], Any], execution_arn: str, timeout: float = 900,
-           poll: float = 0.5) -> Iterator[dict[str, Any]]:
-    """Yields history events as they happen, until the execution ends; then its description."""
+def follow(aws: Callable[[str], Any], execution_arn: str, timeout: float = 900, poll: float = 0.5,
+           tick: Callable[[], None] = lambda: None) -> Iterator[dict[str, Any]]:
+    """Yields history events as they happen, until the execution ends; then its description.
+    ``tick`` is called after each poll (to watch something else meanwhile)."""
     sfn = aws("stepfunctions")
     seen = 0
     deadline = time.time() + timeout
@@ -127,6 +128,7 @@ def follow(aws: Callable[[str], Any], execution_arn: str, timeout: float = 900,
             return
         if time.time() > deadline:
             raise TimeoutError(f"{execution_arn} still RUNNING after {timeout:.0f} s")
+        tick()
         time.sleep(poll)
 
 

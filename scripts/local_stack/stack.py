@@ -41,6 +41,9 @@ TIDB_CLOUD_API_KEY_SECRET = "tidb-cloud-api-key"
 # with the keys of a user in LOCAL_PARAMETERS' account, TiDB Cloud's side of PrivateLink.
 TIDB_CLOUD_DOUBLE = ROOT / "tests/tidb_cloud_double/double.py"
 TIDB_CLOUD_DOUBLE_CLUSTER = "1379661944646413143"  # the cluster the double knows by default
+# Seconds a new connection stays CREATING in the double, as TiDB Cloud takes a while to make its
+# endpoint (how long real TiDB Cloud takes is not documented: tests/tidb_cloud_double/README.md).
+TIDB_CLOUD_CREATING_SECONDS = 3
 
 
 class StackError(Exception):
@@ -309,7 +312,8 @@ def _start_double(processes: Processes, endpoint: str, region: str, port: int, u
            "TIDB_CLOUD_DOUBLE_PUBLIC_KEY": keys["public_key"], "TIDB_CLOUD_DOUBLE_PRIVATE_KEY": keys["private_key"]}
     argv = [str(ROOT / ".venv/bin/python"), str(TIDB_CLOUD_DOUBLE), "--emulator-url", endpoint, "--host", "127.0.0.1",
             "--port", str(port), "--region", region, "--account-id", user["account"],
-            "--az-ids", LOCAL_PARAMETERS["TiDBCloudAzIds"], "--cluster", TIDB_CLOUD_DOUBLE_CLUSTER, "--log-requests"]
+            "--az-ids", LOCAL_PARAMETERS["TiDBCloudAzIds"], "--cluster", TIDB_CLOUD_DOUBLE_CLUSTER,
+            "--creating-seconds", str(TIDB_CLOUD_CREATING_SECONDS), "--log-requests"]
     if owner_pid:
         argv += ["--watch-pid", str(owner_pid)]
     pid = processes.start("tidb-cloud-double", argv, env, ROOT)

@@ -8,7 +8,9 @@ Counts, requests and timings are printed with an ``E2E:`` prefix (``pytest -s`` 
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
 import threading
 import time
 import urllib.request
@@ -19,6 +21,7 @@ from typing import Any, Callable
 from local_stack import scenario
 
 Aws = Callable[[str], Any]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def report(line: str) -> None:
@@ -330,3 +333,29 @@ def test_a_failover_is_counted_in_cloudwatch_at_log_level_error(tidb_cloud: dict
     aws("rds").remove_tags_from_resource(ResourceName=db["DBInstanceArn"], TagKeys=[scenario.OPT_IN_TAG])
     [teardown] = driver.new_executions("deprovision", identifier, known)
     assert driver.run_to_end(teardown)["status"] == "SUCCEEDED"
+
+
+# --- scripts/demo, as a new user runs it ----------------------------------------------------------------
+
+
+def test_the_demo_shows_both_sides_and_then_leaves_nothing(tidb_cloud: dict[str, Any]) -> None:
+    """`scripts/demo` on a stack as `scripts/local-stack up` starts it by default: TiDB Cloud's
+    connection, TiDB Cloud's endpoint connection and its acceptance, the target's health, each
+    in the order they happen, then the teardown down to nothing on either side."""
+    stack = tidb_cloud["stack"]
+    demo = subprocess.run([str(ROOT / "scripts/demo")], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "LOCAL_STACK_DIR": stack["state_dir"]})
+    report("scripts/demo: " + " | ".join(l.strip() for l in demo.stdout.splitlines() if "SUCCEEDED" in l))
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-2000:]
+    provisioning, teardown = demo.stdout.split("5. Opt out", 1)
+
+    def order(text: str, *marks: str) -> list[int]:
+        return [text.find(mark) for mark in marks]
+
+    tidb = order(provisioning, ": CREATING", ": PENDING_ACCEPTANCE", ": ACTIVE")
+    endpoint = order(provisioning, ": pendingAcceptance", ": pending\n", "acceptor        accepted the request", ": available")
+    for positions in (tidb, endpoint):
+        assert -1 not in positions and positions == sorted(positions), (positions, provisioning)
+    assert ": healthy" in provisioning and "In TiDB Cloud (GET" in provisioning
+    assert "TiDB Cloud      connection" in teardown and ": gone" in teardown
+    assert "What is left of the link\n  nothing:" in teardown, teardown

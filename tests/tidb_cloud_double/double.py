@@ -73,6 +73,7 @@ class Connection:
     create_time: str = field(default_factory=now)
     update_time: str | None = None
     hold_reads: int = 0  # reads left in CREATING / DELETING before the next step
+    hold_until: float = 0.0  # time.monotonic() before which it stays CREATING (--creating-seconds)
     fail_with: str = ""  # fault injection: FAILED with this message instead of creating the endpoint
 
     def set_state(self, state: str, message: str = "") -> None:
@@ -404,6 +405,7 @@ class Double:
         connection = Connection(
             id=f"plc-{secrets.token_hex(8)}", cluster_id=cluster, display_name=display, service_name=name,
             created_by=f"apikey-{self.public_key}", hold_reads=int(self.faults["creating_reads"]),
+            hold_until=time.monotonic() + self.args.creating_seconds,
             fail_with=self.faults["fail_next_create"],
         )
         self.faults["fail_next_create"] = ""
@@ -453,6 +455,8 @@ class Double:
         """One step of TiDB Cloud's work on a connection, taken when a client looks at it."""
         if connection.state in ("CREATING", "DELETING") and connection.hold_reads > 0:
             connection.hold_reads -= 1
+            return
+        if connection.state == "CREATING" and time.monotonic() < connection.hold_until:
             return
         if connection.state == "DELETING":
             del self.connections[connection.id]
@@ -565,6 +569,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--algorithms", default="MD5",
                         help="digest algorithms offered, in order (MD5 alone is what TiDB Cloud is reported to send)")
     parser.add_argument("--nonce-ttl", type=float, default=300.0, help="seconds a nonce is accepted")
+    parser.add_argument("--creating-seconds", type=float, default=0.0,
+                        help="seconds a new connection stays CREATING before TiDB Cloud makes its endpoint")
     parser.add_argument("--rate-limit", type=int, default=0, help="requests a minute before 429 (0: unlimited)")
     parser.add_argument("--faults", help="JSON of faults armed at start, as POST /_double/faults")
     parser.add_argument("--watch-pid", type=int, help="exit when this process is gone")

@@ -460,6 +460,25 @@ def test_faults_fail_throttle_and_hold(api: Api, double_url: str, emulator: str)
     assert http("POST", double_url + "/_double/faults", {"explode": 1})[0] == 400
 
 
+def test_creating_seconds_hold_a_new_connection_in_creating(emulator: str):
+    process, url = start_double(emulator, "--account-id", TIDB_ACCOUNT, "--cluster", CLUSTER, "--public-key", PUBLIC,
+                                "--private-key", PRIVATE, "--creating-seconds", "1.5")
+    try:
+        api = Api(url)
+        _, service = endpoint_service(emulator)
+        created = time.monotonic()
+        plc = create(api, service["ServiceName"])["privateLinkConnectionId"]
+        states = [get(api, plc)[1]["state"]]
+        while states[-1] == "CREATING" and time.monotonic() - created < 10:
+            states.append(get(api, plc)[1]["state"])
+        assert states[0] == "CREATING" and states[-1] == "PENDING_ACCEPTANCE", states
+        assert time.monotonic() - created >= 1.5
+    finally:
+        http("POST", url + "/_double/reset", {})
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def test_watch_pid_ends_the_double(emulator: str):
     parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     double, _ = start_double(emulator, "--watch-pid", str(parent.pid))
