@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +18,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local_stack import scenario
+
+ROOT = Path(__file__).resolve().parents[2]
 
 Aws = Callable[[str], Any]
 
@@ -204,3 +207,13 @@ def test_removing_the_tag_deprovisions(aws: Aws, stack: dict[str, Any], orders: 
     execution = scenario.run_to_end(aws, scenario.wait_for_execution(aws, machine, "orders-db", known, timeout=30))
     assert execution["status"] == "SUCCEEDED", why(execution)
     assert all(not found for found in owned(aws, stack, "orders-db").values())
+
+
+def test_tidb_cloud_parameters_without_no_tidb_cloud_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    """TiDB Cloud's account and zones come from its API (the double) unless --no-tidb-cloud."""
+    up = subprocess.run([str(ROOT / "scripts/local-stack"), "up", "--state-dir", str(tmp_path), "--port", "0",
+                         "--dns-port", "0", "--tidb-cloud-account-id", "111122223333"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert up.returncode == 1, up.stdout + up.stderr
+    assert "--tidb-cloud-account-id and --tidb-cloud-az-ids go with --no-tidb-cloud" in up.stderr
+    assert not (tmp_path / "pids").exists() and not (tmp_path / "state.json").exists()
