@@ -12,6 +12,7 @@ pub mod error;
 pub mod metrics;
 pub mod naming;
 pub mod net;
+pub mod notify;
 pub mod payload;
 pub mod resources;
 pub mod runtime;

@@ -17,6 +17,8 @@ pub struct Settings {
     pub tidb_cloud_az_ids: Vec<String>,
     /// SNS topic that receives endpoint connection notifications.
     pub connection_topic_arn: Option<String>,
+    /// SNS topic this stack tells its outcomes to (provisioned, failed, torn down).
+    pub notification_topic_arn: Option<String>,
     /// The tag key that opts an RDS instance in.
     pub opt_in_tag_key: String,
     /// The two workflows, which run one at a time per instance.
@@ -62,6 +64,7 @@ impl Settings {
             tidb_cloud_account_id,
             tidb_cloud_az_ids,
             connection_topic_arn: var("CONNECTION_TOPIC_ARN"),
+            notification_topic_arn: var("NOTIFICATION_TOPIC_ARN"),
             dns_resolver,
         })
     }

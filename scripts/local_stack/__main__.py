@@ -7,6 +7,7 @@ under cargo lambda watch, everything template.yaml defines deployed into it).
                            [--no-reload] [--no-build] [--restart] [--state-dir DIR]
     scripts/local-stack down [--state-dir DIR]
     scripts/local-stack status|env [--state-dir DIR]
+    scripts/local-stack notifications [--wait S] [--state-dir DIR]
 
 By default TiDB Cloud is played by the TiDB Cloud double (tests/tidb_cloud_double), a process of
 the stack: its API key is in the local Secrets Manager and the stack is deployed with
@@ -24,6 +25,7 @@ picks a free one.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (("down", "stop every process the stack started"), ("status", "what is running"),
                        ("env", "print the shell exports of the running stack")):
         commands.add_parser(name, help=text).add_argument("--state-dir")
+    told = commands.add_parser("notifications", help="what the stack told its notification topic since last asked")
+    told.add_argument("--wait", type=float, default=0, help="wait up to S seconds for a first message")
+    told.add_argument("--state-dir")
     reap = commands.add_parser("reap", help=argparse.SUPPRESS)
     reap.add_argument("--owner-pid", type=int, required=True)
     reap.add_argument("--state-dir")
@@ -103,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
                 print("local-stack: not up (scripts/local-stack up)", file=sys.stderr)
                 return 3
             print("\n".join(stack.exports(state)))
+            return 0
+        if args.command == "notifications":
+            state = stack.load_state(state_dir)
+            if not state:
+                print("local-stack: not up (scripts/local-stack up)", file=sys.stderr)
+                return 3
+            for message in stack.notifications(state, args.wait):
+                print(f"{message['time']}  {message['subject']}\n{json.dumps(message['body'], indent=2)}")
             return 0
         if args.command == "reap":
             stack.reap(args.owner_pid, state_dir)

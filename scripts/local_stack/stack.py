@@ -257,6 +257,39 @@ def _tidb_cloud_user(endpoint: str, region: str, account: str) -> dict[str, str]
     return {"account": account, "access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
 
 
+def subscribe_notifications(client: Callable[[str], Any], stack_name: str, topic_arn: str) -> str:
+    """A queue subscribed to the stack's notification topic, as a user's would be, so that
+    ``scripts/local-stack notifications`` can show what the stack told; its URL."""
+    sqs = client("sqs")
+    url = sqs.create_queue(QueueName=f"{stack_name}-local-notifications")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    # In AWS the queue must admit the topic's deliveries.
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": arn,
+        "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}}}]})})
+    client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn)
+    return url
+
+
+def notifications(state: dict[str, Any], wait: float = 0) -> list[dict[str, Any]]:
+    """What the stack told its notification topic since the last call: ``{"subject", "body",
+    "time"}`` each, oldest first (read from the local subscriber queue, then deleted from it)."""
+    sqs = boto_client(state["endpoint"], state["region"], state["admin"]["access_key_id"],
+                      state["admin"]["secret_access_key"])("sqs")
+    out: list[dict[str, Any]] = []
+    deadline = time.time() + wait
+    while True:
+        messages = sqs.receive_message(QueueUrl=state["notifications_queue_url"], MaxNumberOfMessages=10,
+                                       WaitTimeSeconds=1 if wait else 0).get("Messages", [])
+        for message in messages:
+            envelope = json.loads(message["Body"])
+            out.append({"subject": envelope.get("Subject"), "body": json.loads(envelope["Message"]),
+                        "time": envelope.get("Timestamp")})
+            sqs.delete_message(QueueUrl=state["notifications_queue_url"], ReceiptHandle=message["ReceiptHandle"])
+        if not messages and (out or time.time() >= deadline):
+            return out
+
+
 def deployed_policies(client: Callable[[str], Any], stack: Any) -> dict[str, Any]:
     """Every IAM policy the stack deployed, as the emulator holds it: each role's inline and
     managed policies, and the resource policies of its topic and key (tests/emulator/iam)."""
@@ -446,6 +479,8 @@ def up(options: Options) -> dict[str, Any]:
         deployer = Deployer(client, options.region, ACCOUNT, options.stack_name, template, values, binaries)
         stack = deployer.deploy(progress=lambda line: _say(f"  created {line}"))
         (state_dir / "policies.json").write_text(json.dumps(deployed_policies(client, stack), indent=1))
+        notifications_queue_url = subscribe_notifications(client, options.stack_name,
+                                                          stack.outputs["NotificationTopicArn"])
 
         # 4. Each function under its own cargo lambda watch, as its own role; the emulator forwards
         #    every invocation of the function to it.
@@ -498,6 +533,7 @@ def up(options: Options) -> dict[str, Any]:
             "tidb_cloud_account_id": values.get("TiDBCloudAccountId") or tidb_cloud["account"],
             "tidb_cloud": tidb_cloud,
             "tidb_cloud_double": double,
+            "notifications_queue_url": notifications_queue_url,
             "state_machines": stack.state_machines,
             "outputs": stack.outputs,
             "resources": {lid: {"type": stack.types[lid], **attrs} for lid, attrs in stack.resources.items()},

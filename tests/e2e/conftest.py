@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from local_stack import scenario  # noqa: E402
-from local_stack.stack import control, ports_of as stack_ports  # noqa: E402  (control: tests/emulator/control.py)
+from local_stack.stack import control, notifications, ports_of as stack_ports  # noqa: E402  (control: tests/emulator/control.py)
 from local_stack.processes import listening  # noqa: E402
 
 STACK_NAME = "tidb-privatelink-e2e"
@@ -109,6 +109,32 @@ class Driver:
     def __init__(self, stack: dict[str, Any], aws: Aws):
         self.stack, self.aws = stack, aws
         self.name = stack["stack_name"]
+        self.notifications: list[dict[str, Any]] = []  # every one read so far, for all tests
+
+    # -- what the stack told its notification topic -------------------------------------------
+
+    def told(self, identifier: str, event: str, timeout: float = 30) -> list[dict[str, Any]]:
+        """Bodies of the stack's notifications of kind ``event`` about ``identifier``, waiting up
+        to ``timeout`` for a first one (delivery is asynchronous: Step Functions -> EventBridge ->
+        the notify function -> SNS -> the local subscriber queue)."""
+        deadline = time.time() + timeout
+        while True:
+            self.notifications += notifications(self.stack)
+            found = [n["body"] for n in self.notifications
+                     if (n["body"].get("db_instance_identifier"), n["body"].get("event")) == (identifier, event)]
+            if found or time.time() > deadline:
+                return found
+            time.sleep(0.5)
+
+    def notify_handled(self, execution_arn: str, timeout: float = 30) -> bool:
+        """Whether the notify function has decided about ``execution_arn`` (its log names it)."""
+        log = Path(self.stack["state_dir"]) / "logs" / f"{self.name}-NotifyFunction.log"
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if log.exists() and execution_arn in log.read_text(errors="replace"):
+                return True
+            time.sleep(0.5)
+        return False
 
     # -- workflows ----------------------------------------------------------------------------
 

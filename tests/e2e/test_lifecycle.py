@@ -146,6 +146,13 @@ def test_a_failure_midway_rolls_back_and_fails_with_the_original_error(
     assert before_rollback.counts()["security_groups"] == 1 and before_rollback.counts()["db_sg_rules"] == 1
     assert after.empty(), after.summary()
     assert not product_tags(driver.instance_tags(identifier))
+    # One message says it all (the error, and what the rollback removed, from the execution's
+    # history); the rollback's own teardown tells nothing more.
+    [failed] = driver.told(identifier, "provisioning-failed")
+    assert (failed["error"], failed["cause"], failed["rollback"]["removed"]) == (
+        execution["error"], execution["cause"], removed), failed
+    assert driver.notify_handled(rollbacks[0]["executionArn"]), "the notify function never saw the rollback end"
+    assert not driver.told(identifier, "torn-down", timeout=0)
 
 
 # --- the scenarios that mostly wait, started together ------------------------------------------------
@@ -232,6 +239,11 @@ def test_setting_the_tag_to_off_removes_everything(aws: Aws, driver: Any, starte
     assert teardown["status"] == "SUCCEEDED", why(teardown)
     assert after.empty(), after.summary()
     assert provision["status"] == "SUCCEEDED" and driver.states_entered(provision_arn)[-1] == "NothingToDo"
+    # Told once each: provisioned, then removed; the no-op provisioning tells nothing.
+    [removed] = driver.told(identifier, "torn-down")
+    assert removed["removed"]["endpoint_service"]["removed"], removed
+    assert driver.notify_handled(provision_arn), "the notify function never saw the no-op provisioning end"
+    assert len(driver.told(identifier, "provisioned")) == 1
 
 
 # --- 2. deleting the instance ------------------------------------------------------------------------

@@ -153,6 +153,12 @@ def test_tagging_links_tidb_cloud_and_untagging_unlinks_it(tidb_cloud: dict[str,
            f"{waited:.2f} s; provisioning took "
            f"{(execution['stopDate'] - execution['startDate']).total_seconds():.1f} s")
 
+    # The stack told its topic, with what a TiDB Cloud user needs.
+    [told] = driver.told(identifier, "provisioned")
+    assert (told["tidb_cloud_connection_id"], told["endpoint_service_name"], told["target_state"]) == (
+        connection_id, output["endpoint_service_name"], "healthy")
+    assert sorted(told["zones"]) == sorted(z["ZoneName"] for z in balancer["AvailabilityZones"])
+
     # Untag: the connection is deleted in TiDB Cloud first, then everything else.
     before = driver.inventory(identifier, network.security_group_id)
     nlb_groups = {g["GroupId"] for g in before["security_groups"]}
@@ -167,6 +173,8 @@ def test_tagging_links_tidb_cloud_and_untagging_unlinks_it(tidb_cloud: dict[str,
 
     assert teardown["status"] == "SUCCEEDED", why(teardown)
     assert json.loads(teardown["output"])["removed"]["tidb_cloud_connection"]["removed"] == [connection_id]
+    [untold] = driver.told(identifier, "torn-down")
+    assert untold["removed"]["tidb_cloud_connection"]["removed"] == [connection_id]
     assert connection_id not in {c["id"] for c in double.state()["connections"]}
     assert after.empty(), after.summary()
     assert not ec2.describe_vpc_endpoint_connections(
@@ -262,6 +270,10 @@ def test_a_connection_failing_twice_fails_with_tidb_clouds_message_and_rolls_bac
     assert [r["status"] for r in rollbacks] == ["SUCCEEDED"], rollbacks
     assert not [c for c in double.state()["connections"] if c["service_name"] == service_name]
     assert inventory.empty(), inventory.summary()
+    # Told with TiDB Cloud's own message and what the rollback removed (at LogLevel=error too).
+    [failed] = driver.told(identifier, "provisioning-failed")
+    assert (failed["error"], failed["cause"]) == (execution["error"], execution["cause"])
+    assert failed["rollback"]["removed"]["endpoint_service"]["removed"] == [service_name.rsplit(".", 1)[-1]], failed
 
 
 # --- 10. the wait's announcement fails once -------------------------------------------------------------

@@ -404,3 +404,31 @@ def test_step_functions_calls_lambda_as_the_state_machines_role(enforced: dict[s
     assert results["sm-may"]["status"] == "SUCCEEDED", results["sm-may"]
     assert results["sm-may-not"]["status"] == "FAILED"
     assert "lambda:InvokeFunction" in results["sm-may-not"].get("cause", "")
+
+
+# --- Step Functions execution status changes ------------------------------------------------------
+
+
+def test_execution_status_changes_reach_eventbridge_in_aws_shape(emu: dict[str, Any]) -> None:
+    url = capture_queue(emu, {"source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"]})
+    passes = state_machine(emu, f"ok{time.time_ns()}", {"StartAt": "P", "States": {
+        "P": {"Type": "Pass", "Result": {"done": True}, "End": True}}}, [])
+    fails = state_machine(emu, f"ko{time.time_ns()}", {"StartAt": "F", "States": {
+        "F": {"Type": "Fail", "Error": "Broken", "Cause": "on purpose"}}}, [])
+    succeeded, failed = run(emu, passes, {"n": 1}), run(emu, fails, {"n": 2})
+    seen: list[dict[str, Any]] = []
+    for _ in range(20):
+        seen += drain(emu, url)
+        if len(seen) >= 4:
+            break
+    by_execution = {}
+    for event in seen:
+        assert event["resources"] == [event["detail"]["executionArn"]]
+        by_execution.setdefault(event["detail"]["executionArn"], []).append(event["detail"])
+    ok, ko = by_execution[succeeded["executionArn"]], by_execution[failed["executionArn"]]
+    assert [d["status"] for d in ok] == ["RUNNING", "SUCCEEDED"] and [d["status"] for d in ko] == ["RUNNING", "FAILED"]
+    assert ok[0]["stopDate"] is None and ok[0]["output"] is None
+    assert (json.loads(ok[1]["input"]), json.loads(ok[1]["output"]), ok[1]["outputDetails"]) == (
+        {"n": 1}, {"done": True}, {"included": True})
+    assert ok[1]["stateMachineArn"] == passes and ok[1]["stopDate"] >= ok[1]["startDate"] > 0
+    assert (ko[1]["error"], ko[1]["cause"], ko[1]["output"]) == ("Broken", "on purpose", None)

@@ -16,7 +16,7 @@ def apply_all() -> None:
         return
     from . import ec2, elbv2, elbv2_health, rds, vpce_connections, vpce_notifications, vpce_services
     from . import events_targets, faults, iam_enforcement, iam_evaluation, lambda_forward, rds_events
-    from . import sfn_integrations
+    from . import sfn_events, sfn_integrations
 
     ec2.apply()
     rds.apply()
@@ -31,5 +31,6 @@ def apply_all() -> None:
     iam_enforcement.apply()
     iam_evaluation.apply()
     sfn_integrations.apply()
+    sfn_events.apply()
     faults.apply()
     _applied = True
