@@ -308,8 +308,13 @@ def deployed_policies(client: Callable[[str], Any], stack: Any) -> dict[str, Any
                 policies.append({"name": attached["PolicyArn"], "policy": document, "managed": True})
             roles[logical_id] = {"arn": attributes["Arn"], "policies": policies}
         elif kind == "AWS::SNS::Topic":
-            policy = client("sns").get_topic_attributes(TopicArn=attributes["Ref"])["Attributes"].get("Policy")
-            resource_policies[logical_id] = {"arn": attributes["Ref"], "policy": json.loads(policy) if policy else None}
+            policy = json.loads(client("sns").get_topic_attributes(TopicArn=attributes["Ref"])["Attributes"].get("Policy")
+                                or "null")
+            # A topic without a TopicPolicy has SNS's default one (the owner account's principals),
+            # which is not the template's to justify.
+            if policy and [s.get("Sid") for s in policy.get("Statement", [])] == ["__default_statement_ID"]:
+                policy = None
+            resource_policies[logical_id] = {"arn": attributes["Ref"], "policy": policy}
         elif kind == "AWS::KMS::Key":
             policy = client("kms").get_key_policy(KeyId=attributes["KeyId"], PolicyName="default")["Policy"]
             resource_policies[logical_id] = {"arn": attributes["Arn"], "policy": json.loads(policy)}

@@ -226,65 +226,49 @@ def test_a_service_the_stack_does_not_manage_is_left_pending(aws: Aws, stack: di
         elbv2.delete_load_balancer(LoadBalancerArn=balancer["LoadBalancerArn"])
 
 
-@pytest.fixture
-def captured(aws: Aws, stack: dict[str, Any]) -> Iterator[Any]:
-    """An SQS queue subscribed (raw) to the stack's topic, to see the messages the emulator publishes."""
-    sqs, sns = aws("sqs"), aws("sns")
-    url = sqs.create_queue(QueueName="e2e-connection-notifications")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    subscription = sns.subscribe(TopicArn=stack["outputs"]["ConnectionTopicArn"], Protocol="sqs", Endpoint=arn,
-                                 Attributes={"RawMessageDelivery": "true"}, ReturnSubscriptionArn=True)
-    try:
-        yield lambda: [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                                              WaitTimeSeconds=1).get("Messages", [])]
-    finally:
-        sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
-        sqs.delete_queue(QueueUrl=url)
-
-
 def test_a_duplicated_notification_is_harmless(aws: Aws, stack: dict[str, Any], service: dict[str, Any],
-                                               tidb_cloud: Consumer, acceptor_log: FunctionLog,
-                                               captured: Callable[[], list[str]]) -> None:
-    endpoint = tidb_cloud.request(service["name"])
-    assert tidb_cloud.wait(endpoint, "available") == "available", "TiDB Cloud's endpoint was not accepted"
-
-    # The notification the emulator published for this request.
-    deadline = time.time() + 10
-    original = None
-    while original is None and time.time() < deadline:
-        original = next((body for body in captured() if json.loads(body).get("vpcEndpointId") == endpoint
-                         and json.loads(body).get("eventType") == "Connect"), None)
-        time.sleep(0.2)
-    assert original, "no Connect notification for the endpoint reached the topic"
-
+                                               tidb_cloud: Consumer, acceptor_log: FunctionLog) -> None:
+    """SNS delivers at least once: the Connect notification reaches the acceptor twice, with the
+    same message ID (the emulator's duplicate-delivery fault); the second run changes nothing."""
     offset = acceptor_log.offset()
     emulator_log = Path(stack["state_dir"]) / "logs" / "emulator.log"
     emulator_offset = emulator_log.stat().st_size
-    message_id = aws("sns").publish(TopicArn=stack["outputs"]["ConnectionTopicArn"], Message=original,
-                                    Subject=f"VPC Endpoint Connection Notification: Connect {endpoint}")["MessageId"]
+    control.faults(stack["endpoint"], [{"action": "sns:Publish", "fault": "duplicate-delivery"}])
+    try:
+        endpoint = tidb_cloud.request(service["name"])
+        assert tidb_cloud.wait(endpoint, "available") == "available", "TiDB Cloud's endpoint was not accepted"
+        # The two runs for the duplicated message, each followed to its last line or to an error.
+        deadline = time.time() + 30
+        runs: dict[str, list[dict[str, Any]]] = {}
+        while time.time() < deadline:
+            records = acceptor_log.records(offset)
+            by_message: dict[str, set[str]] = {}
+            for record in records:
+                message_id = record.get("fields", {}).get("message_id")
+                if message_id:
+                    by_message.setdefault(message_id, set()).add(FunctionLog.request_id(record))
+            twice = [requests for requests in by_message.values() if len(requests) >= 2]
+            runs = {request_id: [r for r in records if FunctionLog.request_id(r) == request_id]
+                    for requests in twice for request_id in requests}
+            finished = [run for run in runs.values() if any(
+                r.get("level") == "ERROR" or r.get("fields", {}).get("message") == "connection requests answered"
+                for r in run)]
+            if runs and len(finished) == len(runs):
+                break
+            time.sleep(0.3)
+    finally:
+        control.faults(stack["endpoint"], None)
+    assert len(twice) == 1 and len(runs) == 2, f"expected one notification run twice: {by_message}"
 
-    # The acceptor's run for the repeated message: found by its SNS message ID, followed to its last
-    # line ("connection requests answered") or to an error.
-    deadline = time.time() + 30
-    request_id, run = None, []
-    while time.time() < deadline:
-        records = acceptor_log.records(offset)
-        request_id = request_id or next((FunctionLog.request_id(r) for r in records
-                                         if r.get("fields", {}).get("message_id") == message_id), None)
-        run = [r for r in records if request_id and FunctionLog.request_id(r) == request_id]
-        if any(r.get("level") == "ERROR" or r.get("fields", {}).get("message") == "connection requests answered"
-               for r in run):
-            break
-        time.sleep(0.3)
-    assert request_id, f"the accept function did not run for the repeated notification {message_id}"
-
-    errors = [r for r in run if r.get("level") == "ERROR"]
-    assert not errors, errors
+    every = [r for run in runs.values() for r in run]
+    assert not [r for r in every if r.get("level") == "ERROR"], every
     with open(emulator_log, "rb") as log:  # an invocation that failed outright is reported here
         log.seek(emulator_offset)
         failed = [line for line in log.read().decode(errors="replace").splitlines()
                   if "AcceptConnections" in line and "failed" in line]
     assert not failed, failed
-    assert not [r for r in run if r.get("fields", {}).get("message") == "connection request decided"], run
+    decided = [r["fields"] for r in acceptor_log.records(offset) if r.get("fields", {}).get("endpoint") == endpoint
+               and r["fields"].get("message") == "connection request decided"]
+    assert len(decided) == 1 and decided[0]["accepted"], decided
     assert tidb_cloud.state(endpoint) == "available"
     assert connection_states(aws, service["id"])[endpoint] == "available"

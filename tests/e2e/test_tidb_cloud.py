@@ -13,12 +13,12 @@ import secrets
 import subprocess
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
 from local_stack import scenario
+from local_stack.stack import control
 
 Aws = Callable[[str], Any]
 ROOT = Path(__file__).resolve().parents[2]
@@ -279,15 +279,6 @@ def test_a_connection_failing_twice_fails_with_tidb_clouds_message_and_rolls_bac
 # --- 10. the wait's announcement fails once -------------------------------------------------------------
 
 
-def emulator_faults(stack: dict[str, Any], faults: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """Arms (or, with None, disarms) the emulator's faults; returns what is armed."""
-    request = urllib.request.Request(f"{stack['endpoint']}/_emulator/faults",
-                                     data=json.dumps({"faults": faults}).encode() if faults is not None else None,
-                                     method="POST" if faults is not None else "DELETE")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def test_a_failed_putevents_entry_is_retried(tidb_cloud: dict[str, Any], tidb_aws: Aws, tidb_driver: Any,
                                              tidb_network: scenario.Network) -> None:
     """PutEvents can answer 200 with a failed entry; the wait's task then fails with
@@ -295,14 +286,14 @@ def test_a_failed_putevents_entry_is_retried(tidb_cloud: dict[str, Any], tidb_aw
     stack, driver, aws = tidb_cloud["stack"], tidb_driver, tidb_aws
     identifier, network = "ledger-db", tidb_network
     db = scenario.create_database(aws, network, identifier)
-    emulator_faults(stack, [{"action": "events:PutEvents", "fault": "failed-entry", "count": 1}])
+    control.faults(stack["endpoint"], [{"action": "events:PutEvents", "fault": "failed-entry", "count": 1}])
     try:
         known = driver.known("provision")
         scenario.opt_in(aws, db["DBInstanceArn"])
         [arn] = driver.new_executions("provision", identifier, known)
         execution = driver.run_to_end(arn)
     finally:
-        emulator_faults(stack, None)
+        control.faults(stack["endpoint"], None)
     failed = [e["taskFailedEventDetails"]["error"] for e in driver.history(arn) if e["type"] == "TaskFailed"]
     report(f"failed PutEvents entry ({identifier}): {execution['status']}, task failures {failed}")
 

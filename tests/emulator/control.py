@@ -37,3 +37,12 @@ def problems(endpoint: str) -> list[str]:
     """Crashes, 5xx answers, logged exceptions and unmapped product calls, so far."""
     with urllib.request.urlopen(f"{endpoint}/_emulator/problems", timeout=10) as response:
         return json.loads(response.read())
+
+
+def faults(endpoint: str, armed: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Arms the emulator's faults (patches/faults.py), or with None disarms them all; what is armed."""
+    request = urllib.request.Request(f"{endpoint}/_emulator/faults", method="POST" if armed is not None else "DELETE",
+                                     data=json.dumps({"faults": armed}).encode() if armed is not None else None,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())

@@ -198,6 +198,27 @@ def test_sns_delivers_awss_event_shape_to_the_function(emu: dict[str, Any]) -> N
     assert (record["Sns"]["TopicArn"], record["Sns"]["Message"], record["Sns"]["Subject"]) == (topic, '{"eventType": "Connect"}', "hello")
 
 
+def test_a_duplicate_delivery_fault_delivers_one_message_twice(emu: dict[str, Any]) -> None:
+    """SNS delivers at least once; the fault makes the next delivery a duplicate (same message ID)."""
+    arn = function(emu, "fn-twice")
+    sns = client(emu, "sns")
+    topic = sns.create_topic(Name="twice")["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="lambda", Endpoint=arn)
+    post(emu, "/_emulator/faults", json.dumps({"faults": [{"action": "sns:Publish", "fault": "duplicate-delivery"}]}).encode())
+    try:
+        first = sns.publish(TopicArn=topic, Message="once")["MessageId"]
+        second = sns.publish(TopicArn=topic, Message="and again")["MessageId"]
+        for _ in range(50):
+            ids = [body["Records"][0]["Sns"]["MessageId"] for name, body in emu["watch"].calls if name == "bin-twice"]
+            if len(ids) >= 3:
+                break
+            time.sleep(0.1)
+        assert sorted(ids) == sorted([first, first, second]), ids
+    finally:
+        request = urllib.request.Request(emu["url"] + "/_emulator/faults", method="DELETE")
+        urllib.request.urlopen(request, timeout=10).read()
+
+
 # --- EventBridge and RDS events ----------------------------------------------------------------
 
 

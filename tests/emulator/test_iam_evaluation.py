@@ -326,6 +326,26 @@ def test_calls_being_added_are_mapped(enforced):
         "AccessDenied"
 
 
+def test_publishing_to_an_encrypted_topic_needs_its_key_policy(enforced):
+    """SNS encrypts with the topic's key as the publisher: a role allowed sns:Publish still gets
+    AccessDenied unless the key's policy admits it (the key policy below names one role only and
+    does not delegate data use to the account)."""
+    publish = {"Effect": "Allow", "Action": "sns:Publish", "Resource": "*"}
+    named, unnamed = enforced.function_role(publish), enforced.function_role(publish)
+    named_arn = named("sts").get_caller_identity()["Arn"]
+    role_arn = f"arn:aws:iam::{enforced.id}:role/{named_arn.split('/')[1]}"
+    key = enforced.aws("kms").create_key(Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{enforced.id}:root"},
+         "Action": ["kms:Describe*", "kms:Put*", "kms:Get*"], "Resource": "*"},
+        {"Sid": "Publisher", "Effect": "Allow", "Principal": {"AWS": role_arn},
+         "Action": ["kms:GenerateDataKey*", "kms:Decrypt"], "Resource": "*"}]}))["KeyMetadata"]["KeyId"]
+    topic = enforced.aws("sns").create_topic(Name=f"encrypted-{random.randint(0, 10**9)}",
+                                             Attributes={"KmsMasterKeyId": key})["TopicArn"]
+    named("sns").publish(TopicArn=topic, Message="told")
+    refused = denied(lambda: unnamed("sns").publish(TopicArn=topic, Message="told"))
+    assert "kms:GenerateDataKey" in refused["message"], refused
+
+
 def test_send_task_success_is_checked_against_the_tokens_state_machine():
     """AWS's data lists no resource type for SendTaskSuccess ("*" only); AWS checks it against the
     state machine whose execution issued the token, and so does the emulator."""

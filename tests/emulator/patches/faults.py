@@ -19,6 +19,10 @@ and is used up after ``count`` matching calls:
 Fault kinds:
   * ``failed-entry`` (``events:PutEvents`` only): HTTP 200, every entry failed with
     ``InternalFailure``.
+  * ``duplicate-delivery`` (``sns:Publish`` only): the next message published (by anyone, AWS
+    services included) is delivered twice to each Lambda subscription, with the same message ID,
+    as SNS's at-least-once delivery may (SNS developer guide, "Message delivery"); ``count`` counts
+    deliveries.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from moto.events.responses import EventsHandler
 
 from ._common import STATE_LOCK, wrap
 
-KINDS = {"failed-entry": {"events:PutEvents"}}
+KINDS = {"failed-entry": {"events:PutEvents"}, "duplicate-delivery": {"sns:Publish"}}
 
 
 @dataclass

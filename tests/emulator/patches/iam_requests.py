@@ -360,6 +360,27 @@ def _queue(call: Call) -> list[Authorization]:
     return [on(call, call.arn("sqs", name, account=account))]
 
 
+def _publish(call: Call) -> list[Authorization]:
+    """Publishing to an encrypted topic also takes the topic's key (SNS developer guide, "Managing
+    Amazon SNS encryption keys and costs": the publisher needs kms:GenerateDataKey* and
+    kms:Decrypt), authorized by the key's policy."""
+    from moto.kms.models import kms_backends
+    from moto.sns.models import sns_backends
+
+    topic_arn = str(call.param("TopicArn") or call.param("TargetArn") or "")
+    out = [on(call, topic_arn)]
+    region, account = (topic_arn.split(":") + ["", "", "", "", ""])[3:5]
+    topic = sns_backends[account][region].topics.get(topic_arn) if account else None
+    key_id = getattr(topic, "kms_master_key_id", None)
+    if key_id:
+        key = kms_backends[account][region].describe_key(key_id)
+        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+            authorization = on(call, key.arn, action=action)
+            authorization.resource_policy = json.loads(key.policy)
+            out.append(authorization)
+    return out
+
+
 def _service_linked_role(call: Call) -> list[Authorization]:
     service = call.param("AWSServiceName", "")
     name = {"elasticloadbalancing.amazonaws.com": "AWSServiceRoleForElasticLoadBalancing"}.get(service, "*")
@@ -384,6 +405,7 @@ BUILDERS: dict[str, Callable[[Call], list[Authorization]]] = {
     "states:SendTaskHeartbeat": _task_callback,
     "iam:CreateServiceLinkedRole": _service_linked_role,
     "cloudwatch:PutMetricData": lambda call: [on(call, "*")],
+    "sns:Publish": _publish,
     **{f"sqs:{operation}": _queue for operation in ("SendMessage", "ReceiveMessage", "DeleteMessage",
                                                      "GetQueueAttributes", "SetQueueAttributes")},
 }
