@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 from botocore.exceptions import ClientError
 
-from . import scenario, stack
+from . import scenario, stack, status
 
 BOLD, DIM, GREEN, RED, CYAN, RESET = (("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[36m", "\033[0m")
                                      if sys.stdout.isatty() else ("",) * 6)
@@ -56,30 +56,13 @@ WAITING_FOR = {"WaitForLoadBalancer": "the load balancer", "WaitForTargetHealth"
                "WaitForTiDBCloud": "TiDB Cloud's connection"}
 
 
-class TiDBCloudApi:
-    """TiDB Cloud's API as a TiDB Cloud user calls it (HTTP digest with the stack's key pair)."""
-
-    def __init__(self, url: str, cluster: str, keys: dict[str, str]):
-        from requests.auth import HTTPDigestAuth
-
-        self.collection = f"{url}/v1beta1/clusters/{cluster}/privateLinkConnections"
-        self.auth = HTTPDigestAuth(keys["public_key"], keys["private_key"])
-
-    def connections(self) -> list[dict[str, Any]]:
-        import requests
-
-        answer = requests.get(self.collection, params={"pageSize": 100}, auth=self.auth, timeout=10)
-        answer.raise_for_status()
-        return answer.json().get("privateLinkConnections", [])
-
-
-def tidb_cloud_api(aws: Callable[[str], Any], state: dict[str, Any]) -> TiDBCloudApi | None:
+def tidb_cloud_api(aws: Callable[[str], Any], state: dict[str, Any]) -> scenario.TiDBCloudApi | None:
     """The API of the TiDB Cloud double the stack runs (None when it runs without one)."""
     double = state.get("tidb_cloud_double")
     if not double:
         return None
     secret = aws("secretsmanager").get_secret_value(SecretId=state["parameters"]["TiDBCloudApiKeySecretArn"])
-    return TiDBCloudApi(double["url"], double["cluster"], json.loads(secret["SecretString"]))
+    return scenario.TiDBCloudApi(double["url"], double["cluster"], json.loads(secret["SecretString"]))
 
 
 class Sides:
@@ -88,7 +71,7 @@ class Sides:
     target's health, and the acceptor's decisions."""
 
     def __init__(self, aws: Callable[[str], Any], state: dict[str, Any], identifier: str, started: float,
-                 api: TiDBCloudApi | None):
+                 api: scenario.TiDBCloudApi | None):
         self.aws, self.state, self.identifier, self.started, self.api = aws, state, identifier, started, api
         self.seen: dict[tuple[str, str], str] = {}
         self.services: dict[str, str] = {}  # endpoint service ID -> name, once seen
@@ -232,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     _created(aws, state, identifier, zone, output)
     if api is not None:
         _what_tidb_cloud_shows(api, output)
+    heading("What `scripts/status --local` says of it")
+    status.show([link for link in status.links(aws, state) if link["db_instance_identifier"] == identifier],
+                state["stack_name"])
     if args.keep:
         _explore(state, state_dir, identifier, db["DBInstanceArn"])
         return 0
@@ -262,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(aws: Callable[[str], Any], state: dict[str, Any], machine: str, identifier: str, started: float,
-         api: TiDBCloudApi | None, act: Callable[[], None], title: str) -> dict[str, Any] | None:
+         api: scenario.TiDBCloudApi | None, act: Callable[[], None], title: str) -> dict[str, Any] | None:
     """Does ``act`` (a tag change), then follows the execution it starts; None when it failed."""
     arn = state["state_machines"][machine]
     known = {e["executionArn"] for e in scenario.executions(aws, arn)}
@@ -282,7 +268,7 @@ def _run(aws: Callable[[str], Any], state: dict[str, Any], machine: str, identif
     return execution
 
 
-def _what_tidb_cloud_shows(api: TiDBCloudApi, output: dict[str, Any]) -> None:
+def _what_tidb_cloud_shows(api: scenario.TiDBCloudApi, output: dict[str, Any]) -> None:
     for connection in api.connections():
         service = (connection.get("awsEndpointService") or {})
         if connection.get("privateLinkConnectionId") == output.get("tidb_cloud_connection_id"):

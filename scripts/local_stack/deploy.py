@@ -123,6 +123,8 @@ class Deployer:
             "AWS::KMS::Key": self.kms_key,
             "AWS::KMS::Alias": self.kms_alias,
             "AWS::Logs::LogGroup": self.log_group,
+            "AWS::CloudWatch::Alarm": self.alarm,
+            "AWS::CloudWatch::Dashboard": self.dashboard,
             "AWS::SecretsManager::Secret": self.secret,
         }
 
@@ -428,6 +430,31 @@ class Deployer:
             logs.put_retention_policy(logGroupName=name, retentionInDays=int(p["RetentionInDays"]))
         arn = f"arn:aws:logs:{self.region}:{self.account}:log-group:{name}:*"
         return {"Ref": name, "Arn": arn}
+
+    # --- CloudWatch ---
+
+    def alarm(self, logical_id: str, p: dict[str, Any]) -> Attributes:
+        """PutMetricAlarm takes the resource's properties by the same names (Metrics as
+        MetricDataQuery structures; numbers as numbers)."""
+        name = p.get("AlarmName") or self.physical_name(logical_id, 255)
+        numeric = {"Period": int, "EvaluationPeriods": int, "DatapointsToAlarm": int, "Threshold": float}
+        kwargs = {k: numeric[k](v) if k in numeric else v for k, v in p.items() if k != "AlarmName"}
+        for query in kwargs.get("Metrics", []):
+            if "Period" in query:
+                query["Period"] = int(query["Period"])
+            if "MetricStat" in query:
+                query["MetricStat"]["Period"] = int(query["MetricStat"]["Period"])
+        self.client("cloudwatch").put_metric_alarm(AlarmName=name, **kwargs)
+        return {"Ref": name, "Arn": f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:{name}"}
+
+    def dashboard(self, logical_id: str, p: dict[str, Any]) -> Attributes:
+        name = p.get("DashboardName") or self.physical_name(logical_id, 255)
+        # CloudWatch refuses a body that is not a dashboard's JSON; so must we (moto stores any text).
+        body = json.loads(p["DashboardBody"])
+        if not isinstance(body.get("widgets"), list):
+            raise cfn.TemplateError(f"{logical_id}: DashboardBody has no widgets list")
+        self.client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=p["DashboardBody"])
+        return {"Ref": name}
 
     def secret(self, logical_id: str, p: dict[str, Any]) -> Attributes:
         name = p.get("Name") or self.physical_name(logical_id, 512, r"A-Za-z0-9/_+=.@\-")

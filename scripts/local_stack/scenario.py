@@ -139,6 +139,20 @@ def run_to_end(aws: Callable[[str], Any], execution_arn: str, timeout: float = 9
     raise AssertionError("unreachable")
 
 
+def instance_of_input(value: dict[str, Any]) -> str | None:
+    """The RDS instance an execution is about, from its input, as the workflows read it: a request
+    or rollback (``db_instance_identifier``), or the CloudTrail event that started it."""
+    if value.get("db_instance_identifier"):
+        return str(value["db_instance_identifier"]).lower()
+    detail = value.get("detail") or {}
+    parameters, elements = detail.get("requestParameters") or {}, detail.get("responseElements") or {}
+    arn = str(parameters.get("resourceName", ""))
+    if ":db:" in arn:
+        return arn.rsplit(":db:", 1)[1].lower()
+    found = elements.get("dBInstanceIdentifier") or parameters.get("dBInstanceIdentifier")
+    return str(found).lower() if found else None
+
+
 def managed_by(tags: list[dict[str, str]] | dict[str, str], stack: str, identifier: str) -> bool:
     if isinstance(tags, list):
         tags = {t["Key"]: t["Value"] for t in tags}
@@ -214,3 +228,20 @@ def elb_tags(elbv2: Any, arns: list[str]) -> dict[str, dict[str, str]]:
         for item in elbv2.describe_tags(ResourceArns=arns[start : start + 20])["TagDescriptions"]:
             out[item["ResourceArn"]] = {t["Key"]: t["Value"] for t in item.get("Tags", [])}
     return out
+
+
+class TiDBCloudApi:
+    """TiDB Cloud's API as a TiDB Cloud user calls it (HTTP digest with the stack's key pair)."""
+
+    def __init__(self, url: str, cluster: str, keys: dict[str, str]):
+        from requests.auth import HTTPDigestAuth
+
+        self.collection = f"{url}/v1beta1/clusters/{cluster}/privateLinkConnections"
+        self.auth = HTTPDigestAuth(keys["public_key"], keys["private_key"])
+
+    def connections(self) -> list[dict[str, Any]]:
+        import requests
+
+        answer = requests.get(self.collection, params={"pageSize": 100}, auth=self.auth, timeout=10)
+        answer.raise_for_status()
+        return answer.json().get("privateLinkConnections", [])

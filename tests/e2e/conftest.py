@@ -210,11 +210,7 @@ class Driver:
 
 def _names(value: Any, identifier: str) -> bool:
     """Whether an execution input is about ``identifier`` (a request, a rollback or a CloudTrail event)."""
-    if value.get("db_instance_identifier") == identifier:
-        return True
-    parameters = (value.get("detail") or {}).get("requestParameters") or {}
-    return (parameters.get("dBInstanceIdentifier") == identifier
-            or str(parameters.get("resourceName", "")).endswith(f":db:{identifier}"))
+    return scenario.instance_of_input(value) == identifier
 
 
 @pytest.fixture(scope="session")

@@ -217,3 +217,21 @@ def test_tidb_cloud_parameters_without_no_tidb_cloud_are_refused_before_anything
     assert up.returncode == 1, up.stdout + up.stderr
     assert "--tidb-cloud-account-id and --tidb-cloud-az-ids go with --no-tidb-cloud" in up.stderr
     assert not (tmp_path / "pids").exists() and not (tmp_path / "state.json").exists()
+
+
+def test_alarms_and_the_dashboard_watch_the_stack(aws: Aws, stack: dict[str, Any]) -> None:
+    """Deployed from template.yaml: every alarm tells the notification topic; the dashboard shows
+    both workflows and the alarms."""
+    topic = stack["outputs"]["NotificationTopicArn"]
+    alarms = {a["AlarmName"]: a for a in aws("cloudwatch").describe_alarms(
+        AlarmNamePrefix=stack["stack_name"] + "-")["MetricAlarms"]}
+    assert set(alarms) == {f"{stack['stack_name']}-{n}" for n in (
+        "provisioning-failed", "teardown-failed", "function-errors", "target-not-healthy")}, set(alarms)
+    assert all(a["AlarmActions"] == [topic] for a in alarms.values()), alarms
+    failed = alarms[f"{stack['stack_name']}-provisioning-failed"]
+    assert (failed["Namespace"], failed["MetricName"], failed["Dimensions"]) == (
+        "AWS/States", "ExecutionsFailed", [{"Name": "StateMachineArn", "Value": stack["state_machines"]["ProvisionStateMachine"]}])
+    body = json.loads(aws("cloudwatch").get_dashboard(DashboardName=stack["stack_name"])["DashboardBody"])
+    text = json.dumps(body)
+    assert all(arn in text for arn in stack["state_machines"].values())
+    assert all(a["AlarmArn"] in text for a in alarms.values())

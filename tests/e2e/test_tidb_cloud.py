@@ -362,3 +362,42 @@ def test_the_demo_shows_both_sides_and_then_leaves_nothing(tidb_cloud: dict[str,
     assert ": healthy" in provisioning and "In TiDB Cloud (GET" in provisioning
     assert "TiDB Cloud      connection" in teardown and ": gone" in teardown
     assert "What is left of the link\n  nothing:" in teardown, teardown
+
+
+# --- scripts/status ---------------------------------------------------------------------------------
+
+
+def test_status_shows_the_link_and_fails_once_its_target_is_unhealthy(
+        tidb_cloud: dict[str, Any], tidb_aws: Aws, tidb_driver: Any, tidb_network: scenario.Network) -> None:
+    stack, driver, aws, network = tidb_cloud["stack"], tidb_driver, tidb_aws, tidb_network
+    identifier = "status-db"
+    db = scenario.create_database(aws, network, identifier)
+    known = driver.known("provision")
+    scenario.opt_in(aws, db["DBInstanceArn"])
+    [arn] = driver.new_executions("provision", identifier, known)
+    assert driver.run_to_end(arn)["status"] == "SUCCEEDED"
+
+    def status() -> tuple[int, dict[str, Any]]:
+        run = subprocess.run([str(ROOT / "scripts/status"), "--local", "--json"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "LOCAL_STACK_DIR": stack["state_dir"]})
+        [link] = [l for l in json.loads(run.stdout)["links"] if l["db_instance_identifier"] == identifier]
+        return run.returncode, link
+
+    code, link = status()
+    assert (code, link["problems"]) == (0, []), link
+    assert link["tidb_cloud_connection"]["state"] == "ACTIVE" and link["last_provisioning"]["status"] == "SUCCEEDED"
+    assert [c["state"] for c in link["endpoint_connections"]] == ["available"]
+
+    # Someone removes the rule that lets the load balancer reach the database.
+    ec2 = aws("ec2")
+    [rule] = [p for p in ec2.describe_security_groups(GroupIds=[network.security_group_id])["SecurityGroups"][0][
+        "IpPermissions"] if p.get("UserIdGroupPairs")]
+    ec2.revoke_security_group_ingress(GroupId=network.security_group_id, IpPermissions=[rule])
+    code, link = status()
+    report(f"status after the rule went: exit {code}, {link['problems']}")
+    assert code == 1 and link["problems"] and link["problems"][0].startswith("no healthy target"), link
+
+    known = driver.known("deprovision")
+    aws("rds").remove_tags_from_resource(ResourceName=db["DBInstanceArn"], TagKeys=[scenario.OPT_IN_TAG])
+    [teardown] = driver.new_executions("deprovision", identifier, known)
+    assert driver.run_to_end(teardown)["status"] == "SUCCEEDED"

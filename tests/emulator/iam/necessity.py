@@ -43,6 +43,9 @@ AWS_ONLY = {
     "ManagedRuleForSyncExecution": "startExecution.sync runs through a managed EventBridge rule that Step Functions "
                                    "creates with the role: docs.aws.amazon.com/step-functions/latest/dg/"
                                    "stepfunctions-iam.html",
+    "AlarmsPublishNotifications": "CloudWatch publishes an alarm's state change to an encrypted topic with the "
+                                  "topic's key: docs.aws.amazon.com/sns/latest/dg/sns-key-management.html "
+                                  "(compatibility with AWS services)",
     "AccountAdministersKey": "KMS refuses a key policy that does not let the account administer the key (policy "
                              "lockout check): docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html",
 }
