@@ -93,6 +93,11 @@ async fn an_event_about_another_instance_touches_nothing() {
 
 /// The metrics CloudWatch holds for the instance, by name.
 async fn metrics(network: &Network, identifier: &str) -> Vec<String> {
+    metrics_by(network, "DBInstance", identifier).await
+}
+
+/// The metrics CloudWatch holds with dimension `dimension` = `value`, by name.
+async fn metrics_by(network: &Network, dimension: &str, value: &str) -> Vec<String> {
     let out = aws_sdk_cloudwatch::Client::new(&network.sdk)
         .list_metrics()
         .namespace(tidb_privatelink::metrics::NAMESPACE)
@@ -102,7 +107,7 @@ async fn metrics(network: &Network, identifier: &str) -> Vec<String> {
     let mut names: Vec<String> = out
         .metrics()
         .iter()
-        .filter(|m| m.dimensions().iter().any(|d| d.name() == Some("DBInstance") && d.value() == Some(identifier)))
+        .filter(|m| m.dimensions().iter().any(|d| d.name() == Some(dimension) && d.value() == Some(value)))
         .filter_map(|m| m.metric_name().map(str::to_owned))
         .collect();
     names.sort();
@@ -214,6 +219,7 @@ async fn after_a_cluster_failover_the_target_follows_the_writer_within_one_sync(
     }
     assert_eq!(removed, json!([old_writer]));
     assert_eq!(targets(&network, &tg).await, [new_writer]);
+    assert_eq!(metrics_by(&network, "DBCluster", "orders-cluster").await, ["TargetsDeregistered", "TargetsRegistered"]);
     // An instance event of the same name is about another database.
     let instance_event = json!({"detail": {"SourceType": "DB_INSTANCE", "SourceIdentifier": "rds:orders-cluster"}});
     assert_eq!(sync(&network, instance_event).await["instances"], json!([]));

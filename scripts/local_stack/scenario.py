@@ -137,7 +137,15 @@ def run_to_end(aws: Callable[[str], Any], execution_arn: str, timeout: float = 9
     raise AssertionError("unreachable")
 
 
+def database_tag(identifier: str) -> tuple[str, str]:
+    """The ownership tag of a database: ``orders`` is an instance, ``cluster:orders`` a DB cluster."""
+    if identifier.startswith("cluster:"):
+        return "tidb-privatelink:db-cluster", identifier.removeprefix("cluster:")
+    return "tidb-privatelink:db-instance", identifier
+
+
 def managed_by(tags: list[dict[str, str]] | dict[str, str], stack: str, identifier: str) -> bool:
     if isinstance(tags, list):
         tags = {t["Key"]: t["Value"] for t in tags}
-    return tags.get("tidb-privatelink:managed-by") == stack and tags.get("tidb-privatelink:db-instance") == identifier
+    key, value = database_tag(identifier)
+    return tags.get("tidb-privatelink:managed-by") == stack and tags.get(key) == value

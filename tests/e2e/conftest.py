@@ -209,8 +209,9 @@ class Driver:
         tags = _elb_tags(elbv2, [g["TargetGroupArn"] for g in groups] + [b["LoadBalancerArn"] for b in balancers]
                          + [l["ListenerArn"] for _, l in listeners])
         mine = lambda arn: scenario.managed_by(tags.get(arn, {}), self.name, identifier)  # noqa: E731
+        database_key, database = scenario.database_tag(identifier)
         ours = [{"Name": "tag:tidb-privatelink:managed-by", "Values": [self.name]},
-                {"Name": "tag:tidb-privatelink:db-instance", "Values": [identifier]}]
+                {"Name": f"tag:{database_key}", "Values": [database]}]
         security_groups = ec2.describe_security_groups(Filters=ours)["SecurityGroups"]
         group_ids = {g["GroupId"] for g in security_groups} | set(also_groups)
         # Rules on the DB's group that admit one of our groups, and any rule anywhere with our tags.
@@ -237,10 +238,16 @@ class Driver:
 
 
 def _names(value: Any, identifier: str) -> bool:
-    """Whether an execution input is about ``identifier`` (a request, a rollback or a CloudTrail event)."""
+    """Whether an execution input is about ``identifier`` (a request, a rollback or a CloudTrail event;
+    ``cluster:<id>`` for a DB cluster)."""
     if value.get("db_instance_identifier") == identifier:
         return True
     parameters = (value.get("detail") or {}).get("requestParameters") or {}
+    if identifier.startswith("cluster:"):
+        cluster = identifier.removeprefix("cluster:")
+        created = ((value.get("detail") or {}).get("responseElements") or {}).get("dBClusterIdentifier")
+        return (cluster in (value.get("db_cluster_identifier"), parameters.get("dBClusterIdentifier"), created)
+                or str(parameters.get("resourceName", "")).endswith(f":cluster:{cluster}"))
     return (parameters.get("dBInstanceIdentifier") == identifier
             or str(parameters.get("resourceName", "")).endswith(f":db:{identifier}"))
 
