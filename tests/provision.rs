@@ -535,3 +535,30 @@ async fn a_member_instance_of_a_cluster_is_refused_naming_the_cluster() {
     assert_named(inspect(&network, "cluster:no-such").await, "DatabaseNotFound", "DB cluster 'no-such'");
     assert!(managed_resources(&network).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_multi_az_db_cluster_is_inspected_at_its_writer() {
+    let network = Network::new().await;
+    aws_sdk_rds::Client::new(&network.sdk)
+        .create_db_cluster()
+        .db_cluster_identifier("orders-maz")
+        .engine("mysql")
+        .db_cluster_instance_class("db.m6gd.large")
+        .storage_type("io1")
+        .iops(1000)
+        .allocated_storage(100)
+        .master_username("admin")
+        .master_user_password("not-a-real-secret-1")
+        .db_subnet_group_name(&network.subnet_group)
+        .vpc_security_group_ids(&network.db_security_group_id)
+        .send()
+        .await
+        .unwrap();
+    // RDS creates the writer (instance-1) and two readable standbys, one per zone.
+    let database = inspect(&network, "cluster:orders-maz").await.unwrap();
+    assert_eq!(str_of(&database, "/identifier"), "cluster:orders-maz");
+    assert_eq!(str_of(&database, "/engine"), "mysql");
+    assert_eq!(str_of(&database, "/ip_address"), network.interface_ip_in_zone("us-east-1a").await);
+    assert_eq!(database["subnet_ids"].as_array().unwrap().len(), 3);
+    assert_named(inspect(&network, "orders-maz-instance-2").await, "DatabaseIsClusterMember", "'orders-maz'");
+}
