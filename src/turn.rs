@@ -19,9 +19,10 @@ use crate::naming::DatabaseRef;
 use crate::runtime::Step;
 use crate::{aws, Settings, StepError};
 
-/// Instance states that end in `available` without anyone acting.
+/// Instance and cluster states that end in `available` without anyone acting.
 const BECOMING_AVAILABLE: &[&str] = &[
     "creating",
+    "failing-over",
     "backing-up",
     "modifying",
     "rebooting",

@@ -490,6 +490,10 @@ async fn provisions_an_aurora_cluster_at_its_writer_apart_from_a_same_named_inst
     let key = network.aurora_cluster("orders").await;
     let writer_ip = network.interface_ip_in_zone("us-east-1b").await;
     let cluster = provision(&network, &settings, &key).await.unwrap();
+    // Run again: nothing new.
+    let created = managed_resources(&network).await;
+    assert_eq!(provision(&network, &settings, &key).await.unwrap()["target_group"], cluster["target_group"]);
+    assert_eq!(managed_resources(&network).await, created);
     // An instance of the same name is another database, with its own resources.
     let instance = network.database_in_zone("orders", "us-east-1c").await;
     let single = provision(&network, &settings, &instance).await.unwrap();
