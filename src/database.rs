@@ -8,6 +8,11 @@ use aws_sdk_rds::types::{DbCluster, DbInstance, DbSubnetGroup, Tag, VpcSecurityG
 use crate::naming::DatabaseRef;
 use crate::{aws, StepError};
 
+/// What a cluster without a writer member is, for the workflows: not yet reachable (a cluster is
+/// `available` before its first instance is, and a restored or cloned cluster has no instance until
+/// one is added), so its writer endpoint does not resolve yet.
+pub const AWAITING_WRITER: &str = "available, without a writer instance yet";
+
 /// The database now, as DescribeDBInstances or DescribeDBClusters reports it.
 #[derive(Debug, Clone, Default)]
 pub struct DescribedDatabase {
@@ -21,6 +26,8 @@ pub struct DescribedDatabase {
     pub security_group_ids: Vec<String>,
     /// For an instance, the cluster it is a member of.
     pub member_of_cluster: Option<String>,
+    /// A cluster without a writer member.
+    without_writer: bool,
     tags: Vec<(String, String)>,
     subnet_group: SubnetGroup,
 }
@@ -43,6 +50,15 @@ pub struct Network {
 }
 
 impl DescribedDatabase {
+    /// The status the workflows act on: RDS's, or [`AWAITING_WRITER`].
+    pub fn readiness(&self) -> &str {
+        if self.without_writer && self.status == "available" {
+            AWAITING_WRITER
+        } else {
+            &self.status
+        }
+    }
+
     /// The value of tag `key` on the database.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
@@ -116,6 +132,7 @@ fn of_instance(db: &DbInstance) -> DescribedDatabase {
         publicly_accessible: db.publicly_accessible() == Some(true),
         security_group_ids: active_groups(db.vpc_security_groups()),
         member_of_cluster: db.db_cluster_identifier().map(str::to_owned),
+        without_writer: false,
         tags: tags_of(db.tag_list()),
         subnet_group: db.db_subnet_group().map_or(SubnetGroup::None, |g| SubnetGroup::Described(network_of(g))),
     }
@@ -131,6 +148,7 @@ fn of_cluster(cluster: &DbCluster) -> DescribedDatabase {
         publicly_accessible: cluster.publicly_accessible() == Some(true),
         security_group_ids: active_groups(cluster.vpc_security_groups()),
         member_of_cluster: None,
+        without_writer: !cluster.db_cluster_members().iter().any(|m| m.is_cluster_writer() == Some(true)),
         tags: tags_of(cluster.tag_list()),
         subnet_group: cluster.db_subnet_group().map_or(SubnetGroup::None, |name| SubnetGroup::Named(name.to_owned())),
     }

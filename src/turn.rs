@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::info;
 
-use crate::database::describe;
+use crate::database::{describe, AWAITING_WRITER};
 use crate::naming::DatabaseRef;
 use crate::runtime::Step;
 use crate::{aws, Settings, StepError};
@@ -30,6 +30,7 @@ const BECOMING_AVAILABLE: &[&str] = &[
     "upgrading",
     "maintenance",
     "configuring-enhanced-monitoring",
+    AWAITING_WRITER,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +131,7 @@ impl Step for AwaitTurn {
             if let Some((status, _)) = state.as_ref().filter(|(s, _)| BECOMING_AVAILABLE.contains(&s.as_str())) {
                 if wanted == Workflow::Provision && request.workflow == Workflow::Provision {
                     // Tagged at creation (or while changing): provision once it is available.
-                    let reason = format!("the instance is '{status}'");
+                    let reason = format!("the database is '{status}'");
                     info!(db_instance = %identifier, execution = %request.execution_id, reason = %reason, "waiting for the instance");
                     return Ok(Turn { decision: Decision::Wait, reason });
                 }
@@ -152,7 +153,7 @@ impl AwaitTurn {
     /// The database's status and opt-in tag value, or `None` when it no longer exists.
     async fn opt_in_state(&self, database: &DatabaseRef) -> Result<Option<(String, Option<String>)>, StepError> {
         let described = describe(&self.rds, database).await?;
-        Ok(described.map(|db| (db.status.clone(), db.tag(&self.settings.opt_in_tag_key).map(str::to_owned))))
+        Ok(described.map(|db| (db.readiness().to_owned(), db.tag(&self.settings.opt_in_tag_key).map(str::to_owned))))
     }
 
     /// A running execution of either workflow, for the same instance, started before this one.

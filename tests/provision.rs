@@ -537,6 +537,17 @@ async fn a_member_instance_of_a_cluster_is_refused_naming_the_cluster() {
     network.aurora_cluster("orders").await;
     assert_named(inspect(&network, "orders-2").await, "DatabaseIsClusterMember", "tag the cluster instead");
     assert_named(inspect(&network, "cluster:no-such").await, "DatabaseNotFound", "DB cluster 'no-such'");
+    aws_sdk_rds::Client::new(&network.sdk)
+        .create_db_cluster()
+        .db_cluster_identifier("empty")
+        .engine("aurora-mysql")
+        .master_username("admin")
+        .master_user_password("not-a-real-secret-1")
+        .db_subnet_group_name(&network.subnet_group)
+        .send()
+        .await
+        .unwrap();
+    assert_named(inspect(&network, "cluster:empty").await, "DatabaseNotAvailable", "without a writer instance");
     assert!(managed_resources(&network).await.is_empty());
 }
 

@@ -47,8 +47,11 @@ impl Step for InspectDatabase {
         if let Some(cluster) = described.member_of_cluster.clone() {
             return Err(StepError::DatabaseIsClusterMember { identifier: database.identifier().to_owned(), cluster });
         }
-        if described.status != "available" {
-            return Err(StepError::DatabaseNotAvailable { identifier: named, status: described.status });
+        if described.readiness() != "available" {
+            return Err(StepError::DatabaseNotAvailable {
+                identifier: named,
+                status: described.readiness().to_owned(),
+            });
         }
         if !SUPPORTED_ENGINES.contains(&described.engine.as_str()) {
             return Err(StepError::UnsupportedEngine { identifier: named, engine: described.engine });

@@ -1,7 +1,8 @@
 """An Aurora MySQL cluster, zero-touch: tagging the cluster ends with TiDB Cloud's connection ACTIVE
 (the second local stack, with an API key and the TiDB Cloud double) and the target at the writer;
 a forced cluster failover moves the target to the new writer; untagging leaves nothing. A member
-instance tagged on its own is refused by name.
+instance tagged on its own is refused by name. On the first stack: a cluster created with the tag
+is provisioned once it has a writer, and deleting it leaves nothing.
 
 Timings are printed with an ``E2E:`` prefix (``pytest -s`` shows them).
 """
@@ -20,16 +21,17 @@ CLUSTER = "ledger"
 KEY = f"cluster:{CLUSTER}"
 
 
-def create_cluster(aws: Aws, network: scenario.Network) -> dict[str, Any]:
+def create_cluster(aws: Aws, network: scenario.Network, identifier: str = CLUSTER,
+                   tags: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """An Aurora MySQL cluster in the network's DB subnet group with its security group, a writer
     in the first zone and a reader in the second."""
     rds = aws("rds")
     cluster = rds.create_db_cluster(
-        DBClusterIdentifier=CLUSTER, Engine="aurora-mysql", MasterUsername="admin",
+        DBClusterIdentifier=identifier, Engine="aurora-mysql", MasterUsername="admin",
         MasterUserPassword="local-only-password", DBSubnetGroupName=network.subnet_group,
-        VpcSecurityGroupIds=[network.security_group_id])["DBCluster"]
+        VpcSecurityGroupIds=[network.security_group_id], Tags=tags or [])["DBCluster"]
     for number, zone in enumerate(scenario.ZONES[:2], start=1):
-        rds.create_db_instance(DBInstanceIdentifier=f"{CLUSTER}-{number}", DBClusterIdentifier=CLUSTER,
+        rds.create_db_instance(DBInstanceIdentifier=f"{identifier}-{number}", DBClusterIdentifier=identifier,
                                Engine="aurora-mysql", DBInstanceClass="db.r6g.large", AvailabilityZone=zone)
     return cluster
 
@@ -119,3 +121,31 @@ def test_a_tagged_cluster_is_linked_at_its_writer_follows_a_failover_and_is_torn
     report(f"cluster {CLUSTER}: tag -> TiDB Cloud ACTIVE in {provisioned_in:.1f} s; failover {old_writer} ({old_ip}) "
            f"-> {new_writer} ({new_ip}): new writer registered after {registered_in:.1f} s, the only target "
            f"after {exact_in:.1f} s; untag -> {after.summary()}")
+
+
+def test_a_cluster_created_with_the_tag_is_provisioned_and_deleting_it_leaves_nothing(
+        aws: Aws, driver: Any, network: scenario.Network) -> None:
+    identifier = "audit"
+    key = f"cluster:{identifier}"
+    known = driver.known("provision")
+    create_cluster(aws, network, identifier, tags=[{"Key": scenario.OPT_IN_TAG, "Value": "true"}])
+    [arn] = driver.new_executions("provision", key, known)
+    execution = driver.run_to_end(arn)
+    assert execution["status"] == "SUCCEEDED", why(execution)
+    inventory = driver.inventory(key, network.security_group_id)
+    assert len(inventory["target_groups"]) == 1 and len(inventory["endpoint_services"]) == 1, inventory.summary()
+
+    # RDS deletes a cluster only once its members are gone; their deletions are about no database
+    # of ours, the cluster's tears its path down.
+    rds = aws("rds")
+    for number in (1, 2):
+        rds.delete_db_instance(DBInstanceIdentifier=f"{identifier}-{number}", SkipFinalSnapshot=True)
+    known = driver.known("deprovision")
+    rds.delete_db_cluster(DBClusterIdentifier=identifier, SkipFinalSnapshot=True)
+    [teardown_arn] = driver.new_executions("deprovision", key, known)
+    teardown = driver.run_to_end(teardown_arn)
+    assert teardown["status"] == "SUCCEEDED", why(teardown)
+    after = driver.inventory(key, network.security_group_id, {g["GroupId"] for g in inventory["security_groups"]})
+    assert after.empty(), after.summary()
+    report(f"cluster {identifier} created with the tag: provisioned in "
+           f"{(execution['stopDate'] - execution['startDate']).total_seconds():.1f} s; deleted -> {after.summary()}")
