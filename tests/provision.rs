@@ -537,16 +537,7 @@ async fn a_member_instance_of_a_cluster_is_refused_naming_the_cluster() {
     network.aurora_cluster("orders").await;
     assert_named(inspect(&network, "orders-2").await, "DatabaseIsClusterMember", "tag the cluster instead");
     assert_named(inspect(&network, "cluster:no-such").await, "DatabaseNotFound", "DB cluster 'no-such'");
-    aws_sdk_rds::Client::new(&network.sdk)
-        .create_db_cluster()
-        .db_cluster_identifier("empty")
-        .engine("aurora-mysql")
-        .master_username("admin")
-        .master_user_password("not-a-real-secret-1")
-        .db_subnet_group_name(&network.subnet_group)
-        .send()
-        .await
-        .unwrap();
+    network.create_cluster("empty", "aurora-mysql").send().await.unwrap();
     assert_named(inspect(&network, "cluster:empty").await, "DatabaseNotAvailable", "without a writer instance");
     assert!(managed_resources(&network).await.is_empty());
 }
@@ -554,18 +545,12 @@ async fn a_member_instance_of_a_cluster_is_refused_naming_the_cluster() {
 #[tokio::test]
 async fn a_multi_az_db_cluster_is_inspected_at_its_writer() {
     let network = Network::new().await;
-    aws_sdk_rds::Client::new(&network.sdk)
-        .create_db_cluster()
-        .db_cluster_identifier("orders-maz")
-        .engine("mysql")
+    network
+        .create_cluster("orders-maz", "mysql")
         .db_cluster_instance_class("db.m6gd.large")
         .storage_type("io1")
         .iops(1000)
         .allocated_storage(100)
-        .master_username("admin")
-        .master_user_password("not-a-real-secret-1")
-        .db_subnet_group_name(&network.subnet_group)
-        .vpc_security_group_ids(&network.db_security_group_id)
         .send()
         .await
         .unwrap();

@@ -159,12 +159,8 @@ async fn a_cluster_tagged_at_creation_is_provisioned_once_it_has_a_writer() {
     let flows = workflows(&network.sdk).await;
     let settings = flows.settings(&network);
     let rds = aws_sdk_rds::Client::new(&network.sdk);
-    rds.create_db_cluster()
-        .db_cluster_identifier("orders")
-        .engine("aurora-mysql")
-        .master_username("admin")
-        .master_user_password("not-a-real-secret-1")
-        .db_subnet_group_name(&network.subnet_group)
+    network
+        .create_cluster("orders", "aurora-mysql")
         .tags(aws_sdk_rds::types::Tag::builder().key("tidb-privatelink").value("true").build())
         .send()
         .await

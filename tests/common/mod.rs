@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VpcEndpointType};
+use aws_sdk_rds::operation::create_db_cluster::builders::CreateDBClusterFluentBuilder;
 use serde_json::{json, Value};
 use tidb_privatelink::naming::MANAGED_BY_TAG;
 use tidb_privatelink::runtime::Step;
@@ -319,16 +320,7 @@ impl Network {
     /// its workflow key, `cluster:<id>`.
     pub async fn aurora_cluster(&self, identifier: &str) -> String {
         let rds = aws_sdk_rds::Client::new(&self.sdk);
-        rds.create_db_cluster()
-            .db_cluster_identifier(identifier)
-            .engine("aurora-mysql")
-            .master_username("admin")
-            .master_user_password("not-a-real-secret-1")
-            .db_subnet_group_name(&self.subnet_group)
-            .vpc_security_group_ids(&self.db_security_group_id)
-            .send()
-            .await
-            .unwrap();
+        self.create_cluster(identifier, "aurora-mysql").send().await.unwrap();
         for (number, zone) in [(1, "us-east-1b"), (2, "us-east-1a")] {
             rds.create_db_instance()
                 .db_instance_identifier(format!("{identifier}-{number}"))
@@ -341,6 +333,19 @@ impl Network {
                 .unwrap();
         }
         format!("cluster:{identifier}")
+    }
+
+    /// A CreateDBCluster request for a cluster in this network (the DB subnet group, the
+    /// database's security group), to complete and send.
+    pub fn create_cluster(&self, identifier: &str, engine: &str) -> CreateDBClusterFluentBuilder {
+        aws_sdk_rds::Client::new(&self.sdk)
+            .create_db_cluster()
+            .db_cluster_identifier(identifier)
+            .engine(engine)
+            .master_username("admin")
+            .master_user_password("not-a-real-secret-1")
+            .db_subnet_group_name(&self.subnet_group)
+            .vpc_security_group_ids(&self.db_security_group_id)
     }
 
     /// The private IP of the RDS network interface in `zone` (one database per zone).
