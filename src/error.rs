@@ -6,22 +6,25 @@ use lambda_runtime::Diagnostic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
-    #[error("RDS instance '{identifier}' was not found in this account and region; check the identifier and the region the stack is deployed in")]
+    #[error("RDS {identifier} was not found in this account and region; check the identifier and the region the stack is deployed in")]
     DatabaseNotFound { identifier: String },
 
-    #[error("RDS instance '{identifier}' is '{status}', not 'available'; run the workflow again once the instance is available")]
+    #[error("RDS {identifier} is '{status}', not 'available'; run the workflow again once it is available")]
     DatabaseNotAvailable { identifier: String, status: String },
 
-    #[error("RDS instance '{identifier}' runs engine '{engine}'; only MySQL-compatible engines (mysql, mariadb, aurora-mysql) can be reached by TiDB Cloud Dataflow")]
+    #[error("RDS {identifier} runs engine '{engine}'; only MySQL-compatible engines (mysql, mariadb, aurora-mysql) can be reached by TiDB Cloud Dataflow")]
     UnsupportedEngine { identifier: String, engine: String },
 
-    #[error("RDS instance '{identifier}' is not in a VPC (it has no DB subnet group); PrivateLink needs a VPC")]
+    #[error("RDS instance '{identifier}' is a member of DB cluster '{cluster}'; tag the cluster instead (arn:...:cluster:{cluster}): it is reached at its writer endpoint, whichever member is the writer")]
+    DatabaseIsClusterMember { identifier: String, cluster: String },
+
+    #[error("RDS {identifier} is not in a VPC (it has no DB subnet group); PrivateLink needs a VPC")]
     DatabaseNotInVpc { identifier: String },
 
-    #[error("the endpoint {address} of RDS instance '{identifier}' did not resolve: {reason}")]
+    #[error("the endpoint {address} of RDS {identifier} did not resolve: {reason}")]
     DatabaseEndpointUnresolved { identifier: String, address: String, reason: String },
 
-    #[error("the endpoint {address} of RDS instance '{identifier}' resolves to {resolved}, outside VPC {vpc_id} ({cidrs}){hint}")]
+    #[error("the endpoint {address} of RDS {identifier} resolves to {resolved}, outside VPC {vpc_id} ({cidrs}){hint}")]
     DatabaseAddressOutsideVpc {
         identifier: String,
         address: String,
@@ -44,7 +47,7 @@ pub enum StepError {
         check: String,
     },
 
-    #[error("{kind} '{name}' cannot serve RDS instance '{identifier}': {reason}")]
+    #[error("{kind} '{name}' cannot serve RDS {identifier}: {reason}")]
     ResourceConflict { kind: &'static str, name: String, identifier: String, reason: String },
 
     #[error("TiDB Cloud's private link connection {connection_id} failed again after it was created anew: {message}")]
@@ -95,6 +98,7 @@ impl StepError {
             Self::DatabaseNotAvailable { .. } => "DatabaseNotAvailable",
             Self::UnsupportedEngine { .. } => "UnsupportedEngine",
             Self::DatabaseNotInVpc { .. } => "DatabaseNotInVpc",
+            Self::DatabaseIsClusterMember { .. } => "DatabaseIsClusterMember",
             Self::DatabaseEndpointUnresolved { .. } => "DatabaseEndpointUnresolved",
             Self::DatabaseAddressOutsideVpc { .. } => "DatabaseAddressOutsideVpc",
             Self::NoCommonAvailabilityZone { .. } => "NoCommonAvailabilityZone",

@@ -7,6 +7,7 @@
 pub mod acceptor;
 pub mod address;
 pub mod aws;
+pub mod database;
 pub mod dns;
 pub mod error;
 pub mod metrics;

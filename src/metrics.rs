@@ -6,6 +6,8 @@ use aws_config::SdkConfig;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use tracing::error;
 
+use crate::naming::CLUSTER_KEY_PREFIX;
+
 /// The namespace of every metric; the functions' grant is limited to it.
 pub const NAMESPACE: &str = "TiDBPrivateLink";
 
@@ -18,12 +20,17 @@ impl Metrics {
         Self { cloudwatch: aws_sdk_cloudwatch::Client::new(sdk) }
     }
 
-    /// Counts one `name` for the database. A metric that cannot be published is logged as an
-    /// error (which every log level keeps) and does not fail the work it counts.
+    /// Counts one `name` for the database (its workflow key), by `DBInstance` or, for a DB cluster,
+    /// `DBCluster`. A metric that cannot be published is logged as an error (which every log level
+    /// keeps) and does not fail the work it counts.
     pub async fn count(&self, name: &str, identifier: &str) {
+        let (dimension, value) = match identifier.strip_prefix(CLUSTER_KEY_PREFIX) {
+            Some(cluster) => ("DBCluster", cluster),
+            None => ("DBInstance", identifier),
+        };
         let datum = MetricDatum::builder()
             .metric_name(name)
-            .dimensions(Dimension::builder().name("DBInstance").value(identifier).build())
+            .dimensions(Dimension::builder().name(dimension).value(value).build())
             .unit(StandardUnit::Count)
             .value(1.0)
             .build();

@@ -7,6 +7,12 @@ use crate::StepError;
 pub const MANAGED_BY_TAG: &str = "tidb-privatelink:managed-by";
 /// Tag naming the RDS instance a resource serves.
 pub const DB_INSTANCE_TAG: &str = "tidb-privatelink:db-instance";
+/// Tag naming the RDS DB cluster a resource serves: a cluster and an instance of the same name
+/// are told apart by the tag's key.
+pub const DB_CLUSTER_TAG: &str = "tidb-privatelink:db-cluster";
+/// How the workflows' key names a DB cluster: `cluster:<identifier>`, as in the cluster's ARN
+/// (`arn:aws:rds:<region>:<account>:cluster:<identifier>`); an instance's key is its identifier.
+pub const CLUSTER_KEY_PREFIX: &str = "cluster:";
 /// Tag on an endpoint service naming the endpoint TiDB Cloud created for it, once known: the
 /// acceptor then accepts that endpoint only.
 pub const TIDB_CLOUD_ENDPOINT_TAG: &str = "tidb-privatelink:tidb-cloud-endpoint";
@@ -39,6 +45,65 @@ pub fn db_instance_identifier(raw: &str) -> Result<String, StepError> {
     }
 }
 
+/// The RDS database a workflow serves: an instance, or an Aurora MySQL / Multi-AZ DB cluster.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DatabaseRef {
+    Instance(String),
+    Cluster(String),
+}
+
+impl DatabaseRef {
+    /// Reads a workflow key (`orders` for an instance, `cluster:orders` for a cluster), checking
+    /// and lower-casing the identifier as RDS stores it.
+    pub fn parse(key: &str) -> Result<Self, StepError> {
+        match key.trim().strip_prefix(CLUSTER_KEY_PREFIX) {
+            Some(cluster) => Ok(Self::Cluster(db_instance_identifier(cluster)?)),
+            None => Ok(Self::Instance(db_instance_identifier(key)?)),
+        }
+    }
+
+    /// The database an RDS ARN names (`...:db:<id>` or `...:cluster:<id>`), if it names one.
+    pub fn from_arn(arn: &str) -> Option<Self> {
+        match arn.split(':').collect::<Vec<_>>().as_slice() {
+            ["arn", _, "rds", _, _, "db", id] => Some(Self::Instance(id.to_ascii_lowercase())),
+            ["arn", _, "rds", _, _, "cluster", id] => Some(Self::Cluster(id.to_ascii_lowercase())),
+            _ => None,
+        }
+    }
+
+    /// The key the workflows carry, and names and tags derive from.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Instance(id) => id.clone(),
+            Self::Cluster(id) => format!("{CLUSTER_KEY_PREFIX}{id}"),
+        }
+    }
+
+    pub fn identifier(&self) -> &str {
+        match self {
+            Self::Instance(id) | Self::Cluster(id) => id,
+        }
+    }
+
+    /// The ownership tag naming this database: key and value.
+    pub fn tag(&self) -> (&'static str, &str) {
+        match self {
+            Self::Instance(id) => (DB_INSTANCE_TAG, id),
+            Self::Cluster(id) => (DB_CLUSTER_TAG, id),
+        }
+    }
+}
+
+/// As messages name it: `instance 'orders'`, `DB cluster 'orders'`.
+impl std::fmt::Display for DatabaseRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Instance(id) => write!(f, "instance '{id}'"),
+            Self::Cluster(id) => write!(f, "DB cluster '{id}'"),
+        }
+    }
+}
+
 /// The partition (`aws`, `aws-cn`, `aws-us-gov`) an ARN lives in.
 pub fn partition_of(arn: &str) -> Result<&str, StepError> {
     match arn.split(':').collect::<Vec<_>>().as_slice() {
@@ -52,13 +117,14 @@ pub fn account_root(partition: &str, account_id: &str) -> String {
     format!("arn:{partition}:iam::{account_id}:root")
 }
 
-/// The name shared by the target group, load balancer and security group of one instance:
-/// `tidbpl-<readable prefix>-<hash of the whole identifier>`, at most 32 characters of
-/// `[a-z0-9-]`. The hash keeps identifiers that share a long prefix apart.
-pub fn resource_name(identifier: &str) -> String {
+/// The name shared by the target group, load balancer and security group of one database:
+/// `tidbpl-<readable prefix>-<hash of the whole key>`, at most 32 characters of `[a-z0-9-]`. The
+/// hash keeps identifiers that share a long prefix apart, and a cluster (key `cluster:<id>`)
+/// apart from an instance named `cluster-<id>`.
+pub fn resource_name(key: &str) -> String {
     let room = MAX_NAME_LEN - NAME_PREFIX.len() - 1 - HASH_LEN;
-    let readable: String = identifier.chars().take(room).collect();
-    format!("{NAME_PREFIX}{}-{}", readable.trim_end_matches('-'), short_hash(identifier))
+    let readable: String = key.chars().map(|c| if c == ':' { '-' } else { c }).take(room).collect();
+    format!("{NAME_PREFIX}{}-{}", readable.trim_end_matches('-'), short_hash(key))
 }
 
 /// A short, stable digest of `input` (10 hex digits), for names and idempotency tokens.
@@ -71,21 +137,35 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// The tags that mark a resource as this stack's work for one RDS instance.
+/// The tags that mark a resource as this stack's work for one RDS database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ownership {
     pub stack_name: String,
+    /// The database's workflow key (see [`DatabaseRef::key`]).
     pub identifier: String,
 }
 
 impl Ownership {
-    pub fn new(stack_name: &str, identifier: &str) -> Self {
-        Self { stack_name: stack_name.to_owned(), identifier: identifier.to_owned() }
+    pub fn new(stack_name: &str, key: &str) -> Self {
+        Self { stack_name: stack_name.to_owned(), identifier: key.to_owned() }
     }
 
-    /// Key/value pairs to put on every created resource.
+    /// Key/value pairs to put on every created resource: the stack, and the instance or cluster.
     pub fn tags(&self) -> [(&'static str, &str); 2] {
-        [(MANAGED_BY_TAG, self.stack_name.as_str()), (DB_INSTANCE_TAG, self.identifier.as_str())]
+        let database = match self.identifier.strip_prefix(CLUSTER_KEY_PREFIX) {
+            Some(cluster) => (DB_CLUSTER_TAG, cluster),
+            None => (DB_INSTANCE_TAG, self.identifier.as_str()),
+        };
+        [(MANAGED_BY_TAG, self.stack_name.as_str()), database]
+    }
+
+    /// The database, as messages name it.
+    pub fn database(&self) -> String {
+        match self.identifier.strip_prefix(CLUSTER_KEY_PREFIX) {
+            Some(cluster) => DatabaseRef::Cluster(cluster.to_owned()),
+            None => DatabaseRef::Instance(self.identifier.clone()),
+        }
+        .to_string()
     }
 
     /// Whether a resource's tags say it is ours.
@@ -103,10 +183,11 @@ impl Ownership {
     pub fn mismatch<'a>(&self, tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
         let tags: Vec<(&str, &str)> = tags.into_iter().collect();
         let value = |key: &str| tags.iter().find(|(k, _)| *k == key).map(|(_, v)| *v).unwrap_or("<none>");
+        let [_, (database_tag, _)] = self.tags();
         format!(
-            "it is not this stack's (tag {MANAGED_BY_TAG} is '{}', {DB_INSTANCE_TAG} is '{}'); rename or delete it, then run the workflow again",
+            "it is not this stack's (tag {MANAGED_BY_TAG} is '{}', {database_tag} is '{}'); rename or delete it, then run the workflow again",
             value(MANAGED_BY_TAG),
-            value(DB_INSTANCE_TAG)
+            value(database_tag)
         )
     }
 }
@@ -177,6 +258,36 @@ mod tests {
             let err = db_instance_identifier(bad).unwrap_err();
             assert_eq!(err.name(), "InvalidInput", "{bad}");
         }
+    }
+
+    #[test]
+    fn an_instance_and_a_cluster_of_the_same_name_never_share_names_or_tags() {
+        let instance = DatabaseRef::parse("orders").unwrap();
+        let cluster = DatabaseRef::parse("cluster:Orders").unwrap();
+        assert_eq!((instance.key(), cluster.key()), ("orders".to_owned(), "cluster:orders".to_owned()));
+        assert_ne!(resource_name(&cluster.key()), resource_name(&instance.key()));
+        // Nor with an instance whose identifier reads like the cluster's key.
+        assert_ne!(resource_name(&cluster.key()), resource_name("cluster-orders"));
+        assert!(is_valid_aws_name(&resource_name(&cluster.key())));
+        let (a, b) = (Ownership::new("stack", &instance.key()), Ownership::new("stack", &cluster.key()));
+        assert_eq!(b.tags(), [(MANAGED_BY_TAG, "stack"), (DB_CLUSTER_TAG, "orders")]);
+        assert!(!a.owns(b.tags()) && !b.owns(a.tags()));
+        assert_eq!(b.database(), "DB cluster 'orders'");
+        assert_eq!(cluster.tag(), (DB_CLUSTER_TAG, "orders"));
+        assert_eq!(DatabaseRef::parse("cluster:").unwrap_err().name(), "InvalidInput");
+    }
+
+    #[test]
+    fn arns_name_instances_and_clusters() {
+        assert_eq!(
+            DatabaseRef::from_arn("arn:aws:rds:us-east-1:1:cluster:Orders"),
+            Some(DatabaseRef::Cluster("orders".into()))
+        );
+        assert_eq!(
+            DatabaseRef::from_arn("arn:aws:rds:us-east-1:1:db:orders"),
+            Some(DatabaseRef::Instance("orders".into()))
+        );
+        assert_eq!(DatabaseRef::from_arn("arn:aws:rds:us-east-1:1:snapshot:orders"), None);
     }
 
     #[test]

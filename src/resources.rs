@@ -7,7 +7,7 @@ use aws_sdk_elasticloadbalancingv2::types::Tag as ElbTag;
 use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, TargetGroup};
 
 use crate::aws;
-use crate::naming::{Ownership, DB_INSTANCE_TAG, MANAGED_BY_TAG};
+use crate::naming::Ownership;
 use crate::StepError;
 
 /// Tags for an EC2 resource created by a step, with a `Name` for the console.
@@ -49,7 +49,7 @@ pub(crate) async fn ensure_elb_owned(
         Err(StepError::ResourceConflict {
             kind,
             name: name.to_owned(),
-            identifier: ownership.identifier.clone(),
+            identifier: ownership.database(),
             reason: ownership.mismatch(tags),
         })
     }
@@ -78,10 +78,7 @@ pub(crate) async fn find_load_balancer(
 }
 
 fn tag_filters(ownership: &Ownership) -> [Filter; 2] {
-    [MANAGED_BY_TAG, DB_INSTANCE_TAG].map(|key| {
-        let value = if key == MANAGED_BY_TAG { &ownership.stack_name } else { &ownership.identifier };
-        Filter::builder().name(format!("tag:{key}")).values(value).build()
-    })
+    ownership.tags().map(|(key, value)| Filter::builder().name(format!("tag:{key}")).values(value).build())
 }
 
 /// Our endpoint service for this instance, found by its tags (filtered by AWS, checked here too).

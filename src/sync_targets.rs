@@ -16,9 +16,10 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::address::{address_in_vpc, Endpoint};
+use crate::database::describe;
 use crate::dns::Resolver;
 use crate::metrics::Metrics;
-use crate::naming::{DB_INSTANCE_TAG, MANAGED_BY_TAG, NAME_PREFIX};
+use crate::naming::{DatabaseRef, DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, NAME_PREFIX};
 use crate::runtime::Step;
 use crate::target_health::{describe_targets, TargetState};
 use crate::{aws, Settings, StepError};
@@ -43,16 +44,20 @@ pub fn plan_changes(resolved: Ipv4Addr, targets: &[TargetState]) -> TargetChange
     }
 }
 
-/// The instance an RDS event is about (`SourceArn` `arn:...:db:<id>`, or `SourceIdentifier`,
-/// sometimes prefixed `rds:`); `None` for a scheduled run, which syncs every managed instance.
+/// The database an RDS event is about, as its key (`SourceArn` `arn:...:db:<id>` or
+/// `arn:...:cluster:<id>`, or `SourceIdentifier`, sometimes prefixed `rds:`, of `SourceType`
+/// `CLUSTER` for a cluster); `None` for a scheduled run, which syncs every managed database.
 pub fn event_instance(event: &Value) -> Option<String> {
     let detail = event.get("detail")?;
-    let from_arn = detail
-        .get("SourceArn")
-        .and_then(Value::as_str)
-        .and_then(|arn| arn.rsplit(":db:").next().filter(|id| *id != arn));
-    let from_id = detail.get("SourceIdentifier").and_then(Value::as_str).map(|id| id.trim_start_matches("rds:"));
-    from_arn.or(from_id).map(str::to_ascii_lowercase)
+    let from_arn = detail.get("SourceArn").and_then(Value::as_str).and_then(DatabaseRef::from_arn);
+    let from_id = detail.get("SourceIdentifier").and_then(Value::as_str).map(|id| {
+        let id = id.trim_start_matches("rds:").to_ascii_lowercase();
+        match detail.get("SourceType").and_then(Value::as_str) {
+            Some("CLUSTER") => DatabaseRef::Cluster(id),
+            _ => DatabaseRef::Instance(id),
+        }
+    });
+    from_arn.or(from_id).map(|database| database.key())
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,7 +122,7 @@ impl Step for SyncTargets {
 }
 
 impl SyncTargets {
-    /// This stack's target groups, by the instance they serve.
+    /// This stack's target groups, by the key of the database they serve.
     async fn managed_target_groups(&self) -> Result<BTreeMap<String, String>, StepError> {
         let mut arns = Vec::new();
         let mut pages = self.elb.describe_target_groups().into_paginator().send();
@@ -142,11 +147,14 @@ impl SyncTargets {
                 .map_err(aws::fail("DescribeTags"))?;
             for description in tags.tag_descriptions() {
                 let tag = |key: &str| description.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value());
-                if let (Some(stack), Some(identifier), Some(arn)) =
-                    (tag(MANAGED_BY_TAG), tag(DB_INSTANCE_TAG), description.resource_arn())
+                let database = tag(DB_INSTANCE_TAG)
+                    .map(|id| DatabaseRef::Instance(id.to_owned()))
+                    .or_else(|| tag(DB_CLUSTER_TAG).map(|id| DatabaseRef::Cluster(id.to_owned())));
+                if let (Some(stack), Some(database), Some(arn)) =
+                    (tag(MANAGED_BY_TAG), database, description.resource_arn())
                 {
                     if stack == self.stack_name {
-                        managed.insert(identifier.to_owned(), arn.to_owned());
+                        managed.insert(database.key(), arn.to_owned());
                     }
                 }
             }
@@ -225,20 +233,20 @@ impl SyncTargets {
         Ok(sync)
     }
 
-    async fn instance(&self, identifier: &str) -> Result<Option<Instance>, StepError> {
-        match self.rds.describe_db_instances().db_instance_identifier(identifier).send().await {
-            Ok(out) => Ok(out.db_instances().first().and_then(|db| {
-                let endpoint = db.endpoint()?;
-                Some(Instance {
-                    address: endpoint.address()?.to_owned(),
-                    port: endpoint.port()?,
-                    vpc_id: db.db_subnet_group()?.vpc_id()?.to_owned(),
-                    publicly_accessible: db.publicly_accessible() == Some(true),
-                })
-            })),
-            Err(e) if aws::error_code(&e) == Some("DBInstanceNotFound") => Ok(None),
-            Err(e) => Err(aws::failure("DescribeDBInstances", e)),
-        }
+    /// The database's address now: an instance's endpoint, a cluster's writer endpoint.
+    async fn instance(&self, key: &str) -> Result<Option<Instance>, StepError> {
+        let Some(described) = describe(&self.rds, &DatabaseRef::parse(key)?).await? else {
+            return Ok(None);
+        };
+        let (Some(address), Some(port)) = (described.address.clone(), described.port) else {
+            return Ok(None);
+        };
+        Ok(described.network(&self.rds).await?.map(|network| Instance {
+            address,
+            port: i32::from(port),
+            vpc_id: network.vpc_id,
+            publicly_accessible: described.publicly_accessible,
+        }))
     }
 }
 
@@ -283,6 +291,14 @@ mod tests {
         assert_eq!(event_instance(&failover).as_deref(), Some("orders-db"));
         let prefixed = serde_json::json!({"detail": {"SourceIdentifier": "rds:Orders-DB"}});
         assert_eq!(event_instance(&prefixed).as_deref(), Some("orders-db"));
+        for name in ["rds-cluster-event-0073-failover-started", "rds-cluster-event-0071-failover-completed"] {
+            let text =
+                std::fs::read_to_string(format!("{}/tests/fixtures/events/{name}.json", env!("CARGO_MANIFEST_DIR")));
+            let event: Value = serde_json::from_str(&text.unwrap()).unwrap();
+            assert_eq!(event_instance(&event).as_deref(), Some("cluster:orders-cluster"), "{name}");
+        }
+        let by_id = serde_json::json!({"detail": {"SourceType": "CLUSTER", "SourceIdentifier": "rds:Orders"}});
+        assert_eq!(event_instance(&by_id).as_deref(), Some("cluster:orders"));
         let scheduled = serde_json::json!({"detail-type": "Scheduled Event", "detail": {}});
         assert_eq!(event_instance(&scheduled), None);
     }

@@ -14,13 +14,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::info;
 
-use crate::naming::db_instance_identifier;
+use crate::database::{describe, AWAITING_WRITER};
+use crate::naming::DatabaseRef;
 use crate::runtime::Step;
 use crate::{aws, Settings, StepError};
 
-/// Instance states that end in `available` without anyone acting.
+/// Instance and cluster states that end in `available` without anyone acting.
 const BECOMING_AVAILABLE: &[&str] = &[
     "creating",
+    "failing-over",
     "backing-up",
     "modifying",
     "rebooting",
@@ -28,6 +30,7 @@ const BECOMING_AVAILABLE: &[&str] = &[
     "upgrading",
     "maintenance",
     "configuring-enhanced-monitoring",
+    AWAITING_WRITER,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,22 +81,25 @@ pub fn wanted_workflow(instance: Option<(&str, Option<&str>)>) -> Workflow {
     }
 }
 
-/// The RDS instance a workflow execution is about, from its input: a manual request, a rollback
-/// request, or the CloudTrail event that started it.
+/// The RDS database a workflow execution is about, as its key (`orders`, `cluster:orders`), from
+/// its input: a manual request, a rollback request, or the CloudTrail event that started it.
 pub fn instance_of_input(input: &Value) -> Option<String> {
     let parameters = input.pointer("/detail/requestParameters");
-    let from_arn = parameters
-        .and_then(|p| p.get("resourceName"))
-        .and_then(Value::as_str)
-        .and_then(|arn| arn.rsplit_once(":db:").map(|(_, id)| id));
-    // Creations (CreateDBInstance, restores, read replicas) name the new instance in their
-    // response; a deletion names it in the request.
-    let from_event = input
-        .pointer("/detail/responseElements/dBInstanceIdentifier")
-        .or_else(|| parameters.and_then(|p| p.get("dBInstanceIdentifier")))
-        .and_then(Value::as_str);
-    let from_request = input.get("db_instance_identifier").and_then(Value::as_str);
-    from_request.or(from_arn).or(from_event).map(str::to_ascii_lowercase)
+    let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_ascii_lowercase);
+    let from_arn = text(parameters.and_then(|p| p.get("resourceName")))
+        .and_then(|arn| DatabaseRef::from_arn(&arn))
+        .map(|database| database.key());
+    // Creations (CreateDBInstance, CreateDBCluster, restores, read replicas, clones) name the new
+    // database in their response; a deletion names it in the request.
+    let field = |name: &str| {
+        text(input.pointer(&format!("/detail/responseElements/{name}")))
+            .or_else(|| text(parameters.and_then(|p| p.get(name))))
+    };
+    let cluster_key = |id: String| DatabaseRef::Cluster(id).key();
+    let from_event = field("dBInstanceIdentifier").or_else(|| field("dBClusterIdentifier").map(cluster_key));
+    let from_request =
+        text(input.get("db_instance_identifier")).or_else(|| text(input.get("db_cluster_identifier")).map(cluster_key));
+    from_request.or(from_arn).or(from_event)
 }
 
 pub struct AwaitTurn {
@@ -112,19 +118,20 @@ impl Step for AwaitTurn {
     }
 
     async fn run(&self, request: TurnRequest) -> Result<Turn, StepError> {
-        let identifier = db_instance_identifier(&request.db_instance_identifier)?;
+        let database = DatabaseRef::parse(&request.db_instance_identifier)?;
+        let identifier = database.key();
         if let Some(older) = self.older_running_execution(&identifier, &request).await? {
             let reason = format!("execution {older} for the same instance is still running");
             info!(db_instance = %identifier, execution = %request.execution_id, reason = %reason, "waiting for turn");
             return Ok(Turn { decision: Decision::Wait, reason });
         }
         if request.triggered_by_event {
-            let state = self.opt_in_state(&identifier).await?;
+            let state = self.opt_in_state(&database).await?;
             let wanted = wanted_workflow(state.as_ref().map(|(s, v)| (s.as_str(), v.as_deref())));
             if let Some((status, _)) = state.as_ref().filter(|(s, _)| BECOMING_AVAILABLE.contains(&s.as_str())) {
                 if wanted == Workflow::Provision && request.workflow == Workflow::Provision {
                     // Tagged at creation (or while changing): provision once it is available.
-                    let reason = format!("the instance is '{status}'");
+                    let reason = format!("the database is '{status}'");
                     info!(db_instance = %identifier, execution = %request.execution_id, reason = %reason, "waiting for the instance");
                     return Ok(Turn { decision: Decision::Wait, reason });
                 }
@@ -143,16 +150,10 @@ impl Step for AwaitTurn {
 }
 
 impl AwaitTurn {
-    /// The instance's status and opt-in tag value, or `None` when it no longer exists.
-    async fn opt_in_state(&self, identifier: &str) -> Result<Option<(String, Option<String>)>, StepError> {
-        match self.rds.describe_db_instances().db_instance_identifier(identifier).send().await {
-            Ok(out) => Ok(out.db_instances().first().map(|db| {
-                let tag = db.tag_list().iter().find(|t| t.key() == Some(self.settings.opt_in_tag_key.as_str()));
-                (db.db_instance_status().unwrap_or_default().to_owned(), tag.and_then(|t| t.value()).map(str::to_owned))
-            })),
-            Err(e) if aws::error_code(&e) == Some("DBInstanceNotFound") => Ok(None),
-            Err(e) => Err(aws::failure("DescribeDBInstances", e)),
-        }
+    /// The database's status and opt-in tag value, or `None` when it no longer exists.
+    async fn opt_in_state(&self, database: &DatabaseRef) -> Result<Option<(String, Option<String>)>, StepError> {
+        let described = describe(&self.rds, database).await?;
+        Ok(described.map(|db| (db.readiness().to_owned(), db.tag(&self.settings.opt_in_tag_key).map(str::to_owned))))
     }
 
     /// A running execution of either workflow, for the same instance, started before this one.
@@ -236,5 +237,17 @@ mod tests {
             json!({"db_instance_identifier": "orders-db", "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID": "arn:x"});
         assert_eq!(instance_of_input(&manual).as_deref(), Some("orders-db"));
         assert_eq!(instance_of_input(&json!({"other": 1})), None);
+        let cluster_tag: Value =
+            serde_json::from_str(include_str!("../tests/fixtures/events/cloudtrail-add-tags-cluster.json")).unwrap();
+        assert_eq!(instance_of_input(&cluster_tag).as_deref(), Some("cluster:orders-cluster"));
+        let cluster_create: Value =
+            serde_json::from_str(include_str!("../tests/fixtures/events/cloudtrail-create-db-cluster.json")).unwrap();
+        assert_eq!(instance_of_input(&cluster_create).as_deref(), Some("cluster:orders-cluster"));
+        let cluster_delete = json!({"detail": {"requestParameters": {"dBClusterIdentifier": "Orders-Cluster"}}});
+        assert_eq!(instance_of_input(&cluster_delete).as_deref(), Some("cluster:orders-cluster"));
+        assert_eq!(
+            instance_of_input(&json!({"db_cluster_identifier": "orders-cluster"})).as_deref(),
+            Some("cluster:orders-cluster")
+        );
     }
 }

@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::Filter;
 use aws_sdk_elasticloadbalancingv2::types::Tag as ElbTag;
 use common::*;
 use serde_json::{json, Value};
-use tidb_privatelink::naming::{resource_name, DB_INSTANCE_TAG, MANAGED_BY_TAG};
+use tidb_privatelink::naming::{resource_name, DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG};
 use tidb_privatelink::steps::endpoint_service::CreateEndpointService;
 use tidb_privatelink::steps::health_check::CheckTargetHealth;
 use tidb_privatelink::steps::inspect_database::InspectDatabase;
@@ -481,4 +481,84 @@ async fn a_target_the_health_checks_cannot_reach_fails_naming_the_reason_and_wha
     {
         assert!(message.contains(part), "'{message}' should mention '{part}'");
     }
+}
+
+#[tokio::test]
+async fn provisions_an_aurora_cluster_at_its_writer_apart_from_a_same_named_instance() {
+    let network = Network::new().await;
+    let settings = network.settings();
+    let key = network.aurora_cluster("orders").await;
+    let writer_ip = network.interface_ip_in_zone("us-east-1b").await;
+    let cluster = provision(&network, &settings, &key).await.unwrap();
+    // Run again: nothing new.
+    let created = managed_resources(&network).await;
+    assert_eq!(provision(&network, &settings, &key).await.unwrap()["target_group"], cluster["target_group"]);
+    assert_eq!(managed_resources(&network).await, created);
+    // An instance of the same name is another database, with its own resources.
+    let instance = network.database_in_zone("orders", "us-east-1c").await;
+    let single = provision(&network, &settings, &instance).await.unwrap();
+
+    // The target is the writer endpoint's address; the rule is on the cluster's security group.
+    assert_eq!(str_of(&cluster, "/database/ip_address"), writer_ip);
+    assert!(str_of(&cluster, "/database/endpoint_address").starts_with("orders.cluster-"));
+    assert!(str_of(&cluster, "/database/arn").ends_with(":cluster:orders"));
+    assert_eq!(str_of(&cluster, "/security_groups/db_security_group_id"), network.db_security_group_id);
+    let database_zones: Vec<&str> = cluster["zones"]["subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["database_zone"] == true)
+        .map(|s| s["availability_zone"].as_str().unwrap())
+        .collect();
+    assert_eq!(database_zones.len(), 3, "every zone of the cluster's DB subnet group: {database_zones:?}");
+
+    let tg = str_of(&cluster, "/target_group/arn");
+    assert_ne!(tg, str_of(&single, "/target_group/arn"));
+    assert_eq!(str_of(&cluster, "/target_group/name"), resource_name(&key));
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&network.sdk);
+    let tags = elb.describe_tags().resource_arns(tg).send().await.unwrap();
+    let tags: Vec<(&str, &str)> =
+        tags.tag_descriptions()[0].tags().iter().map(|t| (t.key().unwrap(), t.value().unwrap())).collect();
+    assert!(tags.contains(&(DB_CLUSTER_TAG, "orders")) && !tags.iter().any(|(k, _)| *k == DB_INSTANCE_TAG), "{tags:?}");
+    assert_eq!(str_of(&cluster, "/target_health/state"), "healthy");
+
+    // Tearing the cluster down leaves the instance's path, and then the instance's leaves nothing.
+    let with_both = managed_resources(&network).await;
+    deprovision(&network, &settings, &key).await.unwrap();
+    let left = managed_resources(&network).await;
+    assert!(left.len() < with_both.len() && left.iter().any(|r| r.contains(str_of(&single, "/target_group/arn"))));
+    deprovision(&network, &settings, &instance).await.unwrap();
+    assert!(managed_resources(&network).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_member_instance_of_a_cluster_is_refused_naming_the_cluster() {
+    let network = Network::new().await;
+    network.aurora_cluster("orders").await;
+    assert_named(inspect(&network, "orders-2").await, "DatabaseIsClusterMember", "tag the cluster instead");
+    assert_named(inspect(&network, "cluster:no-such").await, "DatabaseNotFound", "DB cluster 'no-such'");
+    network.create_cluster("empty", "aurora-mysql").send().await.unwrap();
+    assert_named(inspect(&network, "cluster:empty").await, "DatabaseNotAvailable", "without a writer instance");
+    assert!(managed_resources(&network).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_multi_az_db_cluster_is_inspected_at_its_writer() {
+    let network = Network::new().await;
+    network
+        .create_cluster("orders-maz", "mysql")
+        .db_cluster_instance_class("db.m6gd.large")
+        .storage_type("io1")
+        .iops(1000)
+        .allocated_storage(100)
+        .send()
+        .await
+        .unwrap();
+    // RDS creates the writer (instance-1) and two readable standbys, one per zone.
+    let database = inspect(&network, "cluster:orders-maz").await.unwrap();
+    assert_eq!(str_of(&database, "/identifier"), "cluster:orders-maz");
+    assert_eq!(str_of(&database, "/engine"), "mysql");
+    assert_eq!(str_of(&database, "/ip_address"), network.interface_ip_in_zone("us-east-1a").await);
+    assert_eq!(database["subnet_ids"].as_array().unwrap().len(), 3);
+    assert_named(inspect(&network, "orders-maz-instance-2").await, "DatabaseIsClusterMember", "'orders-maz'");
 }

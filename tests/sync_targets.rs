@@ -9,7 +9,12 @@ use tidb_privatelink::runtime::Step;
 use tidb_privatelink::sync_targets::SyncTargets;
 
 fn failover_event() -> Value {
-    serde_json::from_str(include_str!("fixtures/events/rds-failover.json")).unwrap()
+    fixture("rds-failover")
+}
+
+fn fixture(name: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(format!("tests/fixtures/events/{name}.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
 }
 
 async fn targets(network: &Network, target_group_arn: &str) -> Vec<String> {
@@ -88,6 +93,11 @@ async fn an_event_about_another_instance_touches_nothing() {
 
 /// The metrics CloudWatch holds for the instance, by name.
 async fn metrics(network: &Network, identifier: &str) -> Vec<String> {
+    metrics_by(network, "DBInstance", identifier).await
+}
+
+/// The metrics CloudWatch holds with dimension `dimension` = `value`, by name.
+async fn metrics_by(network: &Network, dimension: &str, value: &str) -> Vec<String> {
     let out = aws_sdk_cloudwatch::Client::new(&network.sdk)
         .list_metrics()
         .namespace(tidb_privatelink::metrics::NAMESPACE)
@@ -97,7 +107,7 @@ async fn metrics(network: &Network, identifier: &str) -> Vec<String> {
     let mut names: Vec<String> = out
         .metrics()
         .iter()
-        .filter(|m| m.dimensions().iter().any(|d| d.name() == Some("DBInstance") && d.value() == Some(identifier)))
+        .filter(|m| m.dimensions().iter().any(|d| d.name() == Some(dimension) && d.value() == Some(value)))
         .filter_map(|m| m.metric_name().map(str::to_owned))
         .collect();
     names.sort();
@@ -168,4 +178,49 @@ async fn a_new_address_the_load_balancer_cannot_reach_is_reported_and_the_old_ta
     both.sort();
     assert_eq!(targets(&network, &tg).await, both);
     assert!(metrics(&network, &id).await.contains(&"TargetNotHealthy".to_owned()));
+}
+
+#[tokio::test]
+async fn after_a_cluster_failover_the_target_follows_the_writer_within_one_sync() {
+    let network = Network::new().await;
+    // The fixtures' cluster events are about "orders-cluster".
+    let key = network.aurora_cluster("orders-cluster").await;
+    let document = provision(&network, &network.settings(), &key).await.unwrap();
+    let tg = str_of(&document, "/target_group/arn").to_owned();
+    let (old_writer, new_writer) =
+        (network.interface_ip_in_zone("us-east-1b").await, network.interface_ip_in_zone("us-east-1a").await);
+    assert_eq!(targets(&network, &tg).await, [old_writer.clone()]);
+
+    aws_sdk_rds::Client::new(&network.sdk)
+        .failover_db_cluster()
+        .db_cluster_identifier("orders-cluster")
+        .send()
+        .await
+        .unwrap();
+    // The failover's first event: the new writer is registered, the old one (now a reader,
+    // still healthy) kept until the new target is healthy.
+    let first = sync(&network, fixture("rds-cluster-event-0073-failover-started")).await;
+    assert_eq!(first["instances"][0]["db_instance_identifier"], key);
+    assert_eq!(first["instances"][0]["registered"], json!([new_writer]));
+    assert_eq!(first["instances"][0]["deregistered"], json!([]));
+    let mut both = vec![old_writer.clone(), new_writer.clone()];
+    both.sort();
+    assert_eq!(targets(&network, &tg).await, both);
+    // The next events and runs remove the old writer once the new target is healthy (the
+    // emulator's `initial` lasts one DescribeTargetHealth answer).
+    let mut removed = json!([]);
+    for event in [fixture("rds-cluster-event-0071-failover-completed"), json!({"detail-type": "Scheduled Event"})] {
+        let report = sync(&network, event).await;
+        assert_eq!(report["instances"][0]["registered"], json!([]));
+        removed = report["instances"][0]["deregistered"].clone();
+        if removed != json!([]) {
+            break;
+        }
+    }
+    assert_eq!(removed, json!([old_writer]));
+    assert_eq!(targets(&network, &tg).await, [new_writer]);
+    assert_eq!(metrics_by(&network, "DBCluster", "orders-cluster").await, ["TargetsDeregistered", "TargetsRegistered"]);
+    // An instance event of the same name is about another database.
+    let instance_event = json!({"detail": {"SourceType": "DB_INSTANCE", "SourceIdentifier": "rds:orders-cluster"}});
+    assert_eq!(sync(&network, instance_event).await["instances"], json!([]));
 }

@@ -152,3 +152,34 @@ async fn events_act_on_the_instances_current_state_only() {
     assert_eq!(turn(&network, &settings, request(&id, Workflow::Provision, &execution, true)).await, Decision::Skip);
     assert_eq!(turn(&network, &settings, request(&id, Workflow::Deprovision, &execution, true)).await, Decision::Go);
 }
+
+#[tokio::test]
+async fn a_cluster_tagged_at_creation_is_provisioned_once_it_has_a_writer() {
+    let network = Network::new().await;
+    let flows = workflows(&network.sdk).await;
+    let settings = flows.settings(&network);
+    let rds = aws_sdk_rds::Client::new(&network.sdk);
+    network
+        .create_cluster("orders", "aurora-mysql")
+        .tags(aws_sdk_rds::types::Tag::builder().key("tidb-privatelink").value("true").build())
+        .send()
+        .await
+        .unwrap();
+    let created = json!({"detail": {"responseElements": {"dBClusterIdentifier": "orders"}}});
+    let execution = flows.start(&flows.provision, "a-cluster", created).await;
+    let asking = request("cluster:orders", Workflow::Provision, &execution, true);
+    // Available, but no instance yet: its writer endpoint resolves nowhere.
+    assert_eq!(turn(&network, &settings, asking.clone()).await, Decision::Wait);
+    rds.create_db_instance()
+        .db_instance_identifier("orders-1")
+        .db_cluster_identifier("orders")
+        .engine("aurora-mysql")
+        .db_instance_class("db.r6g.large")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(turn(&network, &settings, asking).await, Decision::Go);
+    // An instance named like the cluster is another database: not tagged, nothing to provision.
+    let instance = request("orders", Workflow::Provision, &execution, true);
+    assert_eq!(turn(&network, &settings, instance).await, Decision::Skip);
+}

@@ -140,23 +140,35 @@ def run_to_end(aws: Callable[[str], Any], execution_arn: str, timeout: float = 9
 
 
 def instance_of_input(value: dict[str, Any]) -> str | None:
-    """The RDS instance an execution is about, from its input, as the workflows read it: a request
-    or rollback (``db_instance_identifier``), or the CloudTrail event that started it."""
-    if value.get("db_instance_identifier"):
-        return str(value["db_instance_identifier"]).lower()
+    """The database an execution is about, as the workflows read its input (``<id>`` for an
+    instance, ``cluster:<id>`` for a DB cluster): a request or rollback, or the CloudTrail event
+    that started it (src/turn.rs reads it the same way)."""
     detail = value.get("detail") or {}
     parameters, elements = detail.get("requestParameters") or {}, detail.get("responseElements") or {}
-    arn = str(parameters.get("resourceName", ""))
-    if ":db:" in arn:
-        return arn.rsplit(":db:", 1)[1].lower()
-    found = elements.get("dBInstanceIdentifier") or parameters.get("dBInstanceIdentifier")
-    return str(found).lower() if found else None
+    text = lambda found: str(found).lower() if found else None  # noqa: E731
+    if value.get("db_instance_identifier") or value.get("db_cluster_identifier"):
+        return text(value.get("db_instance_identifier")) or f"cluster:{text(value['db_cluster_identifier'])}"
+    arn = str(parameters.get("resourceName", "")).lower()
+    for marker, prefix in ((":db:", ""), (":cluster:", "cluster:")):
+        if marker in arn:
+            return prefix + arn.rsplit(marker, 1)[1]
+    field = lambda name: text(elements.get(name) or parameters.get(name))  # noqa: E731
+    instance, cluster = field("dBInstanceIdentifier"), field("dBClusterIdentifier")
+    return instance or (f"cluster:{cluster}" if cluster else None)
+
+
+def database_tag(identifier: str) -> tuple[str, str]:
+    """The ownership tag of a database: ``orders`` is an instance, ``cluster:orders`` a DB cluster."""
+    if identifier.startswith("cluster:"):
+        return "tidb-privatelink:db-cluster", identifier.removeprefix("cluster:")
+    return "tidb-privatelink:db-instance", identifier
 
 
 def managed_by(tags: list[dict[str, str]] | dict[str, str], stack: str, identifier: str) -> bool:
     if isinstance(tags, list):
         tags = {t["Key"]: t["Value"] for t in tags}
-    return tags.get("tidb-privatelink:managed-by") == stack and tags.get("tidb-privatelink:db-instance") == identifier
+    key, value = database_tag(identifier)
+    return tags.get("tidb-privatelink:managed-by") == stack and tags.get(key) == value
 
 
 # --- what a stack owns for one instance ------------------------------------------------------------
@@ -184,7 +196,8 @@ class Inventory(dict):
 
 def inventory(aws: Callable[[str], Any], stack: str, identifier: str, db_security_group_id: str | None = None,
               also_groups: set[str] = frozenset()) -> Inventory:  # type: ignore[assignment]
-    """Everything tagged ``managed-by=<stack>`` and ``db-instance=<identifier>``: ELBv2 target
+    """Everything tagged ``managed-by=<stack>`` and ``db-instance=<identifier>`` (``db-cluster``
+    for ``cluster:<id>``): ELBv2 target
     groups, load balancers and listeners (of those load balancers, or tagged), EC2 security
     groups, security group rules that carry our tags (anywhere) or that admit one of our groups
     into the DB's security group (``also_groups``: group IDs seen earlier, so a rule that
@@ -198,8 +211,9 @@ def inventory(aws: Callable[[str], Any], stack: str, identifier: str, db_securit
     tags = elb_tags(elbv2, [g["TargetGroupArn"] for g in groups] + [b["LoadBalancerArn"] for b in balancers]
                     + [l["ListenerArn"] for _, l in listeners])
     mine = lambda arn: managed_by(tags.get(arn, {}), stack, identifier)  # noqa: E731
+    database_key, database = database_tag(identifier)
     ours = [{"Name": "tag:tidb-privatelink:managed-by", "Values": [stack]},
-            {"Name": "tag:tidb-privatelink:db-instance", "Values": [identifier]}]
+            {"Name": f"tag:{database_key}", "Values": [database]}]
     security_groups = ec2.describe_security_groups(Filters=ours)["SecurityGroups"]
     group_ids = {g["GroupId"] for g in security_groups} | set(also_groups)
     # Rules on the DB's group that admit one of our groups, and any rule anywhere with our tags.

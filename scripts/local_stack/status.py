@@ -3,7 +3,7 @@
     scripts/status [--stack-name NAME] [--json]     a deployed stack (the usual AWS credential chain)
     scripts/status --local [--json]                 the local stack (scripts/local-stack up)
 
-For each managed instance: the endpoint service (name, state), the load balancer (state, zones),
+For each managed instance or DB cluster (``cluster:<id>``): the endpoint service (name, state), the load balancer (state, zones),
 the target's address and health, the endpoint connections (owner, state), TiDB Cloud's private
 link connection (when the stack has a TiDB Cloud API key) and the last execution of each
 workflow. Exits 1 when any link is not healthy, 0 otherwise (also when there is none).
@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from . import scenario, stack
 
-MANAGED_BY, DB_INSTANCE = "tidb-privatelink:managed-by", "tidb-privatelink:db-instance"
+MANAGED_BY = "tidb-privatelink:managed-by"
 CLUSTER_TAG = "tidb-privatelink:tidb-cloud-cluster"
 
 
@@ -73,7 +73,8 @@ def links(aws: Callable[[str], Any], info: dict[str, Any]) -> list[dict[str, Any
     found = []
     for service in services:
         service_tags = {t["Key"]: t["Value"] for t in service.get("Tags", [])}
-        identifier = service_tags.get(DB_INSTANCE, "?")
+        identifier = service_tags.get("tidb-privatelink:db-instance") or (
+            "cluster:" + service_tags.get("tidb-privatelink:db-cluster", "?"))
         balancer = next((b for b in balancers if mine(b["LoadBalancerArn"], identifier)), None)
         group = next((g for g in groups if mine(g["TargetGroupArn"], identifier)), None)
         targets = elbv2.describe_target_health(TargetGroupArn=group["TargetGroupArn"])[

@@ -72,7 +72,7 @@ impl CreateEndpointService {
         Err(StepError::ResourceConflict {
             kind: "endpoint service",
             name: service.service_id().unwrap_or_default().to_owned(),
-            identifier: ownership.identifier.clone(),
+            identifier: ownership.database(),
             reason: format!(
                 "it fronts {:?}, not load balancer {}; deprovision the instance first",
                 service.network_load_balancer_arns(),

@@ -1,19 +1,21 @@
-//! Step 1, inspect the database: the instance must exist, be available, run a MySQL-compatible
-//! engine, and its endpoint must resolve to a private address inside its VPC, the address the
-//! load balancer will forward to.
+//! Step 1, inspect the database: the instance or DB cluster must exist, be available, run a
+//! MySQL-compatible engine, and its endpoint (a cluster's writer endpoint) must resolve to a
+//! private address inside its VPC, the address the load balancer will forward to. A member
+//! instance of a cluster is refused: the cluster is what is opted in, once for all its members.
 
 use aws_config::SdkConfig;
-use aws_sdk_rds::types::DbInstance;
 use tracing::info;
 
 use crate::address::{address_in_vpc, Endpoint};
+use crate::database::describe;
 use crate::dns::Resolver;
-use crate::naming::db_instance_identifier;
+use crate::naming::DatabaseRef;
 use crate::payload::{Database, DbInstanceRequest};
 use crate::runtime::Step;
-use crate::{aws, Settings, StepError};
+use crate::{Settings, StepError};
 
-/// Engines whose instances speak the MySQL protocol TiDB Cloud Dataflow uses.
+/// Engines that speak the MySQL protocol TiDB Cloud Dataflow uses: of instances, and of clusters
+/// (Aurora MySQL, and `mysql` Multi-AZ DB clusters).
 pub const SUPPORTED_ENGINES: &[&str] = &["mysql", "mariadb", "aurora-mysql"];
 
 pub struct InspectDatabase {
@@ -37,78 +39,53 @@ impl Step for InspectDatabase {
     }
 
     async fn run(&self, request: DbInstanceRequest) -> Result<Database, StepError> {
-        let identifier = db_instance_identifier(&request.db_instance_identifier)?;
-        let instance = self.describe(&identifier).await?;
-        let status = instance.db_instance_status().unwrap_or("unknown");
-        if status != "available" {
-            return Err(StepError::DatabaseNotAvailable { identifier, status: status.to_owned() });
+        let database = DatabaseRef::parse(&request.db_instance_identifier)?;
+        let named = database.to_string();
+        let described = describe(&self.rds, &database)
+            .await?
+            .ok_or_else(|| StepError::DatabaseNotFound { identifier: named.clone() })?;
+        if let Some(cluster) = described.member_of_cluster.clone() {
+            return Err(StepError::DatabaseIsClusterMember { identifier: database.identifier().to_owned(), cluster });
         }
-        let engine = instance.engine().unwrap_or_default().to_owned();
-        if !SUPPORTED_ENGINES.contains(&engine.as_str()) {
-            return Err(StepError::UnsupportedEngine { identifier, engine });
-        }
-        let (Some(address), Some(port)) = (
-            instance.endpoint().and_then(|e| e.address()),
-            instance.endpoint().and_then(|e| e.port()).and_then(|p| u16::try_from(p).ok()),
-        ) else {
+        if described.readiness() != "available" {
             return Err(StepError::DatabaseNotAvailable {
-                identifier,
+                identifier: named,
+                status: described.readiness().to_owned(),
+            });
+        }
+        if !SUPPORTED_ENGINES.contains(&described.engine.as_str()) {
+            return Err(StepError::UnsupportedEngine { identifier: named, engine: described.engine });
+        }
+        let (Some(address), Some(port)) = (described.address.as_deref(), described.port) else {
+            return Err(StepError::DatabaseNotAvailable {
+                identifier: named,
                 status: "available but without an endpoint".into(),
             });
         };
-        let Some(subnet_group) = instance.db_subnet_group() else {
-            return Err(StepError::DatabaseNotInVpc { identifier });
+        let Some(network) = described.network(&self.rds).await? else {
+            return Err(StepError::DatabaseNotInVpc { identifier: named });
         };
-        let vpc_id = subnet_group.vpc_id().unwrap_or_default().to_owned();
         let endpoint = Endpoint {
-            identifier: &identifier,
+            identifier: &named,
             address,
-            vpc_id: &vpc_id,
-            publicly_accessible: instance.publicly_accessible() == Some(true),
+            vpc_id: &network.vpc_id,
+            publicly_accessible: described.publicly_accessible,
         };
         let (ip_address, vpc_cidr_blocks) = address_in_vpc(&self.resolver, &self.ec2, &endpoint).await?;
-        let database = Database {
-            arn: instance.db_instance_arn().unwrap_or_default().to_owned(),
-            engine,
+        let inspected = Database {
+            arn: described.arn.clone(),
+            engine: described.engine.clone(),
             endpoint_address: address.to_owned(),
             port,
             ip_address,
-            vpc_id,
+            vpc_id: network.vpc_id,
             vpc_cidr_blocks,
-            subnet_ids: subnet_group
-                .subnets()
-                .iter()
-                .filter_map(|s| s.subnet_identifier())
-                .map(str::to_owned)
-                .collect(),
-            security_group_ids: instance
-                .vpc_security_groups()
-                .iter()
-                .filter(|g| g.status().is_none_or(|s| s == "active" || s == "adding"))
-                .filter_map(|g| g.vpc_security_group_id())
-                .map(str::to_owned)
-                .collect(),
-            tidb_cloud_cluster_id: self.settings.cluster_for_tag(
-                instance
-                    .tag_list()
-                    .iter()
-                    .find(|t| t.key() == Some(self.settings.opt_in_tag_key.as_str()))
-                    .and_then(|t| t.value()),
-            ),
-            identifier,
+            subnet_ids: network.subnet_ids,
+            security_group_ids: described.security_group_ids.clone(),
+            tidb_cloud_cluster_id: self.settings.cluster_for_tag(described.tag(&self.settings.opt_in_tag_key)),
+            identifier: database.key(),
         };
-        info!(db_instance = %database.identifier, ip = %database.ip_address, vpc = %database.vpc_id, engine = %database.engine, "database inspected");
-        Ok(database)
-    }
-}
-
-impl InspectDatabase {
-    async fn describe(&self, identifier: &str) -> Result<DbInstance, StepError> {
-        let not_found = || StepError::DatabaseNotFound { identifier: identifier.to_owned() };
-        match self.rds.describe_db_instances().db_instance_identifier(identifier).send().await {
-            Ok(out) => out.db_instances().first().cloned().ok_or_else(not_found),
-            Err(e) if aws::error_code(&e) == Some("DBInstanceNotFound") => Err(not_found()),
-            Err(e) => Err(aws::failure("DescribeDBInstances", e)),
-        }
+        info!(db_instance = %inspected.identifier, ip = %inspected.ip_address, vpc = %inspected.vpc_id, engine = %inspected.engine, "database inspected");
+        Ok(inspected)
     }
 }

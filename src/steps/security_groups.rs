@@ -35,7 +35,7 @@ impl Step for CreateSecurityGroups {
         let db = input.database;
         let ownership = Ownership::new(&self.stack_name, &db.identifier);
         let db_group_id = db.security_group_ids.first().cloned().ok_or_else(|| {
-            StepError::InvalidInput(format!("RDS instance '{}' has no VPC security group", db.identifier))
+            StepError::InvalidInput(format!("RDS {} has no VPC security group", ownership.database()))
         })?;
         let name = resource_name(&db.identifier);
         let nlb_group = match self.find(&db.vpc_id, &name).await? {
@@ -44,7 +44,7 @@ impl Step for CreateSecurityGroups {
                 return Err(StepError::ResourceConflict {
                     kind: "security group",
                     name,
-                    identifier: db.identifier.clone(),
+                    identifier: ownership.database(),
                     reason: ownership.mismatch(ec2_tag_pairs(group.tags())),
                 })
             }

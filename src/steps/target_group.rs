@@ -129,7 +129,7 @@ fn ensure_matches(group: &ElbTargetGroup, db: &Database, name: &str, ownership: 
     Err(StepError::ResourceConflict {
         kind: KIND,
         name: name.to_owned(),
-        identifier: ownership.identifier.clone(),
+        identifier: ownership.database(),
         reason: format!(
             "it forwards to port {:?} in {:?}, the database listens on {} in {}; deprovision the instance first",
             port,

@@ -14,7 +14,7 @@ use std::future::Future;
 
 use aws_config::SdkConfig;
 
-use crate::naming::{db_instance_identifier, Ownership};
+use crate::naming::{DatabaseRef, Ownership};
 use crate::payload::{DbInstanceRequest, Removal};
 use crate::runtime::Step;
 use crate::tidb_cloud::TiDBCloud;
@@ -59,8 +59,8 @@ impl<R: Removes> Step for Teardown<R> {
     }
 
     async fn run(&self, request: DbInstanceRequest) -> Result<Removal, StepError> {
-        let identifier = db_instance_identifier(&request.db_instance_identifier)?;
-        let ownership = Ownership::new(&self.clients.settings.stack_name, &identifier);
+        let database = DatabaseRef::parse(&request.db_instance_identifier)?;
+        let ownership = Ownership::new(&self.clients.settings.stack_name, &database.key());
         self.step.remove(&self.clients, &ownership).await
     }
 }

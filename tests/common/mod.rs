@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VpcEndpointType};
+use aws_sdk_rds::operation::create_db_cluster::builders::CreateDBClusterFluentBuilder;
 use serde_json::{json, Value};
 use tidb_privatelink::naming::MANAGED_BY_TAG;
 use tidb_privatelink::runtime::Step;
@@ -312,6 +313,53 @@ impl Network {
             .await
             .unwrap();
         identifier.to_owned()
+    }
+
+    /// An Aurora MySQL cluster in this network (the database's security group, the DB subnet
+    /// group) with a writer `<id>-1` in us-east-1b and a reader `<id>-2` in us-east-1a; returns
+    /// its workflow key, `cluster:<id>`.
+    pub async fn aurora_cluster(&self, identifier: &str) -> String {
+        let rds = aws_sdk_rds::Client::new(&self.sdk);
+        self.create_cluster(identifier, "aurora-mysql").send().await.unwrap();
+        for (number, zone) in [(1, "us-east-1b"), (2, "us-east-1a")] {
+            rds.create_db_instance()
+                .db_instance_identifier(format!("{identifier}-{number}"))
+                .db_cluster_identifier(identifier)
+                .engine("aurora-mysql")
+                .db_instance_class("db.r6g.large")
+                .availability_zone(zone)
+                .send()
+                .await
+                .unwrap();
+        }
+        format!("cluster:{identifier}")
+    }
+
+    /// A CreateDBCluster request for a cluster in this network (the DB subnet group, the
+    /// database's security group), to complete and send.
+    pub fn create_cluster(&self, identifier: &str, engine: &str) -> CreateDBClusterFluentBuilder {
+        aws_sdk_rds::Client::new(&self.sdk)
+            .create_db_cluster()
+            .db_cluster_identifier(identifier)
+            .engine(engine)
+            .master_username("admin")
+            .master_user_password("not-a-real-secret-1")
+            .db_subnet_group_name(&self.subnet_group)
+            .vpc_security_group_ids(&self.db_security_group_id)
+    }
+
+    /// The private IP of the RDS network interface in `zone` (one database per zone).
+    pub async fn interface_ip_in_zone(&self, zone: &str) -> String {
+        let out = aws_sdk_ec2::Client::new(&self.sdk)
+            .describe_network_interfaces()
+            .filters(Filter::builder().name("vpc-id").values(&self.vpc_id).build())
+            .filters(Filter::builder().name("description").values("RDSNetworkInterface").build())
+            .filters(Filter::builder().name("availability-zone").values(zone).build())
+            .send()
+            .await
+            .unwrap();
+        let [interface] = out.network_interfaces() else { panic!("one RDS interface expected in {zone}: {out:?}") };
+        interface.private_ip_address().unwrap().to_owned()
     }
 
     pub fn settings(&self) -> Settings {

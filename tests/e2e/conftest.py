@@ -209,7 +209,8 @@ class Driver:
 
 
 def _names(value: Any, identifier: str) -> bool:
-    """Whether an execution input is about ``identifier`` (a request, a rollback or a CloudTrail event)."""
+    """Whether an execution input is about ``identifier`` (a request, a rollback or a CloudTrail event;
+    ``cluster:<id>`` for a DB cluster)."""
     return scenario.instance_of_input(value) == identifier
 
 

@@ -317,6 +317,55 @@ def test_forced_failover_moves_the_ip_and_emits_failover_events(emu: dict[str, A
     assert [e["detail"]["EventID"] for e in drain(emu, url)] == ["RDS-EVENT-0006"]
 
 
+def test_cluster_calls_reach_eventbridge_and_a_failover_emits_cluster_events(emu: dict[str, Any]) -> None:
+    trail = capture_queue(emu, {"source": ["aws.rds"], "detail-type": ["AWS API Call via CloudTrail"],
+                                "detail": {"eventName": [{"suffix": "DBCluster"}, {"prefix": "RestoreDBCluster"},
+                                                         "AddTagsToResource"]}})
+    cluster_events = capture_queue(emu, {"source": ["aws.rds"], "detail-type": ["RDS DB Cluster Event"]})
+    ec2, rds = client(emu, "ec2"), client(emu, "rds")
+    net = make_network(ec2, cidr="10.23.0.0/16", subnets=(("10.23.1.0/24", "us-east-1a"), ("10.23.2.0/24", "us-east-1b")))
+    rds.create_db_subnet_group(DBSubnetGroupName="cl", DBSubnetGroupDescription="cl", SubnetIds=net["subnets"])
+    tags = [{"Key": "tidb-privatelink", "Value": "true"}]
+    cluster = rds.create_db_cluster(DBClusterIdentifier="cl-db", Engine="aurora-mysql", DBSubnetGroupName="cl",
+                                    MasterUsername="admin", MasterUserPassword="secret-password", Tags=tags)["DBCluster"]
+    for number, zone in ((1, "us-east-1a"), (2, "us-east-1b")):
+        rds.create_db_instance(DBInstanceIdentifier=f"cl-db-{number}", DBClusterIdentifier="cl-db",
+                               Engine="aurora-mysql", DBInstanceClass="db.r6g.large", AvailabilityZone=zone)
+    rds.add_tags_to_resource(ResourceName=cluster["DBClusterArn"], Tags=tags)
+    rds.create_db_cluster_snapshot(DBClusterIdentifier="cl-db", DBClusterSnapshotIdentifier="cl-snap")
+    rds.restore_db_cluster_from_snapshot(DBClusterIdentifier="cl-copy", SnapshotIdentifier="cl-snap",
+                                         Engine="aurora-mysql", DBSubnetGroupName="cl", Tags=tags)
+    rds.restore_db_cluster_to_point_in_time(DBClusterIdentifier="cl-clone", SourceDBClusterIdentifier="cl-db",
+                                            RestoreType="copy-on-write", UseLatestRestorableTime=True, Tags=tags)
+    rds.delete_db_cluster(DBClusterIdentifier="cl-copy", SkipFinalSnapshot=True)
+    rds.failover_db_cluster(DBClusterIdentifier="cl-db")
+
+    details = {e["detail"]["eventName"]: e["detail"] for e in drain(emu, trail) + drain(emu, trail)}
+    assert set(details) == {"CreateDBCluster", "AddTagsToResource", "RestoreDBClusterFromSnapshot",
+                            "RestoreDBClusterToPointInTime", "DeleteDBCluster"}
+    assert details["AddTagsToResource"]["requestParameters"]["resourceName"] == cluster["DBClusterArn"]
+    created = {name: (details[name]["responseElements"]["dBClusterIdentifier"], details[name]["requestParameters"]["tags"])
+               for name in ("CreateDBCluster", "RestoreDBClusterFromSnapshot", "RestoreDBClusterToPointInTime")}
+    assert created == {"CreateDBCluster": ("cl-db", [{"key": "tidb-privatelink", "value": "true"}]),
+                       "RestoreDBClusterFromSnapshot": ("cl-copy", [{"key": "tidb-privatelink", "value": "true"}]),
+                       "RestoreDBClusterToPointInTime": ("cl-clone", [{"key": "tidb-privatelink", "value": "true"}])}
+    assert details["CreateDBCluster"]["requestParameters"]["masterUserPassword"] == "****"
+    assert details["DeleteDBCluster"]["responseElements"]["status"] == "deleting"
+
+    failover = drain(emu, cluster_events)
+    assert [e["detail"]["EventID"] for e in failover] == ["RDS-EVENT-0073", "RDS-EVENT-0071"]
+    assert [e["detail"]["Message"] for e in failover] == ["Started cross AZ failover to DB instance: cl-db-2",
+                                                          "Completed failover to DB instance: cl-db-2"]
+    for event in failover:
+        assert event["resources"] == [cluster["DBClusterArn"]]
+        assert {k: event["detail"][k] for k in ("SourceType", "SourceArn", "SourceIdentifier", "EventCategories")} == {
+            "SourceType": "CLUSTER", "SourceArn": cluster["DBClusterArn"], "SourceIdentifier": "rds:cl-db",
+            "EventCategories": ["failover"]}
+    rds.stop_db_cluster(DBClusterIdentifier="cl-db")
+    rds.start_db_cluster(DBClusterIdentifier="cl-db")
+    assert [e["detail"]["EventID"] for e in drain(emu, cluster_events)] == ["RDS-EVENT-0150", "RDS-EVENT-0151"]
+
+
 def test_rules_start_state_machines_with_the_target_role_and_match_arrays_of_objects(emu: dict[str, Any]) -> None:
     sfn_events = client(emu, "events")
     machine = state_machine(emu, "sm-events", {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}, [])

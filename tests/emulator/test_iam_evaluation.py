@@ -410,3 +410,24 @@ def test_a_partial_secret_arn_matches_only_with_the_random_suffix_wildcard(enfor
     assert denied(lambda: as_given("secretsmanager").get_secret_value(SecretId=full))["code"] == "AccessDeniedException"
     assert as_template("secretsmanager").get_secret_value(SecretId=full)["ARN"] == full
     assert as_template("secretsmanager").get_secret_value(SecretId=partial.rsplit(":", 1)[1])["ARN"] == full
+
+
+def test_cluster_and_subnet_group_describes_are_authorized_on_their_arns(enforced):
+    """DescribeDBClusters on `cluster:<id>` (or `cluster:*`), DescribeDBSubnetGroups on `subgrp:<name>`:
+    a grant of the one kind does not cover the other, and a product call of either is mapped."""
+    net = make_network(enforced.aws("ec2"))
+    rds = enforced.aws("rds")
+    rds.create_db_subnet_group(DBSubnetGroupName="grp", DBSubnetGroupDescription="t", SubnetIds=net["subnets"])
+    rds.create_db_cluster(DBClusterIdentifier="orders", Engine="aurora-mysql", MasterUsername="admin",
+                          MasterUserPassword="password123", DBSubnetGroupName="grp")
+    prefix = f"arn:aws:rds:{REGION}:{enforced.id}"
+    clusters_only = enforced.function_role(
+        {"Effect": "Allow", "Action": "rds:DescribeDBClusters", "Resource": f"{prefix}:cluster:*"})("rds")
+    groups_only = enforced.function_role(
+        {"Effect": "Allow", "Action": "rds:DescribeDBSubnetGroups", "Resource": f"{prefix}:subgrp:*"})("rds")
+    assert clusters_only.describe_db_clusters(DBClusterIdentifier="orders")["DBClusters"][0]["DBSubnetGroup"] == "grp"
+    assert groups_only.describe_db_subnet_groups(DBSubnetGroupName="grp")["DBSubnetGroups"][0]["VpcId"] == net["vpc"]
+    assert f"rds:DescribeDBSubnetGroups on resource: {prefix}:subgrp:grp" in denied(
+        lambda: clusters_only.describe_db_subnet_groups(DBSubnetGroupName="grp"))["message"]
+    assert f"rds:DescribeDBClusters on resource: {prefix}:cluster:orders" in denied(
+        lambda: groups_only.describe_db_clusters(DBClusterIdentifier="orders"))["message"]

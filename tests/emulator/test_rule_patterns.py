@@ -95,3 +95,41 @@ def test_untagging_or_deleting_starts_a_teardown(aws, patterns, name) -> None:
                                   "rds-event-0053-multi-az-recovery-completed"])
 def test_events_that_move_the_address_start_a_sync(aws, patterns, name) -> None:
     assert matching(aws, patterns, fixture(name)) == {"SyncTargetsFunction"}
+
+
+@pytest.mark.parametrize("name", ["cloudtrail-add-tags-cluster", "cloudtrail-create-db-cluster"])
+def test_tagging_or_creating_a_cluster_with_the_tag_starts_a_provisioning(aws, patterns, name) -> None:
+    assert matching(aws, patterns, fixture(name)) == {"ProvisionStateMachine"}
+
+
+@pytest.mark.parametrize("event_name", ["RestoreDBClusterFromSnapshot", "RestoreDBClusterToPointInTime"])
+def test_a_cluster_restored_or_cloned_with_the_tag_starts_a_provisioning(aws, patterns, event_name) -> None:
+    event = fixture("cloudtrail-create-db-cluster")
+    event["detail"]["eventName"] = event_name
+    assert matching(aws, patterns, event) == {"ProvisionStateMachine"}
+
+
+def test_untagging_or_deleting_a_cluster_starts_a_teardown(aws, patterns) -> None:
+    untagged = fixture("cloudtrail-remove-tags")
+    untagged["detail"]["requestParameters"]["resourceName"] = "arn:aws:rds:us-east-1:123456789012:cluster:orders-cluster"
+    assert matching(aws, patterns, untagged) == {"DeprovisionStateMachine"}
+    assert matching(aws, patterns, tag_value(fixture("cloudtrail-add-tags-cluster"), "false")) == {
+        "ProvisionStateMachine", "DeprovisionStateMachine"}
+    deleted = fixture("cloudtrail-delete-db-instance")
+    deleted["detail"]["eventName"] = "DeleteDBCluster"
+    deleted["detail"]["requestParameters"] = {"dBClusterIdentifier": "orders-cluster", "skipFinalSnapshot": True}
+    assert matching(aws, patterns, deleted) == {"DeprovisionStateMachine"}
+
+
+def test_tagging_another_kind_of_rds_resource_starts_nothing(aws, patterns) -> None:
+    snapshot = fixture("cloudtrail-add-tags-cluster")
+    snapshot["detail"]["requestParameters"]["resourceName"] = "arn:aws:rds:us-east-1:123456789012:cluster-snapshot:s1"
+    assert matching(aws, patterns, snapshot) == set()
+
+
+@pytest.mark.parametrize("name", ["rds-cluster-event-0073-failover-started", "rds-cluster-event-0071-failover-completed"])
+def test_cluster_events_that_move_the_writer_start_a_sync(aws, patterns, name) -> None:
+    assert matching(aws, patterns, fixture(name)) == {"SyncTargetsFunction"}
+    other = fixture(name)
+    other["detail"]["EventID"] = "RDS-EVENT-0170"  # cluster created: the writer did not move
+    assert matching(aws, patterns, other) == set()

@@ -201,7 +201,8 @@ def existing_resource_context(arn: str) -> dict[str, Any]:
     for key, value in resource_tags(arn).items():
         context[f"aws:ResourceTag/{key}"] = value
         if service in TAG_CONTEXT_PREFIXES:
-            context[f"{TAG_CONTEXT_PREFIXES[service]}{key}"] = value
+            prefix = "rds:cluster-tag/" if ":rds:" in arn and ":cluster:" in arn else TAG_CONTEXT_PREFIXES[service]
+            context[f"{prefix}{key}"] = value
     if ":security-group/" in arn:
         vpc = _security_group_vpc(arn)
         if vpc:
@@ -287,9 +288,16 @@ def _listener(call: Call) -> list[Authorization]:
     return [on(call, balancer), *tag_on_create(call, listener)]
 
 
-def _describe_db_instances(call: Call) -> list[Authorization]:
-    identifier = call.param("DBInstanceIdentifier")
-    return [on(call, identifier if str(identifier).startswith("arn:") else call.arn("rds", f"db:{identifier or '*'}"))]
+def _describe_rds(parameter: str, kind: str) -> Callable[[Call], list[Authorization]]:
+    """RDS Describe calls: the named resource (an identifier or its ARN), else all of its kind."""
+
+    def build(call: Call) -> list[Authorization]:
+        identifier = call.param(parameter)
+        if str(identifier).startswith("arn:"):
+            return [on(call, identifier)]
+        return [on(call, call.arn("rds", f"{kind}:{identifier or '*'}"))]
+
+    return build
 
 
 def _invoke(call: Call) -> list[Authorization]:
@@ -396,7 +404,9 @@ BUILDERS: dict[str, Callable[[Call], list[Authorization]]] = {
     "elasticloadbalancing:CreateTargetGroup": _create("targetgroup/{Name}/*"),
     "elasticloadbalancing:CreateLoadBalancer": _load_balancer,
     "elasticloadbalancing:CreateListener": _listener,
-    "rds:DescribeDBInstances": _describe_db_instances,
+    "rds:DescribeDBInstances": _describe_rds("DBInstanceIdentifier", "db"),
+    "rds:DescribeDBClusters": _describe_rds("DBClusterIdentifier", "cluster"),
+    "rds:DescribeDBSubnetGroups": _describe_rds("DBSubnetGroupName", "subgrp"),
     "lambda:InvokeFunction": _invoke,
     "events:PutEvents": _put_events,
     "secretsmanager:GetSecretValue": _secret,

@@ -1,5 +1,7 @@
 """RDS instances get a network interface, a private IP in their subnet and an
-account-specific endpoint name, as on AWS.
+account-specific endpoint name, as on AWS; DB clusters get AWS's cluster
+(writer) and reader endpoint names, and their member instances the cluster's
+DB subnet group and security groups.
 
 Stock moto 5.2.5 gives an instance no ENI and no IP at all, and names every
 endpoint ``<id>.aaaaaaaaaa.<region>.rds.amazonaws.com`` in every account, so two
@@ -10,7 +12,15 @@ Public helpers (importable inside the emulator process):
   * ``endpoint_label(account, region)``  the 12-char label AWS puts in endpoints
   * ``private_ip(db)``                  the instance's current private IP
   * ``move_to_new_ip(db, other_az=...)`` give the instance a new ENI/IP (failover)
-  * ``find_instance_by_address(name)``  used by the DNS server
+  * ``find_instance_by_address(name)``  used by the DNS server: an instance
+    endpoint, or a cluster endpoint (the writer) or reader endpoint (a reader,
+    the writer when the cluster has none)
+
+Clusters (stock moto 5.2.5 has them, with members and a writer that
+FailoverDBCluster moves): moto names the endpoints with a random label per
+cluster and gives a cluster created without VpcSecurityGroupIds no group, and a
+member instance created without DBSubnetGroupName no subnet group (AWS: the
+members are in the cluster's group and VPC security groups).
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from typing import Any
 
 from moto.ec2.models import ec2_backends
 from moto.rds.exceptions import RDSClientError
-from moto.rds.models import DBInstance, RDSBackend, rds_backends
+from moto.rds.models import DBCluster, DBInstance, RDSBackend, rds_backends
 from moto.rds.responses import RDSResponse
 
 from ._common import (
@@ -37,6 +47,9 @@ from ._common import (
 ENI_DESCRIPTION = "RDSNetworkInterface"  # exactly what AWS writes on the ENI
 RDS_REQUESTER_ID = "amazon-rds"  # AWS shows the ENI as managed by RDS
 _ALPHABET = string.ascii_lowercase + string.digits
+# Engines of Multi-AZ DB clusters (CreateDBCluster with DBClusterInstanceClass), whose members
+# RDS creates with the cluster.
+MULTI_AZ_CLUSTER_ENGINES = ("mysql", "postgres")
 
 
 def endpoint_label(account_id: str, region: str) -> str:
@@ -55,6 +68,17 @@ def endpoint_label(account_id: str, region: str) -> str:
 def _address(self: DBInstance) -> str:
     label = endpoint_label(self.account_id, self.region)
     return f"{self.db_instance_identifier}.{label}.{self.region}.rds.amazonaws.com"
+
+
+def _cluster_address(kind: str) -> Any:
+    """``<id>.cluster-<label>...`` (writer) or ``<id>.cluster-ro-<label>...`` (reader), the label
+    the account's instance endpoints have, as on AWS."""
+
+    def address(self: DBCluster) -> str:
+        label = endpoint_label(self.account_id, self.region)
+        return f"{self.db_cluster_identifier}.{kind}-{label}.{self.region}.rds.amazonaws.com"
+
+    return address
 
 
 def _ec2(db: Any) -> Any:
@@ -185,27 +209,77 @@ def move_to_new_ip(db: Any, other_az: bool = False) -> str | None:
         return eni.private_ip_address
 
 
+def _cluster_member(cluster: Any, writer: bool) -> Any | None:
+    members = [m for m in cluster.members if m.is_cluster_writer == writer]
+    if not members and not writer:  # AWS: a reader endpoint of a cluster without readers
+        return _cluster_member(cluster, True)
+    return members[0] if members else None
+
+
 def find_instance_by_address(name: str) -> Any | None:
-    """The DB instance, in any account or region, whose endpoint is ``name``."""
+    """The DB instance, in any account or region, whose endpoint is ``name``; for a cluster's
+    writer endpoint its writer, for its reader endpoint a reader (AWS: one of them)."""
     name = name.rstrip(".").lower()
     if not name.endswith(".rds.amazonaws.com"):
         return None
     for _account, _region, backend in iter_backends(rds_backends):
-        for db in list(backend.databases.values()):
-            try:
+        try:
+            for db in list(backend.databases.values()):
                 if db.address == name:
                     return db
-            except Exception:  # a half-built instance must not break DNS
-                continue
+            for cluster in list(backend.clusters.values()):
+                if name in (cluster.endpoint, cluster.reader_endpoint):
+                    return _cluster_member(cluster, writer=name == cluster.endpoint)
+        except Exception:  # a half-built instance must not break DNS
+            continue
     return None
+
+
+def _create_multi_az_members(backend: Any, cluster: Any, kwargs: dict[str, Any]) -> None:
+    """A Multi-AZ DB cluster is created with a writer and two readable standbys, each in another
+    zone of the DB subnet group (AWS creates them; stock moto creates none)."""
+    group = backend.subnet_groups.get(cluster.db_subnet_group_name)
+    zones = sorted({s.availability_zone for s in group._subnets}) if group is not None else []
+    for number in range(1, 4):
+        backend.create_db_instance({
+            "db_instance_identifier": f"{cluster.db_cluster_identifier}-instance-{number}",
+            "db_cluster_identifier": cluster.db_cluster_identifier,
+            "engine": cluster.engine,
+            "db_instance_class": kwargs["db_cluster_instance_class"],
+            "availability_zone": zones[(number - 1) % len(zones)] if zones else None,
+            "promotion_tier": number,
+        })
+
+
+def _default_security_group(ec2: Any, subnet_group: Any) -> list[str]:
+    group = ec2.get_default_security_group(subnet_group.vpc_id) if subnet_group is not None else None
+    return [group.id] if group is not None else []
 
 
 def apply() -> None:
     DBInstance.address = property(_address)  # type: ignore[assignment]
+    DBCluster.endpoint = property(_cluster_address("cluster"))  # type: ignore[assignment]
+    DBCluster.reader_endpoint = property(_cluster_address("cluster-ro"))  # type: ignore[assignment]
+
+    @wrap(RDSBackend, "create_db_cluster")
+    def create_db_cluster(original, self, kwargs):  # type: ignore[no-untyped-def]
+        # Restores and clones of clusters go through here too.
+        cluster = original(self, kwargs)
+        if not cluster.vpc_security_group_ids:  # AWS: the default group of the subnet group's VPC
+            group = self.subnet_groups.get(cluster.db_subnet_group_name)
+            cluster.vpc_security_group_ids = _default_security_group(_ec2(cluster), group)
+        if kwargs.get("db_cluster_instance_class") and cluster.engine in MULTI_AZ_CLUSTER_ENGINES:
+            _create_multi_az_members(self, cluster, kwargs)
+        return cluster
 
     @wrap(RDSBackend, "create_db_instance")
     def create_db_instance(original, self, db_kwargs):  # type: ignore[no-untyped-def]
         # Restores from snapshot / point in time go through here too.
+        cluster = self.clusters.get(db_kwargs.get("db_cluster_identifier") or "")
+        if cluster is not None and not db_kwargs.get("db_subnet_group_name"):
+            # A member is in its cluster's DB subnet group (its security groups are the cluster's).
+            if cluster.db_subnet_group_name in self.subnet_groups:
+                db_kwargs = {**db_kwargs, "db_subnet_group_name": cluster.db_subnet_group_name}
         db = original(self, db_kwargs)
         attach_network_interface(db)
         if getattr(db, "multi_az", False):

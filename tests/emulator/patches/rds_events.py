@@ -14,6 +14,17 @@ A forced failover (``RebootDBInstance`` with ``ForceFailover``) emits ``RDS DB
 Instance Event``s RDS-EVENT-0013 (started), 0015 and 0049 (completed), category
 ``failover``; a plain reboot emits RDS-EVENT-0006 (restarted).
 
+Clusters, likewise: ``CreateDBCluster``, ``RestoreDBClusterFromSnapshot``,
+``RestoreDBClusterToPointInTime`` (a clone too: ``RestoreType=copy-on-write``)
+and ``DeleteDBCluster`` reach the bus as CloudTrail records
+(``dBClusterIdentifier``, the cluster in ``responseElements``), and
+``FailoverDBCluster`` emits ``RDS DB Cluster Event``s (``SourceType: CLUSTER``,
+the cluster's ARN): RDS-EVENT-0073 (cross-AZ) or 0072 (same AZ) "Started ...
+failover to DB instance: <new writer>", then 0071 "Completed failover to DB
+instance: <new writer>", category ``failover``; ``StopDBCluster`` /
+``StartDBCluster`` emit 0150 / 0151 (``notification``). Source: the RDS event
+table ("DB cluster events").
+
 Stock moto 5.2.5 emits no RDS events at all.
 
 Here these calls, once they succeeded, put their CloudTrail event on the
@@ -51,6 +62,11 @@ FAILOVER_EVENTS = (
     ("RDS-EVENT-0049", "A Multi-AZ failover has completed."),
 )
 RESTART_EVENT = ("RDS-EVENT-0006", "DB instance restarted")
+CLUSTER_FAILOVER_STARTED = {True: ("RDS-EVENT-0073", "Started cross AZ failover to DB instance: {}"),
+                            False: ("RDS-EVENT-0072", "Started same AZ failover to DB instance: {}")}
+CLUSTER_FAILOVER_COMPLETED = ("RDS-EVENT-0071", "Completed failover to DB instance: {}")
+CLUSTER_STOPPED = ("RDS-EVENT-0150", "DB cluster stopped")
+CLUSTER_STARTED = ("RDS-EVENT-0151", "DB cluster started")
 
 
 def _chain(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
@@ -152,6 +168,25 @@ def _instance_elements(db: Any, status: str) -> dict[str, Any]:
     return out
 
 
+def _cluster_elements(cluster: Any, status: str) -> dict[str, Any]:
+    return {
+        "dBClusterIdentifier": cluster.db_cluster_identifier,
+        "dBClusterArn": cluster.db_cluster_arn,
+        "dbClusterResourceId": cluster.db_cluster_resource_id,
+        "engine": cluster.engine,
+        "engineVersion": cluster.engine_version,
+        "status": status,
+        "dBSubnetGroup": cluster.db_subnet_group_name,
+        "endpoint": cluster.endpoint,
+        "readerEndpoint": cluster.reader_endpoint,
+        "port": cluster.port,
+        "masterUsername": cluster.master_username,
+        "multiAZ": bool(cluster.multi_az),
+        "vpcSecurityGroups": [{"vpcSecurityGroupId": group_id, "status": "active"}
+                              for group_id in cluster.vpc_security_group_ids],
+    }
+
+
 def _put(account: str, region: str, detail_type: str, detail: dict[str, Any], resources: list[str]) -> None:
     from moto.events.models import events_backends
 
@@ -188,17 +223,22 @@ def cloudtrail_event(response: Any, event_name: str, params: dict[str, Any],
     }
 
 
-def instance_event(db: Any, event_id: str, message: str, categories: list[str]) -> dict[str, Any]:
+def source_event(source_type: str, arn: str, identifier: str, event_id: str, message: str,
+                 categories: list[str]) -> dict[str, Any]:
     now = _now()
     return {
         "EventCategories": categories,
-        "SourceType": "DB_INSTANCE",
-        "SourceArn": db.db_instance_arn,
+        "SourceType": source_type,
+        "SourceArn": arn,
         "Date": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
         "Message": message,
-        "SourceIdentifier": f"rds:{db.db_instance_identifier}",
+        "SourceIdentifier": f"rds:{identifier}",
         "EventID": event_id,
     }
+
+
+def instance_event(db: Any, event_id: str, message: str, categories: list[str]) -> dict[str, Any]:
+    return source_event("DB_INSTANCE", db.db_instance_arn, db.db_instance_identifier, event_id, message, categories)
 
 
 def _emit_api_call(response: Any, event_name: str, elements: dict[str, Any] | None) -> None:
@@ -210,6 +250,18 @@ def _emit_instance_events(response: Any, db: Any, events: tuple[tuple[str, str],
     for event_id, message in events:
         detail = instance_event(db, event_id, message, categories)
         _put(response.current_account, response.region, "RDS DB Instance Event", detail, [db.db_instance_arn])
+
+
+def _emit_cluster_events(response: Any, cluster: Any, events: list[tuple[str, str]], categories: list[str]) -> None:
+    for event_id, message in events:
+        detail = source_event("CLUSTER", cluster.db_cluster_arn, cluster.db_cluster_identifier, event_id, message,
+                              categories)
+        _put(response.current_account, response.region, "RDS DB Cluster Event", detail, [cluster.db_cluster_arn])
+
+
+def _cluster(response: Any, parameter: str = "DBClusterIdentifier") -> Any | None:
+    identifier = (response.params.get(parameter) or "").lower()
+    return response.backend.clusters.get(identifier) if identifier else None
 
 
 def _db(response: Any, parameter: str = "DBInstanceIdentifier") -> Any | None:
@@ -231,24 +283,33 @@ def apply() -> None:
         _emit_api_call(self, "RemoveTagsFromResource", None)
         return result
 
-    def creation(event_name: str, parameter: str = "DBInstanceIdentifier") -> Callable[..., Any]:
-        """CreateDBInstance, and the calls that create an instance from another (restores, read
-        replicas): the new instance is in the response; a point-in-time restore names it
-        TargetDBInstanceIdentifier in the request."""
+    Find = Callable[[Any], Any]
+    Elements = Callable[[Any, str], dict[str, Any]]
+
+    def creation(event_name: str, find: Find, elements: Elements) -> Callable[..., Any]:
+        """A call that creates an instance or cluster (also from another: restores, read replicas,
+        clones): the new resource goes into the record's responseElements."""
 
         def create(original, self):  # type: ignore[no-untyped-def]
             result = original(self)
-            db = _db(self, parameter)
-            _emit_api_call(self, event_name, _instance_elements(db, "creating") if db is not None else None)
+            found = find(self)
+            _emit_api_call(self, event_name, elements(found, "creating") if found is not None else None)
             return result
 
         return create
 
-    def delete(original, self):  # type: ignore[no-untyped-def]
-        db = _db(self)
-        result = original(self)
-        _emit_api_call(self, "DeleteDBInstance", _instance_elements(db, "deleting") if db is not None else None)
-        return result
+    def deletion(event_name: str, find: Find, elements: Elements) -> Callable[..., Any]:
+        def delete(original, self):  # type: ignore[no-untyped-def]
+            found = find(self)
+            result = original(self)
+            _emit_api_call(self, event_name, elements(found, "deleting") if found is not None else None)
+            return result
+
+        return delete
+
+    def instance(parameter: str = "DBInstanceIdentifier") -> Find:
+        # A point-in-time restore names the new instance TargetDBInstanceIdentifier.
+        return lambda response: _db(response, parameter)
 
     def reboot(original, self):  # type: ignore[no-untyped-def]
         failover = str(self.params.get("ForceFailover", "false")).lower() == "true"
@@ -261,12 +322,46 @@ def apply() -> None:
                 _emit_instance_events(self, db, (RESTART_EVENT,), ["availability"])
         return result
 
+    def cluster_failover(original, self):  # type: ignore[no-untyped-def]
+        cluster = _cluster(self)
+        old = cluster.writer if cluster is not None else None
+        result = original(self)
+        new = cluster.writer if cluster is not None else None
+        if new is not None:
+            cross_az = old is None or old.availability_zone != new.availability_zone
+            started_id, started = CLUSTER_FAILOVER_STARTED[cross_az]
+            completed_id, completed = CLUSTER_FAILOVER_COMPLETED
+            name = new.db_instance_identifier
+            _emit_cluster_events(self, cluster, [(started_id, started.format(name)),
+                                                 (completed_id, completed.format(name))], ["failover"])
+        return result
+
+    def cluster_notification(event: tuple[str, str]) -> Callable[..., Any]:
+        def notify(original, self):  # type: ignore[no-untyped-def]
+            result = original(self)
+            cluster = _cluster(self)
+            if cluster is not None:
+                _emit_cluster_events(self, cluster, [event], ["notification"])
+            return result
+
+        return notify
+
+    for method, event_name in (("create_db_cluster", "CreateDBCluster"),
+                               ("restore_db_cluster_from_snapshot", "RestoreDBClusterFromSnapshot"),
+                               ("restore_db_cluster_to_point_in_time", "RestoreDBClusterToPointInTime")):
+        _chain(RDSResponse, method, creation(event_name, _cluster, _cluster_elements))
+    _chain(RDSResponse, "delete_db_cluster", deletion("DeleteDBCluster", _cluster, _cluster_elements))
+    _chain(RDSResponse, "failover_db_cluster", cluster_failover)
+    _chain(RDSResponse, "stop_db_cluster", cluster_notification(CLUSTER_STOPPED))
+    _chain(RDSResponse, "start_db_cluster", cluster_notification(CLUSTER_STARTED))
     _chain(RDSResponse, "add_tags_to_resource", add_tags)
     _chain(RDSResponse, "remove_tags_from_resource", remove_tags)
-    _chain(RDSResponse, "create_db_instance", creation("CreateDBInstance"))
-    _chain(RDSResponse, "create_db_instance_read_replica", creation("CreateDBInstanceReadReplica"))
-    _chain(RDSResponse, "restore_db_instance_from_db_snapshot", creation("RestoreDBInstanceFromDBSnapshot"))
+    _chain(RDSResponse, "create_db_instance", creation("CreateDBInstance", instance(), _instance_elements))
+    _chain(RDSResponse, "create_db_instance_read_replica",
+           creation("CreateDBInstanceReadReplica", instance(), _instance_elements))
+    _chain(RDSResponse, "restore_db_instance_from_db_snapshot",
+           creation("RestoreDBInstanceFromDBSnapshot", instance(), _instance_elements))
     _chain(RDSResponse, "restore_db_instance_to_point_in_time",
-           creation("RestoreDBInstanceToPointInTime", "TargetDBInstanceIdentifier"))
-    _chain(RDSResponse, "delete_db_instance", delete)
+           creation("RestoreDBInstanceToPointInTime", instance("TargetDBInstanceIdentifier"), _instance_elements))
+    _chain(RDSResponse, "delete_db_instance", deletion("DeleteDBInstance", instance(), _instance_elements))
     _chain(RDSResponse, "reboot_db_instance", reboot)
