@@ -61,6 +61,9 @@ pub(super) struct Call {
     pub body: Option<String>,
 }
 
+/// An answer's body, or the failure and the wait a 429 asks.
+type Attempt = Result<Vec<u8>, (StepError, Option<Duration>)>;
+
 impl TiDBCloud {
     pub(super) fn build(options: ClientOptions, key: Option<ApiKey>, secret: Option<Secret>) -> Result<Self> {
         let url = options.base_url.trim();
@@ -103,13 +106,7 @@ impl TiDBCloud {
             .map_err(|(error, _)| error)
     }
 
-    /// One attempt; a failed one also gives the wait a 429 asks.
-    async fn attempt(
-        &self,
-        call: &Call,
-        key: &ApiKey,
-        challenged: &AtomicBool,
-    ) -> Result<Vec<u8>, (StepError, Option<Duration>)> {
+    async fn attempt(&self, call: &Call, key: &ApiKey, challenged: &AtomicBool) -> Attempt {
         let lost = |e| (unavailable(call.operation, self.options.timeout, e), None);
         let mut response = self.request(call, key).await.map_err(lost)?;
         // The first request, or a nonce no longer taken: answer the fresh challenge, once a call

@@ -1,29 +1,25 @@
 //! The TiDB Cloud API client: TiDB Cloud's AWS account and zones, and a cluster's private link
 //! connections to endpoint services (create, get, list, delete), as the `v1beta1` contract in
-//! `tests/tidb_cloud_double/tidbcloud-privatelink-openapi.yaml` describes them. `client` sends the
-//! requests (HTTP Digest: the private key never travels) and names each failure as the
-//! `TiDBCloud*` [`StepError`] the state machines match on; `models` reads the answers.
+//! `tests/tidb_cloud_double/tidbcloud-privatelink-openapi.yaml` describes them, its documents read
+//! as leniently as it allows. `client` sends the requests (HTTP Digest: the private key never
+//! travels) and names each failure as the `TiDBCloud*` [`StepError`] the state machines match on.
 //!
 //! The key pair is the Secrets Manager secret `{"public_key": "...", "private_key": "..."}`, read
 //! on first use and kept for the life of the Lambda environment; it never shows in logs or errors.
 
 mod client;
-mod models;
 
 use std::{fmt, time::Duration};
 
 use aws_config::SdkConfig;
 use parking_lot::Mutex;
 use reqwest::{Method, Url};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
-
-pub use models::{AvailabilityZones, AwsEndpointService, ConnectionState, PrivateLinkConnection};
 
 use crate::StepError;
 
 type Result<T, E = StepError> = std::result::Result<T, E>;
-type Connection = PrivateLinkConnection;
 type Secret = (aws_sdk_secretsmanager::Client, String);
 
 /// A TiDB Cloud API key pair (it acts as organization owner, hence the care).
@@ -41,10 +37,8 @@ impl ApiKey {
     /// Parses the secret's text. The error names the shape, never the content: serde's own messages
     /// quote the values they reject, and one of them may be the private key.
     pub fn from_secret_json(secret_id: &str, text: &str) -> Result<Self> {
-        let shape = |detail| {
-            let json = r#"{"public_key": "...", "private_key": "..."}"#;
-            StepError::Misconfigured(format!("secret {secret_id} must be JSON {json} ({detail})"))
-        };
+        let json = r#"{"public_key": "...", "private_key": "..."}"#;
+        let shape = |detail| StepError::Misconfigured(format!("secret {secret_id} must be JSON {json} ({detail})"));
         let Self { public_key, private_key } = serde_json::from_str(text)
             .map_err(|e| shape(format!("{:?} error at line {}, column {}", e.classify(), e.line(), e.column())))?;
         let key = Self::new(public_key.trim(), private_key.trim());
@@ -121,7 +115,7 @@ impl TiDBCloud {
 
     /// TiDB Cloud's AWS account and the zone IDs its endpoints can use, in the cluster's region.
     pub async fn availability_zones(&self, cluster: &str) -> Result<AvailabilityZones> {
-        let path = format!("{}:getAvailabilityZones", collection(cluster)?);
+        let path = format!("{}:getAvailabilityZones", path(cluster, None)?);
         self.json(self.call("GetAvailabilityZones", Method::GET, &path)).await
     }
 
@@ -129,7 +123,7 @@ impl TiDBCloud {
     /// (`com.amazonaws.vpce.<region>.vpce-svc-...`): `CREATING`, then `PENDING_ACCEPTANCE` with
     /// TiDB Cloud's endpoint. A 409 (a repeated step, or a lost answer) finds the existing one.
     pub async fn create_private_link_connection(&self, cluster: &str, name: &str, service: &str) -> Result<Connection> {
-        let mut call = self.call("CreatePrivateLinkConnection", Method::POST, &collection(cluster)?);
+        let mut call = self.call("CreatePrivateLinkConnection", Method::POST, &path(cluster, None)?);
         let connection = json!({"clusterId": cluster, "displayName": name, "type": "AWS_ENDPOINT_SERVICE",
             "awsEndpointService": {"name": service}});
         call.body = Some(json!({ "privateLinkConnection": connection }).to_string());
@@ -142,18 +136,17 @@ impl TiDBCloud {
     }
 
     pub async fn get_private_link_connection(&self, cluster: &str, id: &str) -> Result<Connection> {
-        self.json(self.call("GetPrivateLinkConnection", Method::GET, &item(cluster, id)?)).await
+        self.json(self.call("GetPrivateLinkConnection", Method::GET, &path(cluster, Some(id))?)).await
     }
 
     /// Every private link connection of the cluster (all pages).
     pub async fn list_private_link_connections(&self, cluster: &str) -> Result<Vec<Connection>> {
-        let mut first = self.call("ListPrivateLinkConnections", Method::GET, &collection(cluster)?);
-        first.url.query_pairs_mut().append_pair("pageSize", "100");
+        let mut call = self.call("ListPrivateLinkConnections", Method::GET, &path(cluster, None)?);
         let (mut connections, mut token) = (Vec::new(), None::<String>);
         for _ in 0..100 {
-            let mut call = first.clone();
-            call.url.query_pairs_mut().extend_pairs(token.iter().map(|token| ("pageToken", token)));
-            let page: models::Page = self.json(call).await?;
+            let pairs = token.iter().map(|token| ("pageToken", token.as_str()));
+            call.url.query_pairs_mut().clear().append_pair("pageSize", "100").extend_pairs(pairs);
+            let page: Page = self.json(call.clone()).await?;
             connections.extend(page.private_link_connections);
             match page.next_page_token {
                 // A server that hands back the same token would loop us forever.
@@ -171,26 +164,94 @@ impl TiDBCloud {
         Ok(connections.into_iter().find(|c| c.endpoint_service_name() == Some(service)))
     }
 
-    /// Starts deleting the connection: `DELETING`, then, once it is gone, 404. The answer's body
-    /// is not read.
+    /// Starts deleting the connection: `DELETING`, then 404 once it is gone. The body is not read.
     pub async fn delete_private_link_connection(&self, cluster: &str, id: &str) -> Result<()> {
-        self.send(self.call("DeletePrivateLinkConnection", Method::DELETE, &item(cluster, id)?)).await.map(drop)
+        self.send(self.call("DeletePrivateLinkConnection", Method::DELETE, &path(cluster, Some(id))?)).await.map(drop)
     }
 }
 
-fn collection(cluster: &str) -> Result<String> {
-    Ok(format!("/v1beta1/clusters/{}/privateLinkConnections", segment("cluster ID", cluster)?))
+/// The cluster's connections, or one of them. IDs come from tags and payloads; one that could
+/// change the request's path is refused.
+fn path(cluster: &str, id: Option<&str>) -> Result<String> {
+    for (what, id) in [("cluster ID", cluster)].into_iter().chain(id.map(|id| ("private link connection ID", id))) {
+        if !(1..=128).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+            return Err(StepError::InvalidInput(format!(
+                "'{id}' is not a TiDB Cloud {what} (letters, digits, - and _)"
+            )));
+        }
+    }
+    let collection = format!("/v1beta1/clusters/{cluster}/privateLinkConnections");
+    Ok(id.map_or(collection.clone(), |id| format!("{collection}/{id}")))
 }
 
-fn item(cluster: &str, id: &str) -> Result<String> {
-    Ok(format!("{}/{}", collection(cluster)?, segment("private link connection ID", id)?))
+/// `GET .../privateLinkConnections:getAvailabilityZones`: whom to allow and which zones to overlap.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AvailabilityZones {
+    pub account_id: String,
+    /// Zone **IDs** such as `use1-az1`, not names.
+    #[serde(default)]
+    pub az_ids: Vec<String>,
 }
 
-/// IDs come from tags and payloads; one that could change the request's path is refused.
-fn segment<'a>(what: &str, id: &'a str) -> Result<&'a str> {
-    let valid = (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
-    let why = "letters, digits, '-' and '_' only";
-    valid.then_some(id).ok_or_else(|| StepError::InvalidInput(format!("'{id}' is not a TiDB Cloud {what} ({why})")))
+/// Of a connection only `clusterId`, `displayName` and `type` are required.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivateLinkConnection {
+    /// `plc-...`; empty when the answer leaves it out.
+    #[serde(default)]
+    pub private_link_connection_id: String,
+    pub cluster_id: String,
+    pub display_name: String,
+    #[serde(default)]
+    pub state: ConnectionState,
+    /// Why the connection failed, when it did.
+    pub message: Option<String>,
+    #[serde(rename = "type")]
+    pub connection_type: String,
+    pub aws_endpoint_service: Option<AwsEndpointService>,
+}
+type Connection = PrivateLinkConnection;
+
+impl PrivateLinkConnection {
+    /// The `vpce-...` endpoint TiDB Cloud created: the one connection request to accept.
+    pub fn endpoint_id(&self) -> Option<&str> {
+        self.aws_endpoint_service.as_ref()?.endpoint_id.as_deref().filter(|id| !id.is_empty())
+    }
+
+    pub fn endpoint_service_name(&self) -> Option<&str> {
+        self.aws_endpoint_service.as_ref().map(|s| s.name.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsEndpointService {
+    pub name: String,
+    pub endpoint_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConnectionState {
+    Creating,
+    PendingAcceptance,
+    Active,
+    Failed,
+    Deleting,
+    /// A state this client does not know yet, or none: not an error; callers wait as on `Creating`.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+/// One page of `GET .../privateLinkConnections`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Page {
+    #[serde(default)]
+    private_link_connections: Vec<PrivateLinkConnection>,
+    next_page_token: Option<String>,
 }
 
 #[cfg(test)]
