@@ -2,7 +2,6 @@
 //! that later requests answer it at once with the next nonce count; a 429 waited out as its
 //! rate-limit headers say while the wait is short (backon); each failure a named [`StepError`]
 //! with TiDB Cloud's own message and never the request's credentials.
-
 use std::error::Error;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -123,10 +122,14 @@ impl TiDBCloud {
         }
         let (status, headers) = (response.status(), response.headers().clone());
         let answer = response.bytes().await.map_err(lost)?;
-        match status.is_success() {
-            true => Ok(answer.to_vec()),
-            false => Err((failure(call.operation, status, &headers, &answer), throttle_wait(&headers))),
+        if status.is_success() {
+            return Ok(answer.to_vec());
         }
+        // How long a 429 asks us to wait: `Retry-After`, else `X-Ratelimit-Reset` (seconds until
+        // the minute's quota refills); none leaves it to the backoff.
+        let seconds = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse().ok().map(Duration::from_secs);
+        let wait = seconds(RETRY_AFTER.as_str()).or(seconds("x-ratelimit-reset"));
+        Err((failure(call.operation, status, &headers, &answer), wait))
     }
 
     async fn request(&self, call: &Call, key: &ApiKey) -> reqwest::Result<Response> {
@@ -152,8 +155,7 @@ impl TiDBCloud {
             out => out.map_err(aws::fail("GetSecretValue")),
         }?;
         let text = out.secret_string().ok_or_else(|| missing("has no text value; store the key pair as JSON text"))?;
-        let key = ApiKey::from_secret_json(secret_id, text)?;
-        Ok(self.key.lock().insert(key).clone())
+        Ok(self.key.lock().insert(ApiKey::from_secret_json(secret_id, text)?).clone())
     }
 }
 
@@ -166,14 +168,12 @@ fn failure(operation: &'static str, status: StatusCode, headers: &HeaderMap, bod
         [parsed["message"].as_str().unwrap_or_default().trim(), &text, status.canonical_reason().unwrap_or("")];
     let message = messages.into_iter().find(|m| !m.is_empty()).unwrap_or("no message").to_owned();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("?").to_owned();
+    let (limit, reset) = (header("x-ratelimit-limit-minute"), header("x-ratelimit-reset"));
+    let throttled = format!("{message} (limit {limit} requests a minute, resets in {reset} s)");
     match status.as_u16() {
         status @ (401 | 403) => StepError::TiDBCloudUnauthorized { operation, status, message },
         404 => StepError::TiDBCloudNotFound { operation, message },
-        429 => {
-            let (limit, reset) = (header("x-ratelimit-limit-minute"), header("x-ratelimit-reset"));
-            let message = format!("{message} (limit {limit} requests a minute, resets in {reset} s)");
-            StepError::TiDBCloudThrottled { operation, message }
-        }
+        429 => StepError::TiDBCloudThrottled { operation, message: throttled },
         status @ (408 | 500..=599) => {
             StepError::TiDBCloudUnavailable { operation, message: format!("HTTP {status}, code {code}: {message}") }
         }
@@ -190,11 +190,4 @@ fn unavailable(operation: &'static str, timeout: Duration, error: reqwest::Error
         false => causes.collect::<Vec<_>>().join(": "),
     };
     StepError::TiDBCloudUnavailable { operation, message }
-}
-
-/// How long a 429 asks us to wait: `Retry-After`, else `X-Ratelimit-Reset` (seconds until the
-/// minute's quota refills); `None` leaves it to the backoff.
-fn throttle_wait(headers: &HeaderMap) -> Option<Duration> {
-    let seconds = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
-    seconds(RETRY_AFTER.as_str()).or_else(|| seconds("x-ratelimit-reset")).map(Duration::from_secs)
 }
