@@ -1,11 +1,9 @@
 //! The TiDB Cloud API client: TiDB Cloud's AWS account and zones, and a cluster's private link
-//! connections to endpoint services (create, get, list, delete), as the `v1beta1` contract in
-//! `tests/tidb_cloud_double/tidbcloud-privatelink-openapi.yaml` describes them, its documents read
-//! as leniently as it allows. `client` sends the requests (HTTP Digest: the private key never
-//! travels) and names each failure as the `TiDBCloud*` [`StepError`] the state machines match on.
-//!
-//! The key pair is the Secrets Manager secret `{"public_key": "...", "private_key": "..."}`, read
-//! on first use and kept for the life of the Lambda environment; it never shows in logs or errors.
+//! connections (create, get, list, delete), as `tests/tidb_cloud_double/tidbcloud-privatelink-openapi.yaml`
+//! describes the `v1beta1` API, its documents read as leniently as it allows. `client` sends the
+//! requests (HTTP Digest: the private key never travels) and names each failure as the
+//! `TiDBCloud*` [`StepError`] the state machines match on. The key pair is the Secrets Manager secret
+//! `{"public_key": "...", "private_key": "..."}`, read on first use, kept while the Lambda is warm.
 
 mod client;
 
@@ -22,7 +20,8 @@ use crate::StepError;
 type Result<T, E = StepError> = std::result::Result<T, E>;
 type Secret = (aws_sdk_secretsmanager::Client, String);
 
-/// A TiDB Cloud API key pair (it acts as organization owner, hence the care).
+/// A TiDB Cloud API key pair. It acts as organization owner: `Debug`, `Display` and errors never show
+/// its private key.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 pub struct ApiKey {
     public_key: String,
@@ -245,7 +244,6 @@ pub enum ConnectionState {
     Unknown,
 }
 
-/// One page of `GET .../privateLinkConnections`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Page {
