@@ -131,6 +131,12 @@ async fn a_wrong_key_in_the_secret_is_unauthorized_and_not_shown() {
     let error = tidb.availability_zones(CLUSTER).await.unwrap_err();
     assert_eq!(error.name(), "TiDBCloudUnauthorized");
     assert!(!format!("{error} {error:?}").contains(wrong), "{error}");
+
+    // Once the secret is fixed, the same client (a warm Lambda) reads it again and gets through.
+    let right = serde_json::json!({"public_key": PUBLIC_KEY, "private_key": PRIVATE_KEY}).to_string();
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    secrets.put_secret_value().secret_id(SECRET_NAME).secret_string(right).send().await.unwrap();
+    assert_eq!(tidb.availability_zones(CLUSTER).await.unwrap().account_id, TIDB_CLOUD_ACCOUNT);
 }
 
 #[tokio::test]

@@ -1,39 +1,27 @@
-//! The TiDB Cloud API client: TiDB Cloud's AWS account and zones, and the private link connection
-//! of a cluster to an endpoint service (create, get, list, delete), as the `v1beta1` contract in
-//! `tests/tidb_cloud_double/tidbcloud-privatelink-openapi.yaml` describes them. `client` sends
-//! the requests (HTTP Digest, so the private key never travels), `models` reads the answers and
-//! `errors` names each failure as a `TiDBCloud*` [`StepError`], which the state machines match on.
-//!
-//! The API key pair is kept in AWS Secrets Manager as the JSON text
-//! `{"public_key": "...", "private_key": "..."}`, read on first use and kept for the life of the
-//! Lambda environment. [`ApiKey`] never shows the private key in `Debug`, `Display` or errors.
+//! The TiDB Cloud API client: TiDB Cloud's AWS account and zones, and a cluster's private link
+//! connections (create, get, list, delete), as `tests/tidb_cloud_double/tidbcloud-privatelink-openapi.yaml`
+//! describes the `v1beta1` API, its documents read as leniently as it allows. `client` sends the
+//! requests (HTTP Digest: the private key never travels) and names each failure as the
+//! `TiDBCloud*` [`StepError`] the state machines match on. The key pair is the Secrets Manager secret
+//! `{"public_key": "...", "private_key": "..."}`, read on first use, kept while the Lambda is warm.
 
 mod client;
-mod errors;
-mod models;
 
-use std::fmt;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 use aws_config::SdkConfig;
-use client::Call;
+use parking_lot::Mutex;
 use reqwest::{Method, Url};
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-pub use models::{AvailabilityZones, AwsEndpointService, ConnectionState, PrivateLinkConnection};
-
-use crate::{aws, StepError};
+use crate::StepError;
 
 type Result<T, E = StepError> = std::result::Result<T, E>;
 type Secret = (aws_sdk_secretsmanager::Client, String);
 
-const PAGE_SIZE: u32 = 100;
-const MAX_PAGES: usize = 100;
-
-/// A TiDB Cloud API key pair (it acts as organization owner, hence the care).
+/// A TiDB Cloud API key pair. It acts as organization owner: `Debug`, `Display` and errors never show
+/// its private key.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 pub struct ApiKey {
     public_key: String,
@@ -45,34 +33,16 @@ impl ApiKey {
         Self { public_key: public_key.into(), private_key: private_key.into() }
     }
 
-    /// Reads the secret `{"public_key": "...", "private_key": "..."}`.
-    pub async fn from_secrets_manager(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<Self> {
-        let out = client.get_secret_value().secret_id(secret_id).send().await.map_err(|error| {
-            if aws::error_code(&error) != Some("ResourceNotFoundException") {
-                return aws::failure("GetSecretValue", error);
-            }
-            StepError::Misconfigured(format!("the TiDB Cloud API key secret {secret_id} does not exist"))
-        })?;
-        let text = out.secret_string().ok_or_else(|| {
-            StepError::Misconfigured(format!("secret {secret_id} has no text value; store the key pair as JSON text"))
-        })?;
-        Self::from_secret_json(secret_id, text)
-    }
-
     /// Parses the secret's text. The error names the shape, never the content: serde's own messages
     /// quote the values they reject, and one of them may be the private key.
     pub fn from_secret_json(secret_id: &str, text: &str) -> Result<Self> {
-        let shape = |detail: String| {
-            let json = r#"{"public_key": "...", "private_key": "..."}"#;
-            StepError::Misconfigured(format!("secret {secret_id} must be JSON {json} ({detail})"))
-        };
-        let parsed: Self = serde_json::from_str(text)
+        let json = r#"{"public_key": "...", "private_key": "..."}"#;
+        let shape = |detail| StepError::Misconfigured(format!("secret {secret_id} must be JSON {json} ({detail})"));
+        let Self { public_key, private_key } = serde_json::from_str(text)
             .map_err(|e| shape(format!("{:?} error at line {}, column {}", e.classify(), e.line(), e.column())))?;
-        let key = Self::new(parsed.public_key.trim(), parsed.private_key.trim());
-        match key.public_key.is_empty() || key.private_key.is_empty() {
-            true => Err(shape("a key is empty".into())),
-            false => Ok(key),
-        }
+        let key = Self::new(public_key.trim(), private_key.trim());
+        let empty = key.public_key.is_empty() || key.private_key.is_empty();
+        (!empty).then_some(key).ok_or_else(|| shape("a key is empty".into()))
     }
 }
 
@@ -97,26 +67,22 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// How many times one call is sent in all while TiDB Cloud answers 429.
     pub max_attempts: u32,
-    /// The longest 429 wait sat out inside the function; a longer one fails `TiDBCloudThrottled` at
+    /// The longest 429 wait sat out in the function; a longer one fails `TiDBCloudThrottled` at
     /// once, so that the state machine's retry waits instead of a billed, idle Lambda.
     pub max_throttle_wait: Duration,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self {
-            base_url: "https://serverless.tidbapi.com".into(),
-            timeout: Duration::from_secs(10),
-            max_attempts: 3,
-            max_throttle_wait: Duration::from_secs(20),
-        }
+        let (base_url, timeout) = ("https://serverless.tidbapi.com".into(), Duration::from_secs(10));
+        Self { base_url, timeout, max_attempts: 3, max_throttle_wait: Duration::from_secs(20) }
     }
 }
 
 impl ClientOptions {
-    /// The longest one call can take: a digest challenge, then every attempt timing out, with
-    /// the longest throttle wait between attempts. The functions that call TiDB Cloud have a
-    /// Lambda timeout above this (template.yaml), so one call always fits.
+    /// The longest one call can take: a digest challenge, then every attempt timing out, with the
+    /// longest throttle wait between attempts. The functions that call TiDB Cloud outlast it
+    /// (template.yaml, held there by scripts/check_definitions.py).
     pub fn worst_case(&self) -> Duration {
         self.timeout * (1 + self.max_attempts) + self.max_throttle_wait * self.max_attempts.saturating_sub(1)
     }
@@ -126,8 +92,9 @@ impl ClientOptions {
 #[derive(Debug)]
 pub struct TiDBCloud {
     http: reqwest::Client,
-    base_url: String,
+    base_url: Url,
     options: ClientOptions,
+    /// The secret (name or ARN) the key is read from, and read again after a 401.
     secret: Option<Secret>,
     key: Mutex<Option<ApiKey>>,
     /// The server's last challenge, answered at once by later requests (no 401 round trip each).
@@ -137,122 +104,152 @@ pub struct TiDBCloud {
 impl TiDBCloud {
     /// A client with a key at hand (tests, tools).
     pub fn new(key: ApiKey, options: ClientOptions) -> Result<Self> {
-        Self::build(None, Some(key), options)
+        Self::build(options, Some(key), None)
     }
 
     /// A client whose key pair is read from Secrets Manager (`secret_id`: name or ARN) on first use.
     pub fn with_secret(sdk: &SdkConfig, secret_id: &str, options: ClientOptions) -> Result<Self> {
-        Self::build(Some((aws_sdk_secretsmanager::Client::new(sdk), secret_id.to_owned())), None, options)
+        Self::build(options, None, Some((aws_sdk_secretsmanager::Client::new(sdk), secret_id.to_owned())))
     }
 
-    /// TiDB Cloud's AWS account and the zone IDs its endpoints can use, for `cluster_id`'s region.
-    pub async fn availability_zones(&self, cluster_id: &str) -> Result<AvailabilityZones> {
-        let path = format!("{}:getAvailabilityZones", collection(cluster_id)?);
-        self.json(self.call("GetAvailabilityZones", Method::GET, &path)?).await
+    /// TiDB Cloud's AWS account and the zone IDs its endpoints can use, in the cluster's region.
+    pub async fn availability_zones(&self, cluster: &str) -> Result<AvailabilityZones> {
+        let path = format!("{}:getAvailabilityZones", path(cluster, None)?);
+        self.json(self.call("GetAvailabilityZones", Method::GET, &path)).await
     }
 
-    /// Asks TiDB Cloud to connect `cluster_id` to the endpoint service `service`
-    /// (`com.amazonaws.vpce.<region>.vpce-svc-...`). The answer is `CREATING`; TiDB Cloud then
-    /// creates its endpoint and reports `PENDING_ACCEPTANCE` with the endpoint's ID.
-    ///
-    /// A 409 (it exists: a repeated step, or a lost answer) returns the existing connection. Of
-    /// the other 4xx only 429 (waited out here while short, then `TiDBCloudThrottled`) and 408
-    /// (`TiDBCloudUnavailable`) are retried, by the state machine; 400, 401, 403, 404 and the rest
-    /// end the workflow.
-    pub async fn create_private_link_connection(
-        &self,
-        cluster_id: &str,
-        name: &str,
-        service: &str,
-    ) -> Result<PrivateLinkConnection> {
-        let mut call = self.call("CreatePrivateLinkConnection", Method::POST, &collection(cluster_id)?)?;
-        let connection = json!({"clusterId": cluster_id, "displayName": name, "type": "AWS_ENDPOINT_SERVICE",
+    /// Asks TiDB Cloud to connect the cluster to the endpoint service `service`
+    /// (`com.amazonaws.vpce.<region>.vpce-svc-...`): `CREATING`, then `PENDING_ACCEPTANCE` with
+    /// TiDB Cloud's endpoint. A 409 (a repeated step, or a lost answer) finds the existing one.
+    pub async fn create_private_link_connection(&self, cluster: &str, name: &str, service: &str) -> Result<Connection> {
+        let mut call = self.call("CreatePrivateLinkConnection", Method::POST, &path(cluster, None)?);
+        let connection = json!({"clusterId": cluster, "displayName": name, "type": "AWS_ENDPOINT_SERVICE",
             "awsEndpointService": {"name": service}});
         call.body = Some(json!({ "privateLinkConnection": connection }).to_string());
         match self.json(call).await {
             Err(conflict @ StepError::TiDBCloudRequestFailed { status: 409, .. }) => {
-                self.find_private_link_connection(cluster_id, service).await?.ok_or(conflict)
+                self.find_private_link_connection(cluster, service).await?.ok_or(conflict)
             }
             created => created,
         }
     }
 
-    pub async fn get_private_link_connection(&self, cluster_id: &str, id: &str) -> Result<PrivateLinkConnection> {
-        self.json(self.call("GetPrivateLinkConnection", Method::GET, &item(cluster_id, id)?)?).await
+    pub async fn get_private_link_connection(&self, cluster: &str, id: &str) -> Result<Connection> {
+        self.json(self.call("GetPrivateLinkConnection", Method::GET, &path(cluster, Some(id))?)).await
     }
 
     /// Every private link connection of the cluster (all pages).
-    pub async fn list_private_link_connections(&self, cluster_id: &str) -> Result<Vec<PrivateLinkConnection>> {
-        let path = format!("{}?pageSize={PAGE_SIZE}", collection(cluster_id)?);
-        let first = self.call("ListPrivateLinkConnections", Method::GET, &path)?;
+    pub async fn list_private_link_connections(&self, cluster: &str) -> Result<Vec<Connection>> {
+        let mut call = self.call("ListPrivateLinkConnections", Method::GET, &path(cluster, None)?);
         let (mut connections, mut token) = (Vec::new(), None::<String>);
-        for _ in 0..MAX_PAGES {
-            let mut call = first.clone();
-            if let Some(token) = &token {
-                call.url.query_pairs_mut().append_pair("pageToken", token);
-            }
-            let page: models::Page = self.json(call).await?;
+        for _ in 0..100 {
+            let pairs = token.iter().map(|token| ("pageToken", token.as_str()));
+            call.url.query_pairs_mut().clear().append_pair("pageSize", "100").extend_pairs(pairs);
+            let page: Page = self.json(call.clone()).await?;
             connections.extend(page.private_link_connections);
-            match page.next_page_token.filter(|next| !next.is_empty()) {
+            match page.next_page_token {
                 // A server that hands back the same token would loop us forever.
-                Some(next) if token.as_ref() != Some(&next) => token = Some(next),
+                Some(next) if !next.is_empty() && token.as_ref() != Some(&next) => token = Some(next),
                 _ => break,
             }
         }
         Ok(connections)
     }
 
-    /// The cluster's connection to the endpoint service `service`, if there is one: how a retried
-    /// step finds its earlier work instead of creating a second connection.
-    pub async fn find_private_link_connection(
-        &self,
-        cluster_id: &str,
-        service: &str,
-    ) -> Result<Option<PrivateLinkConnection>> {
-        let connections = self.list_private_link_connections(cluster_id).await?;
+    /// The cluster's connection to the endpoint service `service`, if any: how a retried step finds
+    /// its earlier work instead of creating a second connection.
+    pub async fn find_private_link_connection(&self, cluster: &str, service: &str) -> Result<Option<Connection>> {
+        let connections = self.list_private_link_connections(cluster).await?;
         Ok(connections.into_iter().find(|c| c.endpoint_service_name() == Some(service)))
     }
 
-    /// Starts deleting the connection (TiDB Cloud reports `DELETING`, then, once it is gone, 404).
-    /// The answer's body is not read.
-    pub async fn delete_private_link_connection(&self, cluster_id: &str, id: &str) -> Result<()> {
-        self.send(self.call("DeletePrivateLinkConnection", Method::DELETE, &item(cluster_id, id)?)?).await.map(drop)
-    }
-
-    fn call(&self, operation: &'static str, method: Method, path: &str) -> Result<Call> {
-        let url = Url::parse(&format!("{}{path}", self.base_url))
-            .map_err(|e| StepError::InvalidInput(format!("'{path}' does not make a TiDB Cloud URL: {e}")))?;
-        Ok(Call { operation, method, url, body: None })
-    }
-
-    async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
-        let (operation, answer) = (call.operation, self.send(call).await?);
-        serde_json::from_slice(&answer).map_err(|e| StepError::TiDBCloudRequestFailed {
-            operation,
-            status: 200,
-            code: "InvalidResponse".into(),
-            message: format!("the answer is not the documented shape: {e}"),
-        })
+    /// Starts deleting the connection: `DELETING`, then 404 once it is gone. The body is not read.
+    pub async fn delete_private_link_connection(&self, cluster: &str, id: &str) -> Result<()> {
+        self.send(self.call("DeletePrivateLinkConnection", Method::DELETE, &path(cluster, Some(id))?)).await.map(drop)
     }
 }
 
-fn collection(cluster_id: &str) -> Result<String> {
-    Ok(format!("/v1beta1/clusters/{}/privateLinkConnections", segment("cluster ID", cluster_id)?))
-}
-
-fn item(cluster_id: &str, id: &str) -> Result<String> {
-    Ok(format!("{}/{}", collection(cluster_id)?, segment("private link connection ID", id)?))
-}
-
-/// IDs come from tags and payloads; one that could change the request's path is refused.
-fn segment<'a>(what: &str, id: &'a str) -> Result<&'a str> {
-    let valid =
-        !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if valid {
-        Ok(id)
-    } else {
-        Err(StepError::InvalidInput(format!("'{id}' is not a TiDB Cloud {what} (letters, digits, '-' and '_' only)")))
+/// The cluster's connections, or one of them. IDs come from tags and payloads; one that could
+/// change the request's path is refused.
+fn path(cluster: &str, id: Option<&str>) -> Result<String> {
+    for (what, id) in [("cluster ID", cluster)].into_iter().chain(id.map(|id| ("private link connection ID", id))) {
+        if !(1..=128).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+            return Err(StepError::InvalidInput(format!(
+                "'{id}' is not a TiDB Cloud {what} (letters, digits, - and _)"
+            )));
+        }
     }
+    let collection = format!("/v1beta1/clusters/{cluster}/privateLinkConnections");
+    Ok(id.map_or(collection.clone(), |id| format!("{collection}/{id}")))
+}
+
+/// `GET .../privateLinkConnections:getAvailabilityZones`: whom to allow and which zones to overlap.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AvailabilityZones {
+    pub account_id: String,
+    /// Zone **IDs** such as `use1-az1`, not names.
+    #[serde(default)]
+    pub az_ids: Vec<String>,
+}
+
+/// Of a connection only `clusterId`, `displayName` and `type` are required.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivateLinkConnection {
+    /// `plc-...`; empty when the answer leaves it out.
+    #[serde(default)]
+    pub private_link_connection_id: String,
+    pub cluster_id: String,
+    pub display_name: String,
+    #[serde(default)]
+    pub state: ConnectionState,
+    /// Why the connection failed, when it did.
+    pub message: Option<String>,
+    #[serde(rename = "type")]
+    pub connection_type: String,
+    pub aws_endpoint_service: Option<AwsEndpointService>,
+}
+type Connection = PrivateLinkConnection;
+
+impl PrivateLinkConnection {
+    /// The `vpce-...` endpoint TiDB Cloud created: the one connection request to accept.
+    pub fn endpoint_id(&self) -> Option<&str> {
+        self.aws_endpoint_service.as_ref()?.endpoint_id.as_deref().filter(|id| !id.is_empty())
+    }
+
+    pub fn endpoint_service_name(&self) -> Option<&str> {
+        self.aws_endpoint_service.as_ref().map(|s| s.name.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsEndpointService {
+    pub name: String,
+    pub endpoint_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConnectionState {
+    Creating,
+    PendingAcceptance,
+    Active,
+    Failed,
+    Deleting,
+    /// A state this client does not know yet, or none: not an error; callers wait as on `Creating`.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Page {
+    #[serde(default)]
+    private_link_connections: Vec<PrivateLinkConnection>,
+    next_page_token: Option<String>,
 }
 
 #[cfg(test)]

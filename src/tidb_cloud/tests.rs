@@ -546,6 +546,17 @@ async fn lists_every_page_and_finds_by_service_name() {
 }
 
 #[tokio::test]
+async fn a_page_token_handed_back_again_ends_the_listing() {
+    let page = format!(r#"{{"privateLinkConnections": [{PENDING}], "nextPageToken": "again"}}"#);
+    let server = serve(move |_, _| reply("200 OK", &[], &page));
+    let all = client(&server, rfc_key()).list_private_link_connections("42").await.unwrap();
+    let targets: Vec<_> = server.requests().into_iter().map(|r| r.target).collect();
+    let first = "/v1beta1/clusters/42/privateLinkConnections?pageSize=100";
+    assert_eq!(targets, [first.to_owned(), format!("{first}&pageToken=again")], "no third request for the same page");
+    assert_eq!(all.len(), 2);
+}
+
+#[tokio::test]
 async fn ids_that_would_change_the_path_are_refused_before_sending() {
     let server = serve(|_, _| reply("200 OK", &[], ZONES));
     let tidb = client(&server, rfc_key());
