@@ -17,6 +17,7 @@ const THROTTLING_CODES: &[&str] = &[
     "RequestThrottledException",
     "TooManyRequestsException",
     "SlowDown",
+    "ProvisionedThroughputExceededException",
 ];
 
 /// The AWS error code of a failed call, if the service answered with one.

@@ -103,7 +103,7 @@ def network(aws: Callable[[str], Any]) -> scenario.Network:
 
 
 RESOURCE_KINDS = ("target_groups", "load_balancers", "listeners", "security_groups", "db_sg_rules",
-                  "endpoint_services")
+                  "endpoint_services", "turn_leases")
 
 
 class Inventory(dict):
@@ -198,7 +198,8 @@ class Driver:
         groups, load balancers and listeners (of those load balancers, or tagged), EC2 security
         groups, security group rules that carry our tags (anywhere) or that admit one of our groups
         into the DB's security group (``also_groups``: group IDs seen earlier, so a rule that
-        outlived its group still counts), endpoint services. (Not EC2 DescribeTags: moto keeps
+        outlived its group still counts), endpoint services, and the instance's turn lease (an item
+        of the stack's turn table, which every way out of a workflow releases). (Not EC2 DescribeTags: moto keeps
         listing the tags of deleted groups and revoked rules there.)"""
         elbv2, ec2 = self.aws("elbv2"), self.aws("ec2")
         groups = [g for page in elbv2.get_paginator("describe_target_groups").paginate() for g in page["TargetGroups"]]
@@ -222,6 +223,10 @@ class Driver:
                     rules[rule["SecurityGroupRuleId"]] = rule
         services = [s for s in ec2.describe_vpc_endpoint_service_configurations()["ServiceConfigurations"]
                     if scenario.managed_by(s.get("Tags", []), self.name, identifier)]
+        dynamodb = self.aws("dynamodb")
+        leases = [item for table in dynamodb.list_tables()["TableNames"] if table.startswith(f"{self.name}-")
+                  for item in [dynamodb.get_item(TableName=table, ConsistentRead=True,
+                                                 Key={"db_instance_identifier": {"S": identifier}}).get("Item")] if item]
         return Inventory(
             target_groups=[g for g in groups if mine(g["TargetGroupArn"])],
             load_balancers=[b for b in balancers if mine(b["LoadBalancerArn"])],
@@ -229,6 +234,7 @@ class Driver:
             security_groups=security_groups,
             db_sg_rules=list(rules.values()),
             endpoint_services=services,
+            turn_leases=leases,
         )
 
     def instance_tags(self, identifier: str) -> dict[str, str]:

@@ -390,3 +390,21 @@ def test_a_partial_secret_arn_matches_only_with_the_random_suffix_wildcard(enfor
     assert denied(lambda: as_given("secretsmanager").get_secret_value(SecretId=full))["code"] == "AccessDeniedException"
     assert as_template("secretsmanager").get_secret_value(SecretId=full)["ARN"] == full
     assert as_template("secretsmanager").get_secret_value(SecretId=partial.rsplit(":", 1)[1])["ARN"] == full
+
+
+def test_dynamodb_item_calls_are_authorized_on_their_table(enforced):
+    """The turn lease: PutItem on the stack's table only (DynamoDB names the table, not its ARN,
+    in the request; the emulator keeps DynamoDB's JSON body parsed, which once crashed here)."""
+    dynamodb = enforced.aws("dynamodb")
+    key = {"AttributeDefinitions": [{"AttributeName": "k", "AttributeType": "S"}],
+           "KeySchema": [{"AttributeName": "k", "KeyType": "HASH"}], "BillingMode": "PAY_PER_REQUEST"}
+    ours = dynamodb.create_table(TableName="stack-TurnTable", **key)["TableDescription"]["TableArn"]
+    dynamodb.create_table(TableName="other-table", **key)
+    role = enforced.function_role({"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": ours})
+    role("dynamodb").put_item(TableName="stack-TurnTable", Item={"k": {"S": "orders-db"}})
+    refused = denied(lambda: role("dynamodb").put_item(TableName="other-table", Item={"k": {"S": "orders-db"}}))
+    assert refused["code"] == "AccessDeniedException", refused
+    assert f"dynamodb:PutItem on resource: arn:aws:dynamodb:{REGION}:{enforced.id}:table/other-table" in \
+        refused["message"], refused
+    assert denied(lambda: role("dynamodb").delete_item(TableName="stack-TurnTable",
+                                                       Key={"k": {"S": "orders-db"}}))["code"] == "AccessDeniedException"

@@ -360,6 +360,11 @@ def _queue(call: Call) -> list[Authorization]:
     return [on(call, call.arn("sqs", name, account=account))]
 
 
+def _table(call: Call) -> list[Authorization]:
+    name = call.param("TableName", "")
+    return [on(call, name if name.startswith("arn:") else call.arn("dynamodb", f"table/{name}"))]
+
+
 def _service_linked_role(call: Call) -> list[Authorization]:
     service = call.param("AWSServiceName", "")
     name = {"elasticloadbalancing.amazonaws.com": "AWSServiceRoleForElasticLoadBalancing"}.get(service, "*")
@@ -384,6 +389,9 @@ BUILDERS: dict[str, Callable[[Call], list[Authorization]]] = {
     "states:SendTaskHeartbeat": _task_callback,
     "iam:CreateServiceLinkedRole": _service_linked_role,
     "cloudwatch:PutMetricData": lambda call: [on(call, "*")],
+    **{f"dynamodb:{operation}": _table for operation in ("CreateTable", "DescribeTable", "UpdateTimeToLive",
+                                                          "DescribeTimeToLive", "DeleteTable", "GetItem", "PutItem",
+                                                          "UpdateItem", "DeleteItem")},
     **{f"sqs:{operation}": _queue for operation in ("SendMessage", "ReceiveMessage", "DeleteMessage",
                                                      "GetQueueAttributes", "SetQueueAttributes")},
 }
