@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.request
 from typing import Any, Iterator
 from unittest import mock
 
@@ -24,13 +22,7 @@ AT_START = {"buckets": {"elasticloadbalancing:DescribeLoadBalancers": [3, 0], "e
 
 
 def route(url: str, method: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{url}/_emulator/throttling", data=data, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return control.route(url, "/_emulator/throttling", method, body)
 
 
 @pytest.fixture(scope="module")
