@@ -87,7 +87,8 @@ def test_the_route_configures_and_turns_it_off(throttled: str) -> None:
     ec2 = session_factory(throttled)(new_account())("ec2")
     ec2.describe_subnets()
     assert refused(ec2.describe_subnets)[0] == "RequestLimitExceeded"
-    assert route(throttled, "DELETE") == (200, {"enabled": False, "buckets": {}, "calls": {}, "throttled": {}})
+    assert route(throttled, "DELETE") == (200, {"enabled": False, "buckets": {}, "calls": {}, "product_calls": {},
+                                                "throttled": {}})
     for _ in range(5):
         ec2.describe_subnets()
     assert route(throttled, "GET")[1]["calls"] == {"ec2:DescribeSubnets": 5}

@@ -22,7 +22,8 @@ environment at start (``EMULATOR_THROTTLING=aws``: AWS's figures; or a JSON obje
 by a control route (not an AWS API, served by launch.py):
 
     POST   /_emulator/throttling  {"enabled": true, "buckets": {"elasticloadbalancing:Describe*": [40, 10]}}
-    GET    /_emulator/throttling  the configuration, and the calls and throttled calls by action
+    GET    /_emulator/throttling  the configuration, and the calls (all, and the product's: made
+                                  with a role an AWS service assumes) and throttled calls by action
     DELETE /_emulator/throttling  off, and the counts cleared
 
 ``buckets`` overrides AWS's figures: keys ``service:Action`` or ``service:Prefix*`` (IAM prefixes:
@@ -103,6 +104,7 @@ class ConfigError(ValueError):
 _config: dict[str, Any] = {"enabled": False, "buckets": {}}
 _buckets: dict[tuple[str, str, str], Bucket] = {}
 calls: Counter[str] = Counter()
+product_calls: Counter[str] = Counter()  # made with a role that an AWS service assumes (the stack's)
 throttled: Counter[str] = Counter()
 
 
@@ -130,13 +132,16 @@ def configure(config: dict[str, Any]) -> None:
         _config.update(enabled=bool(config.get("enabled", True)), buckets=dict(buckets))
         _buckets.clear()
         calls.clear()
+        product_calls.clear()
         throttled.clear()
 
 
-def admit(account: str, region: str, action: str) -> bool:
+def admit(account: str, region: str, action: str, product: bool = False) -> bool:
     """Counts the call; whether its bucket had a token (always, while throttling is off)."""
     with STATE_LOCK:
         calls[action] += 1
+        if product:
+            product_calls[action] += 1
         if not _config["enabled"]:
             return True
         found = figures(action)
@@ -153,7 +158,7 @@ def admit(account: str, region: str, action: str) -> bool:
 
 def state() -> dict[str, Any]:
     with STATE_LOCK:
-        return {**_config, "calls": dict(calls), "throttled": dict(throttled)}
+        return {**_config, "calls": dict(calls), "product_calls": dict(product_calls), "throttled": dict(throttled)}
 
 
 def control(method: str, body: bytes) -> tuple[str, dict[str, Any]]:
@@ -172,11 +177,15 @@ def control(method: str, body: bytes) -> tuple[str, dict[str, Any]]:
 
 def check(response: Any) -> None:
     """Raised as the service answers a throttled call (a hook of every moto API call)."""
-    from .iam_evaluation import service_error
+    from .iam_evaluation import _caller_of, service_error
 
     service = SERVICES.get(response.service_name or "", response.service_name or "")
     action = f"{service}:{response._get_action()}"
-    if admit(response.current_account, response.region, action):
+    try:
+        product = _caller_of(response).product
+    except Exception:  # an unsigned or unknown caller: not the product's
+        product = False
+    if admit(response.current_account, response.region, action, product):
         return
     code, message, status = ERRORS.get(service, DEFAULT_ERROR)
     error = service_error(service, code, message, status, response.headers.get("Content-Type") or "")
