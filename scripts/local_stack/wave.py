@@ -37,7 +37,8 @@ class Wave:
         return sum(self.counts.get("throttled", {}).values())
 
     def product_calls(self) -> int:
-        return sum(self.counts.get("product_calls", {}).values())
+        """The stack's AWS calls, its state machines' Lambda invocations not counted."""
+        return sum(n for action, n in self.counts.get("product_calls", {}).items() if action != "lambda:Invoke")
 
 
 def throttle(endpoint: str, buckets: dict[str, list[float]] | None) -> None:
