@@ -6,6 +6,7 @@ when asked. Shared by tests/e2e/test_wave.py (a small wave, in CI) and scripts/b
 from __future__ import annotations
 
 import json
+import random
 import sys
 import time
 from collections import Counter
@@ -67,7 +68,7 @@ def run(aws: Aws, endpoint: str, state_machine: str, identifiers: list[str], act
     known = {e["executionArn"] for e in scenario.executions(aws, state_machine)}
     started = time.time()
     for identifier in identifiers:
-        act(identifier)
+        patiently(act, identifier)
     pending: dict[str, str] = {}  # execution ARN -> identifier
     done: dict[str, dict[str, Any]] = {}
     deadline = started + timeout
@@ -90,6 +91,20 @@ def run(aws: Aws, endpoint: str, state_machine: str, identifiers: list[str], act
         time.sleep(poll)
     last = max(e["stopDate"].timestamp() for e in done.values())
     return Wave(done, last - started, counts(endpoint))
+
+
+def patiently(act: Callable[[str], None], identifier: str, attempts: int = 10) -> None:
+    """``act``, retried while throttled as a script or Terraform retries (its calls share the
+    account's buckets with the stack's), with exponential backoff and full jitter."""
+    from botocore.exceptions import ClientError
+
+    for attempt in range(attempts):
+        try:
+            return act(identifier)
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in ("ThrottlingException", "Throttling") or attempt == attempts - 1:
+                raise
+            time.sleep(random.uniform(0, min(2 ** attempt, 10)))
 
 
 def history(aws: Aws, execution_arn: str) -> list[dict[str, Any]]:
