@@ -17,6 +17,22 @@ const THROTTLING_CODES: &[&str] = &[
     "RequestThrottledException",
     "TooManyRequestsException",
     "SlowDown",
+    "ProvisionedThroughputExceededException",
+];
+
+/// Error codes that mean an account quota is reached: the code, the quota's name and its
+/// service in the Service Quotas console (ELB "Quotas for your Network Load Balancers"; Amazon VPC
+/// quotas, "Security groups").
+const QUOTA_CODES: &[(&str, &str, &str)] = &[
+    ("TooManyLoadBalancers", "Network Load Balancers per Region", "Elastic Load Balancing"),
+    ("TooManyTargetGroups", "Target Groups per Region", "Elastic Load Balancing"),
+    ("TooManyListeners", "Listeners per Network Load Balancer", "Elastic Load Balancing"),
+    ("SecurityGroupLimitExceeded", "VPC security groups per Region", "Amazon Virtual Private Cloud (Amazon VPC)"),
+    (
+        "RulesPerSecurityGroupLimitExceeded",
+        "Inbound or outbound rules per security group",
+        "Amazon Virtual Private Cloud (Amazon VPC)",
+    ),
 ];
 
 /// The AWS error code of a failed call, if the service answered with one.
@@ -36,7 +52,9 @@ where
     match &error {
         SdkError::ServiceError(service) => {
             let code = error.code().unwrap_or("Unknown");
-            if THROTTLING_CODES.contains(&code) {
+            if let Some((_, quota, service)) = QUOTA_CODES.iter().find(|(c, _, _)| *c == code) {
+                StepError::QuotaExceeded { operation, quota, service, message: format!("{code}: {message}") }
+            } else if THROTTLING_CODES.contains(&code) {
                 StepError::Throttled { operation, message }
             } else if service.raw().status().is_server_error() {
                 StepError::AwsUnavailable { operation, message: format!("{code}: {message}") }

@@ -65,6 +65,9 @@ pub enum StepError {
     #[error("the function is misconfigured: {0}; check the stack's parameters")]
     Misconfigured(String),
 
+    #[error("the account's quota '{quota}' is reached ({operation}: {message}); request an increase in the Service Quotas console ({service}, '{quota}') or remove resources that count against it, then run the workflow again; everything created was removed")]
+    QuotaExceeded { operation: &'static str, quota: &'static str, service: &'static str, message: String },
+
     #[error("AWS throttled {operation}: {message}")]
     Throttled { operation: &'static str, message: String },
 
@@ -109,6 +112,7 @@ impl StepError {
             Self::OutOfTime { .. } => "OutOfTime",
             Self::InvalidInput(_) => "InvalidInput",
             Self::Misconfigured(_) => "Misconfigured",
+            Self::QuotaExceeded { .. } => "QuotaExceeded",
             Self::Throttled { .. } => "Throttled",
             Self::AwsUnavailable { .. } => "AwsUnavailable",
             Self::AwsRequestFailed { .. } => "AwsRequestFailed",

@@ -21,9 +21,8 @@ pub struct Settings {
     pub notification_topic_arn: Option<String>,
     /// The tag key that opts an RDS instance in.
     pub opt_in_tag_key: String,
-    /// The two workflows, which run one at a time per instance.
-    pub provision_state_machine_arn: Option<String>,
-    pub deprovision_state_machine_arn: Option<String>,
+    /// DynamoDB table of the turn leases, one item per instance (`turn`).
+    pub turn_table_name: Option<String>,
     /// The TiDB Cloud cluster to link when the opt-in tag's value does not name one.
     pub tidb_cloud_cluster_id: Option<String>,
     /// Secrets Manager secret holding the TiDB Cloud API key pair; without it the TiDB Cloud side
@@ -58,8 +57,7 @@ impl Settings {
             tidb_cloud_api_key_secret_arn: var("TIDB_CLOUD_API_KEY_SECRET_ARN"),
             tidb_cloud_api_url: var("TIDB_CLOUD_API_URL"),
             opt_in_tag_key: var("OPT_IN_TAG_KEY").unwrap_or_else(|| DEFAULT_OPT_IN_TAG_KEY.to_owned()),
-            provision_state_machine_arn: var("PROVISION_STATE_MACHINE_ARN"),
-            deprovision_state_machine_arn: var("DEPROVISION_STATE_MACHINE_ARN"),
+            turn_table_name: var("TURN_TABLE_NAME"),
             stack_name,
             tidb_cloud_account_id,
             tidb_cloud_az_ids,
@@ -75,14 +73,10 @@ impl Settings {
         })
     }
 
-    /// Both workflows' state machine ARNs.
-    pub fn state_machine_arns(&self) -> Result<[&str; 2], StepError> {
-        match (&self.provision_state_machine_arn, &self.deprovision_state_machine_arn) {
-            (Some(provision), Some(deprovision)) => Ok([provision, deprovision]),
-            _ => Err(StepError::Misconfigured(
-                "the workflows' ARNs (PROVISION_STATE_MACHINE_ARN, DEPROVISION_STATE_MACHINE_ARN) are not set".into(),
-            )),
-        }
+    pub fn turn_table_name(&self) -> Result<&str, StepError> {
+        self.turn_table_name
+            .as_deref()
+            .ok_or_else(|| StepError::Misconfigured("the turn table (TURN_TABLE_NAME) is not set".into()))
     }
 
     /// The TiDB Cloud client, when the stack has an API key; built once per cold start, it reads

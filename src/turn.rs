@@ -2,13 +2,24 @@
 //! necessarily in order, and a user may tag, untag and tag again within a minute; without care a
 //! teardown could race a provisioning of the same instance, or two provisionings race each other.
 //!
-//! So both workflows start by asking for their turn: an execution waits (a Wait/Choice loop in the
-//! state machine) while an older execution of either workflow for the same instance is running.
+//! So both workflows start by taking the instance's *turn*: a lease, one DynamoDB item per
+//! instance, taken with a conditional write (free, expired, already ours, or held by the
+//! provisioning a rollback rolls back) and released by the state machine on every way out. An
+//! execution that finds the lease held waits (a Wait/Choice loop in the state machine); a holder
+//! that ended without releasing it (stopped, timed out) is found out by one DescribeExecution and
+//! its lease taken over, and a lease expires after the state machines' own timeout. Each poll thus
+//! costs at most three calls, whatever the number of executions running (ListExecutions, which the
+//! previous design paged through, is also only eventually consistent).
+//!
 //! Once it is its turn, an execution started by an event checks the instance's *current* state,
 //! not the event: it provisions only if the instance is still opted in, and tears down only if it
 //! no longer is. Duplicated or stale events thus end as no-ops, and the last word is the tag's.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use aws_config::SdkConfig;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,6 +29,10 @@ use crate::database::{describe, AWAITING_WRITER};
 use crate::naming::DatabaseRef;
 use crate::runtime::Step;
 use crate::{aws, Settings, StepError};
+
+/// How long a lease lasts: the state machines' `TimeoutSeconds`, so that no execution outlives
+/// the lease it took, and a lease whose holder vanished is free at the latest then.
+pub const LEASE_SECONDS: u64 = 4 * 3600;
 
 /// Instance and cluster states that end in `available` without anyone acting.
 const BECOMING_AVAILABLE: &[&str] = &[
@@ -105,7 +120,15 @@ pub fn instance_of_input(input: &Value) -> Option<String> {
 pub struct AwaitTurn {
     rds: aws_sdk_rds::Client,
     sfn: aws_sdk_sfn::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
     settings: Settings,
+}
+
+/// Who holds an instance's turn, as a conditional write found it (`None`: it changed hands while
+/// the write was refused, as AWS may answer without the item).
+enum Claim {
+    Ours,
+    HeldBy(Option<String>),
 }
 
 impl Step for AwaitTurn {
@@ -113,15 +136,21 @@ impl Step for AwaitTurn {
     type Output = Turn;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        settings.state_machine_arns()?;
-        Ok(Self { rds: aws_sdk_rds::Client::new(sdk), sfn: aws_sdk_sfn::Client::new(sdk), settings: settings.clone() })
+        settings.turn_table_name()?;
+        Ok(Self {
+            rds: aws_sdk_rds::Client::new(sdk),
+            sfn: aws_sdk_sfn::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            settings: settings.clone(),
+        })
     }
 
     async fn run(&self, request: TurnRequest) -> Result<Turn, StepError> {
         let database = DatabaseRef::parse(&request.db_instance_identifier)?;
         let identifier = database.key();
-        if let Some(older) = self.older_running_execution(&identifier, &request).await? {
-            let reason = format!("execution {older} for the same instance is still running");
+        if let Claim::HeldBy(holder) = self.claim(&identifier, &request).await? {
+            let holder = holder.unwrap_or_else(|| "another execution".into());
+            let reason = format!("{holder} holds the instance's turn");
             info!(db_instance = %identifier, execution = %request.execution_id, reason = %reason, "waiting for turn");
             return Ok(Turn { decision: Decision::Wait, reason });
         }
@@ -145,7 +174,7 @@ impl Step for AwaitTurn {
                 return Ok(Turn { decision: Decision::Skip, reason });
             }
         }
-        Ok(Turn { decision: Decision::Go, reason: "no older execution for this instance is running".into() })
+        Ok(Turn { decision: Decision::Go, reason: "this execution holds the instance's turn".into() })
     }
 }
 
@@ -156,59 +185,79 @@ impl AwaitTurn {
         Ok(described.map(|db| (db.readiness().to_owned(), db.tag(&self.settings.opt_in_tag_key).map(str::to_owned))))
     }
 
-    /// A running execution of either workflow, for the same instance, started before this one.
-    async fn older_running_execution(
+    /// Takes the instance's lease when it is free, expired, already ours, or our parent's (a
+    /// rollback takes over from the provisioning it rolls back, which waits for it); else takes
+    /// it over from a holder that is no longer running. At most three calls.
+    async fn claim(&self, identifier: &str, request: &TurnRequest) -> Result<Claim, StepError> {
+        let parent = request.parent_execution_id.as_deref().unwrap_or(&request.execution_id);
+        let free = "attribute_not_exists(holder) OR holder = :me OR expires_at < :now OR holder = :other";
+        let holder = match self.put_lease(identifier, request, free, parent).await? {
+            Claim::HeldBy(Some(holder)) => holder,
+            claim => return Ok(claim),
+        };
+        if self.is_running(&holder).await? {
+            return Ok(Claim::HeldBy(Some(holder)));
+        }
+        info!(db_instance = %identifier, execution = %request.execution_id, holder = %holder, "taking over the turn of an execution that ended");
+        self.put_lease(identifier, request, "holder = :other", &holder).await
+    }
+
+    /// One conditional PutItem of the lease; on a failed condition, the holder found instead.
+    /// `:me` is this execution, `:other` the one the condition names, `:now` the time.
+    async fn put_lease(
         &self,
         identifier: &str,
         request: &TurnRequest,
-    ) -> Result<Option<String>, StepError> {
-        let mine = self
-            .sfn
-            .describe_execution()
-            .execution_arn(&request.execution_id)
-            .send()
-            .await
-            .map_err(aws::fail("DescribeExecution"))?;
-        let my_start = mine.start_date();
-        for state_machine in self.settings.state_machine_arns()? {
-            let mut pages = self
-                .sfn
-                .list_executions()
-                .state_machine_arn(state_machine)
-                .status_filter(ExecutionStatus::Running)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(aws::fail("ListExecutions"))?;
-                for other in page.executions() {
-                    let arn = other.execution_arn();
-                    let older = (other.start_date().secs(), other.start_date().subsec_nanos(), arn)
-                        < (my_start.secs(), my_start.subsec_nanos(), request.execution_id.as_str());
-                    if !older || arn == request.execution_id || Some(arn) == request.parent_execution_id.as_deref() {
-                        continue;
-                    }
-                    let described = self
-                        .sfn
-                        .describe_execution()
-                        .execution_arn(arn)
-                        .send()
-                        .await
-                        .map_err(aws::fail("DescribeExecution"))?;
-                    let input: Value = described.input().and_then(|i| serde_json::from_str(i).ok()).unwrap_or_default();
-                    if instance_of_input(&input).as_deref() == Some(identifier) {
-                        return Ok(Some(arn.to_owned()));
-                    }
-                }
-            }
+        condition: &str,
+        other: &str,
+    ) -> Result<Claim, StepError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let workflow = match request.workflow {
+            Workflow::Provision => "provision",
+            Workflow::Deprovision => "deprovision",
+        };
+        let mut values = vec![(":me", request.execution_id.as_str()), (":other", other)];
+        values.retain(|(name, _)| condition.contains(name));
+        let mut put = self
+            .dynamodb
+            .put_item()
+            .table_name(self.settings.turn_table_name()?)
+            .item("db_instance_identifier", AttributeValue::S(identifier.to_owned()))
+            .item("holder", AttributeValue::S(request.execution_id.clone()))
+            .item("workflow", AttributeValue::S(workflow.into()))
+            .item("expires_at", AttributeValue::N((now + LEASE_SECONDS).to_string()))
+            .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (name, value) in values {
+            put = put.expression_attribute_values(name, AttributeValue::S(value.to_owned()));
         }
-        Ok(None)
+        if condition.contains(":now") {
+            put = put.expression_attribute_values(":now", AttributeValue::N(now.to_string()));
+        }
+        match put.send().await {
+            Ok(_) => Ok(Claim::Ours),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    let holder = failed.item().and_then(|item| item.get("holder")).and_then(|h| h.as_s().ok());
+                    Ok(Claim::HeldBy(holder.cloned()))
+                }
+                _ => Err(aws::failure("PutItem", e)),
+            },
+        }
+    }
+
+    /// Whether the execution holding a lease still runs (one that no longer exists does not).
+    async fn is_running(&self, execution: &str) -> Result<bool, StepError> {
+        match self.sfn.describe_execution().execution_arn(execution).send().await {
+            Ok(out) => Ok(out.status() == &ExecutionStatus::Running),
+            Err(e) if aws::error_code(&e) == Some("ExecutionDoesNotExist") => Ok(false),
+            Err(e) => Err(aws::failure("DescribeExecution", e)),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]

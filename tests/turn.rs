@@ -1,11 +1,15 @@
-//! One workflow at a time per instance, against the emulator's Step Functions (executions started
-//! here stay RUNNING): an execution waits while an older one for the same instance runs, a
-//! rollback does not wait for the provisioning that started it, and an event-started execution
-//! acts only if the instance's current tags still ask for it.
+//! One workflow at a time per instance, against the emulator's DynamoDB and Step Functions
+//! (executions started here stay RUNNING until stopped): an execution waits while another holds
+//! the instance's turn, takes it over from a holder that ended without releasing it or whose lease
+//! expired, a rollback does not wait for the provisioning that started it, and an event-started
+//! execution acts only if the instance's current tags still ask for it.
 
 mod common;
 
 use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
 use common::*;
 use serde_json::{json, Value};
 use tidb_privatelink::runtime::Step;
@@ -14,11 +18,14 @@ use tidb_privatelink::Settings;
 
 struct Workflows {
     sfn: aws_sdk_sfn::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
     provision: String,
     deprovision: String,
+    table: String,
 }
 
-/// The stack's two state machines, by their template names; their executions never finish here.
+/// The stack's two state machines, by their template names (their executions never finish here),
+/// and its turn table as template.yaml declares it.
 async fn workflows(sdk: &SdkConfig) -> Workflows {
     let sfn = aws_sdk_sfn::Client::new(sdk);
     let definition = json!({"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 3600, "End": true}}});
@@ -34,7 +41,21 @@ async fn workflows(sdk: &SdkConfig) -> Workflows {
             .unwrap();
         arns.push(created.state_machine_arn().to_owned());
     }
-    Workflows { sfn, deprovision: arns.pop().unwrap(), provision: arns.pop().unwrap() }
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let key = "db_instance_identifier";
+    let created = dynamodb
+        .create_table()
+        .table_name(format!("{STACK}-TurnTable"))
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name(key).attribute_type(ScalarAttributeType::S).build().unwrap(),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name(key).key_type(KeyType::Hash).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let table = created.table_description().unwrap().table_name().unwrap().to_owned();
+    Workflows { sfn, dynamodb, deprovision: arns.pop().unwrap(), provision: arns.pop().unwrap(), table }
 }
 
 impl Workflows {
@@ -52,12 +73,43 @@ impl Workflows {
     }
 
     fn settings(&self, network: &Network) -> Settings {
-        Settings {
-            provision_state_machine_arn: Some(self.provision.clone()),
-            deprovision_state_machine_arn: Some(self.deprovision.clone()),
-            ..network.settings()
-        }
+        Settings { turn_table_name: Some(self.table.clone()), ..network.settings() }
     }
+
+    /// What the state machines' ReleaseTurn state does on every way out; whether it released.
+    async fn release(&self, id: &str, execution: &str) -> bool {
+        self.dynamodb
+            .delete_item()
+            .table_name(&self.table)
+            .key("db_instance_identifier", AttributeValue::S(id.into()))
+            .condition_expression("holder = :me")
+            .expression_attribute_values(":me", AttributeValue::S(execution.into()))
+            .send()
+            .await
+            .is_ok()
+    }
+
+    async fn holder(&self, id: &str) -> Option<String> {
+        let item = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("db_instance_identifier", AttributeValue::S(id.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        item.item().and_then(|i| i.get("holder")).map(|h| h.as_s().unwrap().clone())
+    }
+}
+
+/// A fresh account with one instance, `orders-db`, and the stack's workflows and turn table.
+async fn setup() -> (Network, String, Workflows, Settings) {
+    let network = Network::new().await;
+    let id = network.database("orders-db", "mysql", false).await;
+    let flows = workflows(&network.sdk).await;
+    let settings = flows.settings(&network);
+    (network, id, flows, settings)
 }
 
 async fn turn(network: &Network, settings: &Settings, request: TurnRequest) -> Decision {
@@ -79,35 +131,65 @@ fn tag_event(id: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_later_execution_for_the_same_instance_waits_for_the_earlier_one() {
-    let network = Network::new().await;
-    let id = network.database("orders-db", "mysql", false).await;
-    let flows = workflows(&network.sdk).await;
-    let settings = flows.settings(&network);
+async fn an_execution_waits_while_another_holds_the_instances_turn() {
+    let (network, id, flows, settings) = setup().await;
 
     let first = flows.start(&flows.provision, "a-first", tag_event(&id)).await;
     let second = flows.start(&flows.deprovision, "b-second", json!({"db_instance_identifier": id})).await;
-    let other = flows.start(&flows.provision, "c-other", json!({"db_instance_identifier": "billing-db"})).await;
+    let third = flows.start(&flows.provision, "c-third", json!({"db_instance_identifier": id})).await;
+    let other = flows.start(&flows.provision, "d-other", json!({"db_instance_identifier": "billing-db"})).await;
 
     assert_eq!(turn(&network, &settings, request(&id, Workflow::Provision, &first, false)).await, Decision::Go);
+    assert_eq!(flows.holder(&id).await.as_deref(), Some(first.as_str()));
     assert_eq!(turn(&network, &settings, request(&id, Workflow::Deprovision, &second, false)).await, Decision::Wait);
+    // The holder asking again (a workflow waiting for its instance) keeps its turn.
+    assert_eq!(turn(&network, &settings, request(&id, Workflow::Provision, &first, false)).await, Decision::Go);
     // Another instance's workflows do not wait for this one's.
     assert_eq!(
         turn(&network, &settings, request("billing-db", Workflow::Provision, &other, false)).await,
         Decision::Go
     );
 
-    // Once the first has ended, the second goes.
-    flows.sfn.stop_execution().execution_arn(&first).send().await.unwrap();
+    // Released (the holder's ReleaseTurn state), the turn goes to the next one that asks, and
+    // only to it.
+    assert!(flows.release(&id, &first).await);
     assert_eq!(turn(&network, &settings, request(&id, Workflow::Deprovision, &second, false)).await, Decision::Go);
+    assert_eq!(turn(&network, &settings, request(&id, Workflow::Provision, &third, false)).await, Decision::Wait);
+
+    // A holder stopped before it could release: the next one takes its turn over.
+    flows.sfn.stop_execution().execution_arn(&second).send().await.unwrap();
+    assert_eq!(turn(&network, &settings, request(&id, Workflow::Provision, &third, false)).await, Decision::Go);
+    assert_eq!(flows.holder(&id).await.as_deref(), Some(third.as_str()));
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_a_fresh_one_is_not() {
+    let (network, id, flows, settings) = setup().await;
+    let holder = flows.start(&flows.provision, "a-holder", json!({"db_instance_identifier": id})).await;
+    let next = flows.start(&flows.deprovision, "b-next", json!({"db_instance_identifier": id})).await;
+    assert_eq!(turn(&network, &settings, request(&id, Workflow::Provision, &holder, false)).await, Decision::Go);
+    assert_eq!(turn(&network, &settings, request(&id, Workflow::Deprovision, &next, false)).await, Decision::Wait);
+
+    // The same lease, past its expiry (a holder still RUNNING after the state machines'
+    // TimeoutSeconds cannot exist in AWS; here the execution never ends by itself).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    flows
+        .dynamodb
+        .update_item()
+        .table_name(&flows.table)
+        .key("db_instance_identifier", AttributeValue::S(id.clone()))
+        .update_expression("SET expires_at = :past")
+        .expression_attribute_values(":past", AttributeValue::N((now - 1).to_string()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(turn(&network, &settings, request(&id, Workflow::Deprovision, &next, false)).await, Decision::Go);
+    assert_eq!(flows.holder(&id).await.as_deref(), Some(next.as_str()));
 }
 
 #[tokio::test]
 async fn a_rollback_does_not_wait_for_the_provisioning_it_rolls_back() {
-    let network = Network::new().await;
-    let id = network.database("orders-db", "mysql", false).await;
-    let flows = workflows(&network.sdk).await;
-    let settings = flows.settings(&network);
+    let (network, id, flows, settings) = setup().await;
     let provisioning = flows.start(&flows.provision, "a-provision", json!({"db_instance_identifier": id})).await;
     let rollback = flows
         .start(
@@ -116,18 +198,20 @@ async fn a_rollback_does_not_wait_for_the_provisioning_it_rolls_back() {
             json!({"db_instance_identifier": id, "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID": provisioning}),
         )
         .await;
+    assert_eq!(turn(&network, &settings, request(&id, Workflow::Provision, &provisioning, false)).await, Decision::Go);
     let mut asking = request(&id, Workflow::Deprovision, &rollback, false);
     assert_eq!(turn(&network, &settings, asking.clone()).await, Decision::Wait);
-    asking.parent_execution_id = Some(provisioning);
+    asking.parent_execution_id = Some(provisioning.clone());
     assert_eq!(turn(&network, &settings, asking).await, Decision::Go);
+    assert_eq!(flows.holder(&id).await.as_deref(), Some(rollback.as_str()));
+    // The parent's own release afterwards (its ReleaseTurn) leaves the rollback's turn alone.
+    assert!(!flows.release(&id, &provisioning).await);
+    assert_eq!(flows.holder(&id).await.as_deref(), Some(rollback.as_str()));
 }
 
 #[tokio::test]
 async fn events_act_on_the_instances_current_state_only() {
-    let network = Network::new().await;
-    let id = network.database("orders-db", "mysql", false).await;
-    let flows = workflows(&network.sdk).await;
-    let settings = flows.settings(&network);
+    let (network, id, flows, settings) = setup().await;
     let rds = aws_sdk_rds::Client::new(&network.sdk);
     let arn = format!("arn:aws:rds:us-east-1:{}:db:{id}", network.sdk_account().await);
     let execution = flows.start(&flows.provision, "a-event", tag_event(&id)).await;

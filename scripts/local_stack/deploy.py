@@ -126,6 +126,7 @@ class Deployer:
             "AWS::CloudWatch::Alarm": self.alarm,
             "AWS::CloudWatch::Dashboard": self.dashboard,
             "AWS::SecretsManager::Secret": self.secret,
+            "AWS::DynamoDB::Table": self.dynamodb_table,
         }
 
     # --- driving ---
@@ -477,3 +478,23 @@ class Deployer:
             kwargs["Tags"] = _tags_list(p["Tags"])
         arn = self.client("secretsmanager").create_secret(**kwargs)["ARN"]
         return {"Ref": arn, "Id": arn}
+
+    # --- DynamoDB ---
+
+    def dynamodb_table(self, logical_id: str, p: dict[str, Any]) -> Attributes:
+        dynamodb = self.client("dynamodb")
+        name = p.get("TableName") or self.physical_name(logical_id, 255, r"A-Za-z0-9_.\-")
+        kwargs: dict[str, Any] = {"TableName": name, "AttributeDefinitions": p["AttributeDefinitions"],
+                                  "KeySchema": p["KeySchema"], "BillingMode": p.get("BillingMode", "PROVISIONED")}
+        for key in ("ProvisionedThroughput", "GlobalSecondaryIndexes", "LocalSecondaryIndexes", "SSESpecification",
+                    "StreamSpecification", "TableClass", "DeletionProtectionEnabled"):
+            if key in p:
+                kwargs[key] = p[key]
+        if p.get("Tags"):
+            kwargs["Tags"] = _tags_list(p["Tags"])
+        table = dynamodb.create_table(**kwargs)["TableDescription"]
+        ttl = p.get("TimeToLiveSpecification")
+        if ttl:
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+                "AttributeName": ttl["AttributeName"], "Enabled": str(ttl["Enabled"]).lower() == "true"})
+        return {"Ref": name, "Arn": table["TableArn"], "StreamArn": table.get("LatestStreamArn", "")}

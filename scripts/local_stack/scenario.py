@@ -175,7 +175,7 @@ def managed_by(tags: list[dict[str, str]] | dict[str, str], stack: str, identifi
 
 
 RESOURCE_KINDS = ("target_groups", "load_balancers", "listeners", "security_groups", "db_sg_rules",
-                  "endpoint_services")
+                  "endpoint_services", "turn_leases")
 
 
 class Inventory(dict):
@@ -201,8 +201,9 @@ def inventory(aws: Callable[[str], Any], stack: str, identifier: str, db_securit
     groups, load balancers and listeners (of those load balancers, or tagged), EC2 security
     groups, security group rules that carry our tags (anywhere) or that admit one of our groups
     into the DB's security group (``also_groups``: group IDs seen earlier, so a rule that
-    outlived its group still counts), endpoint services. (Not EC2 DescribeTags: moto keeps
-    listing the tags of deleted groups and revoked rules there.)"""
+    outlived its group still counts), endpoint services, and the database's turn lease (an item of
+    the stack's turn table, which every way out of a workflow releases). (Not EC2 DescribeTags:
+    moto keeps listing the tags of deleted groups and revoked rules there.)"""
     elbv2, ec2 = aws("elbv2"), aws("ec2")
     groups = [g for page in elbv2.get_paginator("describe_target_groups").paginate() for g in page["TargetGroups"]]
     balancers = [b for page in elbv2.get_paginator("describe_load_balancers").paginate() for b in page["LoadBalancers"]]
@@ -225,6 +226,10 @@ def inventory(aws: Callable[[str], Any], stack: str, identifier: str, db_securit
                 rules[rule["SecurityGroupRuleId"]] = rule
     services = [s for s in ec2.describe_vpc_endpoint_service_configurations()["ServiceConfigurations"]
                 if managed_by(s.get("Tags", []), stack, identifier)]
+    dynamodb = aws("dynamodb")
+    leases = [item for table in dynamodb.list_tables()["TableNames"] if table.startswith(f"{stack}-")
+              for item in [dynamodb.get_item(TableName=table, ConsistentRead=True,
+                                             Key={"db_instance_identifier": {"S": identifier}}).get("Item")] if item]
     return Inventory(
         target_groups=[g for g in groups if mine(g["TargetGroupArn"])],
         load_balancers=[b for b in balancers if mine(b["LoadBalancerArn"])],
@@ -232,6 +237,7 @@ def inventory(aws: Callable[[str], Any], stack: str, identifier: str, db_securit
         security_groups=security_groups,
         db_sg_rules=list(rules.values()),
         endpoint_services=services,
+        turn_leases=leases,
     )
 
 

@@ -169,6 +169,13 @@ class Driver:
             stateMachineArn=self.machine(workflow), input=json.dumps({"db_instance_identifier": identifier}),
         )["executionArn"]
 
+    def opt_in_and_follow(self, db_arn: str, identifier: str) -> tuple[str, dict[str, Any]]:
+        """Tags the instance and follows the provisioning it starts to its end: (ARN, described)."""
+        known = self.known("provision")
+        scenario.opt_in(self.aws, db_arn)
+        [arn] = self.new_executions("provision", identifier, known)
+        return arn, self.run_to_end(arn)
+
     def run_to_end(self, execution_arn: str, timeout: float = 600) -> dict[str, Any]:
         return scenario.run_to_end(self.aws, execution_arn, timeout)
 

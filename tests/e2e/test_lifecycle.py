@@ -77,6 +77,16 @@ def product_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if k.startswith("tidb-privatelink:")}
 
 
+def turn_span(driver: Any, arn: str) -> tuple[Any, Any]:
+    """When an execution went on with its turn (left IsItOurTurn for its work) and released it."""
+    events = driver.history(arn)
+    entered = [(e["stateEnteredEventDetails"]["name"], e["timestamp"]) for e in events if e["type"].endswith("StateEntered")]
+    went = next(t for (name, _), (following, t) in zip(entered, entered[1:])
+                if name == "IsItOurTurn" and following != "WaitForTurn")
+    released = next(t for name, t in entered if name == "ReleaseTurn")
+    return went, released
+
+
 def assert_one_set(inventory: Any) -> None:
     counts = inventory.counts()
     assert {k: counts[k] for k in ("target_groups", "load_balancers", "listeners", "security_groups",
@@ -133,7 +143,7 @@ def test_a_failure_midway_rolls_back_and_fails_with_the_original_error(
     assert "UnauthorizedOperation" in execution["cause"], why(execution)
     assert "is not authorized to perform: ec2:CreateVpcEndpointServiceConfiguration" in execution["cause"], why(execution)
     entered = driver.states_entered(arn)
-    assert entered[-3:] == ["CreateEndpointService", "RollBack", "ProvisioningFailed"], entered
+    assert entered[-5:] == ["CreateEndpointService", "RollBack", "ReleaseTurn", "HowItEnded", "ProvisioningFailed"], entered
     submitted = [e["taskSubmittedEventDetails"] for e in driver.history(arn) if e["type"] == "TaskSubmitted"]
     assert [(s["resourceType"], s["resource"]) for s in submitted] == [("states", "startExecution.sync:2")]
 
@@ -390,8 +400,11 @@ def test_the_same_tag_event_twice_provisions_once(aws: Aws, driver: Any, started
            f"{'NothingToDo' if 'NothingToDo' in paths[1] else paths[1][-1]}; {inventory.summary()}")
 
     assert [e["status"] for e in executions] == ["SUCCEEDED", "SUCCEEDED"], [why(e) for e in executions]
-    assert "WaitForTurn" not in paths[0] and paths[0][-1] == "Provisioned", paths[0]
-    assert "WaitForTurn" in paths[1] or "NothingToDo" in paths[1], "the second ran while the first did"
+    assert [p[-1] for p in paths] == ["Provisioned", "Provisioned"], paths
+    # Whichever took the turn first ran alone: the other went only after the first released it.
+    first, second = sorted((turn_span(driver, arn) for arn in arns), key=lambda span: span[0])
+    assert second[0] >= first[1], f"turns overlap: {first} and {second}"
+    assert any("WaitForTurn" in p for p in paths), paths
     assert_one_set(inventory)
     services = {json.loads(e["output"])["endpoint_service_name"] for e in executions if "Provisioned" in
                 driver.states_entered(e["executionArn"])}

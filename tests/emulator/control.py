@@ -1,5 +1,6 @@
 """The emulator's control routes (launch.py), for the harnesses that start it: bootstrapping an
-account, a service's credentials for a role, and the problems the emulator met."""
+account, a service's credentials for a role, the problems the emulator met, and the routes that
+answer their own status (faults, throttling)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,14 @@ def faults(endpoint: str, armed: list[dict[str, Any]] | None) -> dict[str, Any]:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def route(endpoint: str, path: str, method: str = "GET", body: Any = None) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON answer) of a control route, e.g. ``/_emulator/throttling``."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{endpoint}{path}", data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

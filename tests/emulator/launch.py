@@ -26,6 +26,8 @@
   page), any other 5xx answer, an exception logged by the emulator or raised in one of its
   threads, and a product call whose IAM action has no mapping. ``GET /_emulator/problems`` lists
   them (JSON); the test fixtures fail a run that leaves any.
+* ``/_emulator/faults``, ``/_emulator/throttling`` and ``/_emulator/quotas``: fault injection, API
+  throttling and account quotas (patches/faults.py, throttling.py, quotas.py).
 * ``POST /_emulator/accounts`` ``{"account_id", "role_name"?}``: bootstraps an account as AWS
   Organizations does, with an administrator role (default ``OrganizationAccountAccessRole``)
   that the management account 123456789012 may assume; answers ``{"role_arn"}``.
@@ -148,7 +150,7 @@ def guarded(app):  # type: ignore[no-untyped-def]
     """The WSGI app with the control routes, and every crash answered and recorded."""
     import traceback
 
-    from patches import faults, iam_evaluation
+    from patches import faults, iam_evaluation, quotas, throttling
 
     def control(environ, start_response):  # type: ignore[no-untyped-def]
         path = environ.get("PATH_INFO", "").rstrip("/")
@@ -158,6 +160,10 @@ def guarded(app):  # type: ignore[no-untyped-def]
         body = environ["wsgi.input"].read(length) if length else b""
         if path == "/_emulator/faults":
             return _json_answer(start_response, *faults.control(environ.get("REQUEST_METHOD", "GET"), body))
+        if path == "/_emulator/throttling":
+            return _json_answer(start_response, *throttling.control(environ.get("REQUEST_METHOD", "GET"), body))
+        if path == "/_emulator/quotas":
+            return _json_answer(start_response, *quotas.control(environ.get("REQUEST_METHOD", "GET"), body))
         if environ.get("REQUEST_METHOD") != "POST" or path not in ("/_emulator/accounts",
                                                                      "/_emulator/service-credentials"):
             return None
@@ -188,7 +194,8 @@ def guarded(app):  # type: ignore[no-untyped-def]
         what = f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}"
 
         def observe(status, headers, exc_info=None):  # type: ignore[no-untyped-def]
-            if status[:1] == "5":
+            # EC2 answers a throttled call 503 RequestLimitExceeded (patches/throttling.py).
+            if status[:1] == "5" and not any(name.lower() == "x-emulator-throttled" for name, _ in headers):
                 problem(f"{what} answered {status}")
             return start_response(status, headers, exc_info)
 

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
 
+import control as control_routes
+
 
 def control(url: str, method: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{url}/_emulator/faults", data=data, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return control_routes.route(url, "/_emulator/faults", method, body)
 
 
 ENTRY = {"Source": "test", "DetailType": "t", "Detail": "{}"}

@@ -431,3 +431,21 @@ def test_cluster_and_subnet_group_describes_are_authorized_on_their_arns(enforce
         lambda: clusters_only.describe_db_subnet_groups(DBSubnetGroupName="grp"))["message"]
     assert f"rds:DescribeDBClusters on resource: {prefix}:cluster:orders" in denied(
         lambda: groups_only.describe_db_clusters(DBClusterIdentifier="orders"))["message"]
+
+
+def test_dynamodb_item_calls_are_authorized_on_their_table(enforced):
+    """The turn lease: PutItem on the stack's table only (DynamoDB names the table, not its ARN,
+    in the request; the emulator keeps DynamoDB's JSON body parsed, which once crashed here)."""
+    dynamodb = enforced.aws("dynamodb")
+    key = {"AttributeDefinitions": [{"AttributeName": "k", "AttributeType": "S"}],
+           "KeySchema": [{"AttributeName": "k", "KeyType": "HASH"}], "BillingMode": "PAY_PER_REQUEST"}
+    ours = dynamodb.create_table(TableName="stack-TurnTable", **key)["TableDescription"]["TableArn"]
+    dynamodb.create_table(TableName="other-table", **key)
+    role = enforced.function_role({"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": ours})
+    role("dynamodb").put_item(TableName="stack-TurnTable", Item={"k": {"S": "orders-db"}})
+    refused = denied(lambda: role("dynamodb").put_item(TableName="other-table", Item={"k": {"S": "orders-db"}}))
+    assert refused["code"] == "AccessDeniedException", refused
+    assert f"dynamodb:PutItem on resource: arn:aws:dynamodb:{REGION}:{enforced.id}:table/other-table" in \
+        refused["message"], refused
+    assert denied(lambda: role("dynamodb").delete_item(TableName="stack-TurnTable",
+                                                       Key={"k": {"S": "orders-db"}}))["code"] == "AccessDeniedException"

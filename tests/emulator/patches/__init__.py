@@ -16,7 +16,7 @@ def apply_all() -> None:
         return
     from . import ec2, elbv2, elbv2_health, rds, vpce_connections, vpce_notifications, vpce_services
     from . import events_targets, faults, iam_enforcement, iam_evaluation, lambda_forward, rds_events
-    from . import sfn_events, sfn_integrations
+    from . import quotas, sfn_events, sfn_integrations, throttling
 
     ec2.apply()
     rds.apply()
@@ -33,4 +33,6 @@ def apply_all() -> None:
     sfn_integrations.apply()
     sfn_events.apply()
     faults.apply()
+    throttling.apply()
+    quotas.apply()
     _applied = True

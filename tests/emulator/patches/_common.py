@@ -20,6 +20,10 @@ log = logging.getLogger("emulator")
 # threaded and a Rust test binary fires requests in parallel.
 STATE_LOCK = threading.RLock()
 
+# Called with moto's response object before every API call is handled; a hook refuses the call by
+# raising iam_evaluation.Denied (rendered in the service's error shape). iam_evaluation runs them.
+CALL_HOOKS: list[Callable[[Any], None]] = []
+
 
 def wrap(owner: Any, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Replace ``owner.name`` by ``wrapper(original, *args, **kwargs)``.

@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Any
 
-from ._common import log, wrap
+from ._common import CALL_HOOKS, log, wrap
 from .iam_evaluator import get as evaluator
 from .iam_requests import IAM_PREFIX, Authorization, Call, Unmapped, authorizations, base_context, parse_params
 
@@ -49,7 +49,8 @@ ACTION_NAMES = {"lambda:Invoke": "lambda:InvokeFunction", "lambda:InvokeAsync": 
 
 
 class Denied(Exception):
-    """A denial, rendered as the service renders it: (status, headers, body)."""
+    """A refused call (a denial, or throttling), rendered as the service renders it: (status,
+    headers, body)."""
 
     def __init__(self, status: int, headers: dict[str, str], body: str | bytes):
         super().__init__(body)
@@ -90,33 +91,39 @@ def denial(service: str, caller: str, action: str, resource: str, decision: str,
     in the protocol the client spoke: a query service's newer clients send JSON or CBOR (CloudWatch),
     and get the query error code back in that protocol (header x-amzn-query-error)."""
     message = _message(caller, action, resource, decision)
-    request_id = "00000000-0000-0000-0000-000000000000"
-    ids = {"x-amzn-RequestId": request_id}
     if service == "lambda":
-        return Denied(403, {"Content-Type": "application/json", "x-amzn-ErrorType": "AccessDeniedException", **ids},
-                      json.dumps({"Type": "User", "Message": message}))
+        return Denied(403, {"Content-Type": "application/json", "x-amzn-ErrorType": "AccessDeniedException",
+                            "x-amzn-RequestId": REQUEST_ID}, json.dumps({"Type": "User", "Message": message}))
     code = QUERY_CODES.get(service)
-    structured = "json" in content_type or "cbor" in content_type
-    if code is None or structured:
-        status = 403 if code else 400
-        code = code or "AccessDeniedException"
-        headers = {**ids, **({"x-amzn-query-error": f"{code};Sender"} if status == 403 else {})}
+    if service == "ec2" and not ("json" in content_type or "cbor" in content_type):
+        encoded = base64.b64encode(json.dumps({"allowed": False, "action": action, "resource": resource}).encode()).decode()
+        message = (f"You are not authorized to perform this operation. {message}. "
+                   f"Encoded authorization failure message: {encoded}")
+    return service_error(service, code or "AccessDeniedException", message, 403 if code else 400, content_type)
+
+
+REQUEST_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def service_error(service: str, code: str, message: str, status: int, content_type: str = "") -> Denied:
+    """An error as a service answers it, in the protocol the client spoke: the query services'
+    XML (EC2's own shape), or JSON / CBOR (with the query code in x-amzn-query-error)."""
+    ids = {"x-amzn-RequestId": REQUEST_ID}
+    if service not in QUERY_CODES or "json" in content_type or "cbor" in content_type:
+        headers = {**ids, **({"x-amzn-query-error": f"{code};Sender"} if service in QUERY_CODES else {})}
         if "cbor" in content_type:
             return Denied(status, {"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor", **headers},
                           _cbor_text_map({"__type": code, "message": message}))
         return Denied(status, {"Content-Type": "application/x-amz-json-1.0", **headers},
                       json.dumps({"__type": code, "message": message}))
     if service == "ec2":
-        encoded = base64.b64encode(json.dumps({"allowed": False, "action": action, "resource": resource}).encode()).decode()
-        text = (f"You are not authorized to perform this operation. {message}. "
-                f"Encoded authorization failure message: {encoded}")
         body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
-                f"<Message>{_xml(text)}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>")
-        return Denied(403, {"Content-Type": "text/xml"}, body)
+                f"<Message>{_xml(message)}</Message></Error></Errors><RequestID>{REQUEST_ID}</RequestID></Response>")
+        return Denied(status, {"Content-Type": "text/xml"}, body)
     body = (f'<ErrorResponse xmlns="http://{service}.amazonaws.com/doc/"><Error><Type>Sender</Type>'
             f"<Code>{code}</Code><Message>{_xml(message)}</Message></Error>"
-            f"<RequestId>{request_id}</RequestId></ErrorResponse>")
-    return Denied(403, {"Content-Type": "text/xml", **ids}, body)
+            f"<RequestId>{REQUEST_ID}</RequestId></ErrorResponse>")
+    return Denied(status, {"Content-Type": "text/xml", **ids}, body)
 
 
 def _xml(text: str) -> str:
@@ -247,7 +254,11 @@ def call_of(response: Any, iam_request: Any) -> Call:
     service = IAM_PREFIX.get(service, service)
     action = ACTION_NAMES.get(f"{service}:{operation}", f"{service}:{operation}")
     service, _, operation = action.partition(":")
-    body = response.body if isinstance(response.body, str) else (response.body or b"").decode("utf-8", "replace")
+    body = response.body
+    if isinstance(body, dict):  # moto's DynamoDB handler keeps its JSON body parsed
+        body = json.dumps(body)
+    elif not isinstance(body, str):
+        body = (body or b"").decode("utf-8", "replace")
     content_type = (response.headers.get("Content-Type") or "") if response.headers else ""
     return Call(service=service, operation=operation, region=response.region, account=response.current_account,
                 params=parse_params(content_type, body, response.querystring or {}), path=response.path or "",
@@ -397,6 +408,8 @@ def apply() -> None:
     @wrap(BaseResponse, "call_action")
     def call_action(original, self):  # type: ignore[no-untyped-def]
         try:
+            for hook in CALL_HOOKS:
+                hook(self)
             return original(self)
         except Denied as denied:
             return denied.status, {**denied.headers, "status": denied.status}, denied.body

@@ -389,6 +389,11 @@ def _publish(call: Call) -> list[Authorization]:
     return out
 
 
+def _table(call: Call) -> list[Authorization]:
+    name = call.param("TableName", "")
+    return [on(call, name if name.startswith("arn:") else call.arn("dynamodb", f"table/{name}"))]
+
+
 def _service_linked_role(call: Call) -> list[Authorization]:
     service = call.param("AWSServiceName", "")
     name = {"elasticloadbalancing.amazonaws.com": "AWSServiceRoleForElasticLoadBalancing"}.get(service, "*")
@@ -416,6 +421,9 @@ BUILDERS: dict[str, Callable[[Call], list[Authorization]]] = {
     "iam:CreateServiceLinkedRole": _service_linked_role,
     "cloudwatch:PutMetricData": lambda call: [on(call, "*")],
     "sns:Publish": _publish,
+    **{f"dynamodb:{operation}": _table for operation in ("CreateTable", "DescribeTable", "UpdateTimeToLive",
+                                                          "DescribeTimeToLive", "DeleteTable", "GetItem", "PutItem",
+                                                          "UpdateItem", "DeleteItem")},
     **{f"sqs:{operation}": _queue for operation in ("SendMessage", "ReceiveMessage", "DeleteMessage",
                                                      "GetQueueAttributes", "SetQueueAttributes")},
 }

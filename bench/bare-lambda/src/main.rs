@@ -1,0 +1,23 @@
+//! The cold-start baseline of scripts/bench: what any Rust Lambda with these SDK clients pays
+//! (the runtime, aws-config's credential and region chain, an RDS and an EC2 client, as
+//! inspect-database builds them), and, per invocation, the one DescribeDBInstances call that
+//! inspect-database starts with; so that the functions' own cost shows beside it.
+
+use aws_config::BehaviorVersion;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    let _ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let rds = &rds;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let identifier = event.payload["db_instance_identifier"].as_str().unwrap_or_default().to_owned();
+        let found = rds.describe_db_instances().db_instance_identifier(identifier).send().await;
+        Ok::<Value, Error>(json!({"found": found.is_ok()}))
+    }))
+    .await
+}

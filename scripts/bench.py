@@ -1,0 +1,330 @@
+"""scripts/bench: what the product costs, one table per part (README, "Benchmarks").
+
+  cold-start    every function's release binary: exec -> its first request to a minimal Lambda
+                Runtime API on 127.0.0.1 (init), and -> its first answer to an invocation against
+                a local emulator (init + first invocation); peak RSS at init; medians of --runs.
+                Beside them, bench/bare-lambda (lambda_runtime + aws-config + the SDK clients,
+                built the same way) and bench/boto3_lambda.py (the same clients in Python/boto3).
+  provisioning  one provisioning and one teardown on a local stack: AWS calls by action, Lambda
+                invocations and state transitions (execution history), wall time, and wall time
+                minus the waits AWS imposes (NLB, target health, acceptance).
+  wave          --wave-sizes instances tagged at once, then untagged at once, under the emulator's
+                API throttling with AWS's token buckets.
+  build         the release binaries' sizes; with --cold-build, the time of a release build from
+                nothing (a fresh target directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests/emulator"))
+from local_stack import scenario, wave  # noqa: E402
+
+FUNCTIONS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "Cargo.toml").exists())
+PARTS = ("cold-start", "provisioning", "wave", "build")
+# What the template's Globals give every function, with values that let each one start.
+FUNCTION_ENV = {"STACK_NAME": "bench", "TIDB_CLOUD_ACCOUNT_ID": "380838443567", "TIDB_CLOUD_AZ_IDS": "use1-az1,use1-az2",
+                "OPT_IN_TAG_KEY": "tidb-privatelink", "CONNECTION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench",
+                "TURN_TABLE_NAME": "bench-TurnTable", "RUST_LOG": "info", "AWS_LAMBDA_LOG_FORMAT": "JSON",
+                "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST"}
+EVENT = {"db_instance_identifier": "bench-missing-db"}
+# The waits AWS imposes, as the state machines spell them.
+AWS_WAITS = {"WaitForLoadBalancer", "WaitForTargetHealth", "WaitForTiDBCloud", "AwaitAcceptance"}
+
+
+def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    print(f"\n## {title}\n")
+    for index, row in enumerate(cells):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+        if index == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    sys.stdout.flush()
+
+
+# --- cold start -----------------------------------------------------------------------------------
+
+
+class RuntimeApi:
+    """A minimal Lambda Runtime API on 127.0.0.1 for one process: hands out one event, notes when
+    the process first asked for one (and its peak RSS then) and when it answered."""
+
+    def __init__(self) -> None:
+        self.asked = threading.Event()
+        self.answered = threading.Event()
+        self.pid = 0
+        self.times: dict[str, float] = {}
+        self.rss_kib = 0
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                if api.asked.is_set():  # a second /next: the benchmark is over
+                    api.answered.wait(30)
+                    self.send_response(410)
+                    self.end_headers()
+                    return
+                api.times["init"] = time.perf_counter()
+                api.rss_kib = peak_rss_kib(api.pid)
+                api.asked.set()
+                body = json.dumps(EVENT).encode()
+                self.send_response(200)
+                for name, value in (("Lambda-Runtime-Aws-Request-Id", "bench-1"),
+                                    ("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30000)),
+                                    ("Lambda-Runtime-Invoked-Function-Arn",
+                                     "arn:aws:lambda:us-east-1:123456789012:function:bench"),
+                                    ("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000"),
+                                    ("Content-Type", "application/json"), ("Content-Length", str(len(body)))):
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                api.times.setdefault("answered", time.perf_counter())
+                api.times.setdefault("outcome", "error" if self.path.endswith("/error") else "response")
+                api.answered.set()
+                self.send_response(202)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cold_start_once(argv: list[str], endpoint: str) -> dict[str, Any]:
+    api = RuntimeApi()
+    env = {"PATH": os.environ.get("PATH", ""), **FUNCTION_ENV, "AWS_ENDPOINT_URL": endpoint,
+           "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.server.server_port}", "AWS_LAMBDA_FUNCTION_NAME": "bench"}
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api.pid = process.pid
+    try:
+        deadline = time.time() + 60
+        while not api.answered.wait(0.05) and process.poll() is None and time.time() < deadline:
+            pass
+        ok = api.answered.is_set()
+    finally:
+        process.kill()
+        process.wait()
+        api.close()
+    if not ok:
+        raise RuntimeError(f"{' '.join(argv)} did not answer an invocation (exit status {process.returncode})")
+    return {"init_ms": (api.times["init"] - started) * 1000, "first_ms": (api.times["answered"] - started) * 1000,
+            "rss_mib": api.rss_kib / 1024, "outcome": api.times["outcome"]}
+
+
+def cold_start(functions: list[str], runs: int, release: Path) -> None:
+    from conftest import start_emulator  # tests/emulator: an emulator of its own, on 127.0.0.1
+
+    process, ready = start_emulator("--watch-pid", str(os.getpid()))
+    endpoint = f"http://127.0.0.1:{ready['port']}"
+    candidates = [(f, [str(release / f)]) for f in functions]
+    candidates += [("bare-lambda (baseline)", [str(release / "bare-lambda")]),
+                   ("boto3 (Python)", [str(ROOT / ".venv/bin/python"), str(ROOT / "bench/boto3_lambda.py")])]
+    medians: dict[str, dict[str, float]] = {}
+    rows = []
+    try:
+        for name, argv in candidates:
+            samples = [cold_start_once(argv, endpoint) for _ in range(runs)]
+            m = {k: statistics.median(s[k] for s in samples) for k in ("init_ms", "first_ms", "rss_mib")}
+            medians[name] = m
+            rows.append([name, f"{m['init_ms']:.1f}", f"{m['first_ms']:.1f}", f"{m['rss_mib']:.1f}",
+                         Counter(s["outcome"] for s in samples).most_common(1)[0][0]])
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    bare, boto = medians["bare-lambda (baseline)"], medians["boto3 (Python)"]
+    for row in rows:
+        m = medians[row[0]]
+        row += [f"{m['init_ms'] / bare['init_ms']:.2f}x", f"{m['first_ms'] / bare['first_ms']:.2f}x",
+                f"{boto['init_ms'] / m['init_ms']:.0f}x", f"{boto['rss_mib'] / m['rss_mib']:.1f}x"]
+    table(f"Cold start (median of {runs}; release builds; first invocation: {json.dumps(EVENT)} against an emulator)",
+          ["binary", "init ms", "init + 1st invocation ms", "peak RSS at init MiB", "1st answer",
+           "init vs bare", "init+1st vs bare", "boto3 init / this", "boto3 RSS / this"], rows)
+
+
+# --- one provisioning and one teardown --------------------------------------------------------------
+
+
+class LocalStack:
+    """A local stack of its own (scripts/local-stack), stopped on exit."""
+
+    def __init__(self, name: str, env: dict[str, str] | None = None):
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-stack-"))
+        up = subprocess.run([str(ROOT / "scripts/local-stack"), "up", "--state-dir", str(self.dir), "--port", "0",
+                             "--dns-port", "0", "--stack-name", name, "--no-reload", "--owner-pid", str(os.getpid())],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
+        if up.returncode != 0:
+            raise RuntimeError(f"scripts/local-stack up failed:\n{up.stdout}")
+        self.state = json.loads((self.dir / "state.json").read_text())
+        self.aws = scenario.clients(self.state)
+        self.endpoint = self.state["endpoint"]
+
+    def machine(self, workflow: str) -> str:
+        return self.state["state_machines"]["ProvisionStateMachine" if workflow == "provision"
+                                             else "DeprovisionStateMachine"]
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        subprocess.run([str(ROOT / "scripts/local-stack"), "down", "--state-dir", str(self.dir)], cwd=ROOT,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+def measure(stack: LocalStack, workflow: str, identifier: str, act: Any) -> list[Any]:
+    wave.throttle(stack.endpoint, None)  # clears the counts
+    [execution] = wave.run(stack.aws, stack.endpoint, stack.machine(workflow), [identifier], lambda _: act(),
+                           poll=0.5).executions.values()
+    calls = Counter(wave.counts(stack.endpoint)["product_calls"])
+    calls.pop("lambda:Invoke", None)  # counted below, from the history
+    events = wave.history(stack.aws, execution["executionArn"])
+    for child in (e for e in events if e["type"] == "TaskSubmitted"
+                  and "startExecution" in e["taskSubmittedEventDetails"].get("resource", "")):
+        events += wave.history(stack.aws, json.loads(child["taskSubmittedEventDetails"]["output"])["ExecutionArn"])
+    entered = [e for e in events if e["type"].endswith("StateEntered")]
+    invocations = sum(1 for e in events if e["type"] == "LambdaFunctionScheduled"
+                      or (e["type"] == "TaskScheduled" and e["taskScheduledEventDetails"]["resourceType"] == "lambda"))
+    waited, opened = 0.0, {}
+    for event in events:
+        name = (event.get("stateEnteredEventDetails") or event.get("stateExitedEventDetails") or {}).get("name")
+        if name in AWS_WAITS:
+            if event["type"].endswith("StateEntered"):
+                opened[name] = event["timestamp"]
+            elif name in opened:
+                waited += (event["timestamp"] - opened.pop(name)).total_seconds()
+    wall = (execution["stopDate"] - execution["startDate"]).total_seconds()
+    polls = Counter(e["stateEnteredEventDetails"]["name"] for e in entered)
+    return [workflow, execution["status"], sum(calls.values()), invocations, len(entered), f"{wall:.1f}",
+            f"{wall - waited:.1f}", polls["CreateLoadBalancer"] + polls["RemoveLoadBalancer"],
+            polls["CheckTargetHealth"],
+            ", ".join(f"{a.split(':')[1]} {n}" for a, n in sorted(calls.items(), key=lambda kv: -kv[1]))]
+
+
+def provisioning() -> None:
+    with LocalStack("bench-one") as stack:
+        network = scenario.create_network(stack.aws, "bench", "10.61")
+        db = scenario.create_database(stack.aws, network, "bench-db")
+        rows = [measure(stack, "provision", "bench-db", lambda: scenario.opt_in(stack.aws, db["DBInstanceArn"])),
+                measure(stack, "deprovision", "bench-db", lambda: wave.untag(stack.aws, db["DBInstanceArn"]))]
+    table("One provisioning and one teardown (local stack; no TiDB Cloud API key, so no TiDB Cloud requests)",
+          ["workflow", "status", "AWS calls", "Lambda invocations", "state transitions", "wall s",
+           "wall minus AWS's waits s", "load balancer step runs", "target health checks", "AWS calls by action"],
+          rows)
+
+
+# --- the wave ----------------------------------------------------------------------------------------
+
+
+def waves(sizes: list[int]) -> None:
+    largest = max(sizes)
+    # As a team raises its quotas before tagging a fleet: one NLB per instance, and one rule per
+    # instance on the databases' shared security group (defaults 50 and 60).
+    quotas = {"network-load-balancers": largest + 50, "rules-per-security-group": largest + 60}
+    rows = []
+    with LocalStack("bench-wave", {"EMULATOR_THROTTLING": "aws", "EMULATOR_QUOTAS": json.dumps(quotas)}) as stack:
+        network = scenario.create_network(stack.aws, "fleet", "10.62")
+        for n in sizes:
+            dbs = wave.create_databases(stack.aws, network, f"w{n}", n)
+            ids = sorted(dbs)
+            for verb, workflow, act in (("tag", "provision", lambda i: scenario.opt_in(stack.aws, dbs[i])),
+                                        ("untag", "deprovision", lambda i: wave.untag(stack.aws, dbs[i]))):
+                wave.throttle(stack.endpoint, {})  # AWS's buckets, counts cleared
+                result = wave.run(stack.aws, stack.endpoint, stack.machine(workflow), ids, act)
+                wave.throttle(stack.endpoint, None)
+                owned = wave.owned(stack.aws, "bench-wave")
+                kinds = Counter(kind for kind, i in owned.elements() if i in dbs)
+                once = all(owned[(k, i)] == 1 for i in ids for k in ("target_group", "load_balancer",
+                                                                     "endpoint_service", "security_group"))
+                retried = sum((wave.retried_errors(wave.history(stack.aws, e["executionArn"]))
+                               for e in result.executions.values()), Counter())
+                rows.append([n, verb, ("yes" if once else "NO") if verb == "tag" else "-", len(result.failed),
+                             result.throttled(), retried.get("Throttled", 0), f"{result.seconds_to_last:.0f}",
+                             f"{result.product_calls() / n:.1f}", sum(kinds.values()) if verb == "untag" else "-"])
+    table("A wave: N instances tagged at once, then untagged at once, under AWS's API rate limits",
+          ["N", "act", "all provisioned exactly once", "executions failed", "throttled calls (all retried if 0 failed)",
+           "task attempts retried as Throttled", "s until the last ended", "AWS calls per instance",
+           "resources left"], rows)
+
+
+# --- build -------------------------------------------------------------------------------------------
+
+
+def build(functions: list[str], cold: bool) -> Path:
+    """Release binaries of ``functions`` and the baseline; with ``cold``, from a fresh target dir."""
+    packages = [a for f in [*functions, "bare-lambda"] for a in ("-p", f)]
+    target = Path(tempfile.mkdtemp(prefix="bench-target-")) if cold else ROOT / "target"
+    started = time.time()
+    subprocess.run(["cargo", "build", "--release", "--locked", *packages], cwd=ROOT, check=True,
+                   env={**os.environ, "CARGO_TARGET_DIR": str(target)})
+    seconds = time.time() - started
+    release = target / "release"
+    rows = [[f, f"{(release / f).stat().st_size / 2**20:.2f}"] for f in [*functions, "bare-lambda"]]
+    table(f"Build (cargo build --release: opt-level z, fat LTO, 1 codegen unit, stripped; {os.cpu_count()} cores)",
+          ["binary", "size MiB"], rows)
+    print(f"\n{'cold' if cold else 'incremental'} release build of {len(functions)} functions + baseline: "
+          f"{seconds:.0f} s{'' if cold else ' (run with --cold-build for the time from nothing)'}")
+    return release
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--functions", default=",".join(FUNCTIONS),
+                        help="comma-separated functions to build and cold-start (default: all; a release build "
+                             "of all takes about 40 minutes on 2 cores)")
+    parser.add_argument("--runs", type=int, default=10, help="cold starts per binary (median)")
+    parser.add_argument("--wave-sizes", default="10,100", help="comma-separated wave sizes")
+    parser.add_argument("--cold-build", action="store_true", help="time the release build from a fresh target dir")
+    args = parser.parse_args(argv)
+    parts = args.parts.split(",")
+    functions = [f for f in args.functions.split(",") if f]
+    unknown = sorted(set(parts) - set(PARTS)) + sorted(set(functions) - set(FUNCTIONS))
+    if unknown:
+        parser.error(f"unknown part or function: {', '.join(unknown)}")
+    release = ROOT / "target/release"
+    if "build" in parts or "cold-start" in parts:
+        release = build(functions, args.cold_build)
+    if "cold-start" in parts:
+        cold_start(functions, args.runs, release)
+    if "provisioning" in parts:
+        provisioning()
+    if "wave" in parts:
+        waves([int(n) for n in args.wave_sizes.split(",")])
+
+
+if __name__ == "__main__":
+    main()
