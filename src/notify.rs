@@ -111,16 +111,15 @@ impl Step for Notify {
     type Output = Option<Notification>;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        let topic_arn = settings.notification_topic_arn.clone();
-        let topic_arn =
-            topic_arn.ok_or_else(|| StepError::Misconfigured("NOTIFICATION_TOPIC_ARN is not set".into()))?;
-        let [provision_arn, _] = settings.state_machine_arns()?;
+        let required = |value: &Option<String>, name: &str| {
+            value.clone().ok_or_else(|| StepError::Misconfigured(format!("{name} is not set")))
+        };
         Ok(Self {
             sns: aws_sdk_sns::Client::new(sdk),
             sfn: aws_sdk_sfn::Client::new(sdk),
-            topic_arn,
+            topic_arn: required(&settings.notification_topic_arn, "NOTIFICATION_TOPIC_ARN")?,
             stack_name: settings.stack_name.clone(),
-            provision_arn: provision_arn.to_owned(),
+            provision_arn: required(&settings.provision_state_machine_arn, "PROVISION_STATE_MACHINE_ARN")?,
         })
     }
 

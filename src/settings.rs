@@ -19,6 +19,8 @@ pub struct Settings {
     pub connection_topic_arn: Option<String>,
     /// SNS topic this stack tells its outcomes to (provisioned, failed, torn down).
     pub notification_topic_arn: Option<String>,
+    /// The provisioning workflow, to tell its outcomes from the teardown's.
+    pub provision_state_machine_arn: Option<String>,
     /// The tag key that opts an RDS instance in.
     pub opt_in_tag_key: String,
     /// DynamoDB table of the turn leases, one item per instance (`turn`).
@@ -63,6 +65,7 @@ impl Settings {
             tidb_cloud_az_ids,
             connection_topic_arn: var("CONNECTION_TOPIC_ARN"),
             notification_topic_arn: var("NOTIFICATION_TOPIC_ARN"),
+            provision_state_machine_arn: var("PROVISION_STATE_MACHINE_ARN"),
             dns_resolver,
         })
     }

@@ -258,6 +258,8 @@ impl AwaitTurn {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
