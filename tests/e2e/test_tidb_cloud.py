@@ -315,10 +315,8 @@ def test_a_failover_is_counted_in_cloudwatch_at_log_level_error(tidb_cloud: dict
     assert stack["parameters"]["LogLevel"] == "error"
     identifier = "metrics-db"
     db = scenario.create_database(aws, tidb_network, identifier, multi_az=True)
-    known = driver.known("provision")
-    scenario.opt_in(aws, db["DBInstanceArn"])
-    [arn] = driver.new_executions("provision", identifier, known)
-    assert driver.run_to_end(arn)["status"] == "SUCCEEDED"
+    arn, provisioned = driver.opt_in_and_follow(db["DBInstanceArn"], identifier)
+    assert provisioned["status"] == "SUCCEEDED", provisioned
 
     aws("rds").reboot_db_instance(DBInstanceIdentifier=identifier, ForceFailover=True)
 
@@ -375,10 +373,8 @@ def test_status_shows_the_link_and_fails_once_its_target_is_unhealthy(
     stack, driver, aws, network = tidb_cloud["stack"], tidb_driver, tidb_aws, tidb_network
     identifier = "status-db"
     db = scenario.create_database(aws, network, identifier)
-    known = driver.known("provision")
-    scenario.opt_in(aws, db["DBInstanceArn"])
-    [arn] = driver.new_executions("provision", identifier, known)
-    assert driver.run_to_end(arn)["status"] == "SUCCEEDED"
+    arn, provisioned = driver.opt_in_and_follow(db["DBInstanceArn"], identifier)
+    assert provisioned["status"] == "SUCCEEDED", provisioned
 
     def status() -> tuple[int, dict[str, Any]]:
         run = subprocess.run([str(ROOT / "scripts/status"), "--local", "--json"], cwd=ROOT, capture_output=True,

@@ -116,10 +116,8 @@ def test_a_rerun_adds_a_zone_the_load_balancer_lacks(aws: Aws, driver: Any, zone
     the new one), under the stack's own least-privilege grant."""
     identifier = "grow-db"
     db = scenario.create_database(aws, zones_network, identifier)
-    known = driver.known("provision")
-    scenario.opt_in(aws, db["DBInstanceArn"])
-    [arn] = driver.new_executions("provision", identifier, known)
-    assert driver.run_to_end(arn)["status"] == "SUCCEEDED"
+    arn, provisioned = driver.opt_in_and_follow(db["DBInstanceArn"], identifier)
+    assert provisioned["status"] == "SUCCEEDED", provisioned
 
     def zones() -> list[str]:
         [balancer] = driver.inventory(identifier, zones_network.security_group_id)["load_balancers"]
