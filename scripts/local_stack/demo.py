@@ -56,23 +56,15 @@ WAITING_FOR = {"WaitForLoadBalancer": "the load balancer", "WaitForTargetHealth"
                "WaitForTiDBCloud": "TiDB Cloud's connection"}
 
 
-def tidb_cloud_api(aws: Callable[[str], Any], state: dict[str, Any]) -> scenario.TiDBCloudApi | None:
-    """The API of the TiDB Cloud double the stack runs (None when it runs without one)."""
-    double = state.get("tidb_cloud_double")
-    if not double:
-        return None
-    secret = aws("secretsmanager").get_secret_value(SecretId=state["parameters"]["TiDBCloudApiKeySecretArn"])
-    return scenario.TiDBCloudApi(double["url"], double["cluster"], json.loads(secret["SecretString"]))
-
-
 class Sides:
     """What the other parties see while a workflow runs, polled between its steps; prints each change
     once: TiDB Cloud's connections to our endpoint services, the endpoint connections on them, the
     target's health, and the acceptor's decisions."""
 
     def __init__(self, aws: Callable[[str], Any], state: dict[str, Any], identifier: str, started: float,
-                 api: scenario.TiDBCloudApi | None):
-        self.aws, self.state, self.identifier, self.started, self.api = aws, state, identifier, started, api
+                 tidb_connections: Callable[[], list[dict[str, Any]]] | None):
+        self.aws, self.state, self.identifier, self.started = aws, state, identifier, started
+        self.tidb_connections = tidb_connections
         self.seen: dict[tuple[str, str], str] = {}
         self.services: dict[str, str] = {}  # endpoint service ID -> name, once seen
         self.target_groups: set[str] = set()
@@ -119,10 +111,10 @@ class Sides:
         yield from self._acceptor_decisions()
 
     def _tidb_cloud_connections(self) -> list[dict[str, Any]]:
-        if self.api is None or not self.services:
+        if self.tidb_connections is None or not self.services:
             return []
         names = set(self.services.values())
-        return [c for c in self.api.connections() if (c.get("awsEndpointService") or {}).get("name") in names]
+        return [c for c in self.tidb_connections() if (c.get("awsEndpointService") or {}).get("name") in names]
 
     def _acceptor_decisions(self) -> Iterator[tuple[tuple[str, str], str]]:
         """Accept and Reject calls on our services, from the emulator's record of every authorized
@@ -184,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     state["state_dir"] = str(state_dir)
     aws = scenario.clients(state)
-    api = tidb_cloud_api(aws, state)
+    api = scenario.tidb_cloud_api(aws, state["parameters"])
+    # TiDB Cloud's connections of the stack's default cluster, as a TiDB Cloud user lists them.
+    tidb_connections = (lambda: api.connections(state["parameters"]["TiDBCloudClusterId"])) if api else None
 
     heading("1. A team's MySQL database on RDS (as it exists before TiDB Cloud is involved)")
     identifier = _free_identifier(aws, "orders-db")
@@ -204,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     line(f"{DIM}aws rds add-tags-to-resource --resource-name {db['DBInstanceArn']} "
          f"--tags Key={scenario.OPT_IN_TAG},Value=true{RESET}")
     started = time.time()
-    execution = _run(aws, state, "ProvisionStateMachine", identifier, started, api,
+    execution = _run(aws, state, "ProvisionStateMachine", identifier, started, tidb_connections,
                      lambda: scenario.opt_in(aws, db["DBInstanceArn"]), "3. The provisioning, state by state")
     if execution is None:
         return 1
@@ -213,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     heading("4. Result")
     line(f"Endpoint service name: {BOLD}{output.get('endpoint_service_name')}{RESET}")
     _created(aws, state, identifier, zone, output)
-    if api is not None:
-        _what_tidb_cloud_shows(api, output)
+    if tidb_connections is not None:
+        _what_tidb_cloud_shows(tidb_connections(), output)
     heading("What `scripts/status --local` says of it")
     status.show([link for link in status.links(aws, state) if link["db_instance_identifier"] == identifier],
                 state["stack_name"])
@@ -226,18 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     line(f"{DIM}aws rds remove-tags-from-resource --resource-name {db['DBInstanceArn']} "
          f"--tag-keys {scenario.OPT_IN_TAG}{RESET}")
     started = time.time()
-    teardown = _run(aws, state, "DeprovisionStateMachine", identifier, started, api, lambda: aws(
+    teardown = _run(aws, state, "DeprovisionStateMachine", identifier, started, tidb_connections, lambda: aws(
         "rds").remove_tags_from_resource(ResourceName=db["DBInstanceArn"], TagKeys=[scenario.OPT_IN_TAG]),
         "6. The teardown, state by state")
     if teardown is None:
         return 1
     heading("7. What is left of the link")
     left = scenario.inventory(aws, state["stack_name"], identifier, network.security_group_id)
-    connections = [c for c in api.connections() if (c.get("awsEndpointService") or {}).get("name")
-                   == output.get("endpoint_service_name")] if api else []
+    connections = [c for c in tidb_connections() if (c.get("awsEndpointService") or {}).get("name")
+                   == output.get("endpoint_service_name")] if tidb_connections else []
     if left.empty() and not connections:
         line(f"{GREEN}nothing{RESET}: no target group, load balancer, listener, security group or rule, endpoint "
-             f"service{', TiDB Cloud connection' if api else ''} of this stack for {identifier}; the database is as "
+             f"service{', TiDB Cloud connection' if tidb_connections else ''} of this stack for {identifier}; the database is as "
              "it was before the tag")
     else:
         line(f"{RED}left behind{RESET}: {left.summary()}; TiDB Cloud connections {connections}")
@@ -248,11 +242,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(aws: Callable[[str], Any], state: dict[str, Any], machine: str, identifier: str, started: float,
-         api: scenario.TiDBCloudApi | None, act: Callable[[], None], title: str) -> dict[str, Any] | None:
+         tidb_connections: Callable[[], list[dict[str, Any]]] | None, act: Callable[[], None],
+         title: str) -> dict[str, Any] | None:
     """Does ``act`` (a tag change), then follows the execution it starts; None when it failed."""
     arn = state["state_machines"][machine]
     known = {e["executionArn"] for e in scenario.executions(aws, arn)}
-    sides = Sides(aws, state, identifier, started, api)
+    sides = Sides(aws, state, identifier, started, tidb_connections)
     act()
     execution_arn = scenario.wait_for_execution(aws, arn, identifier, known, timeout=60)
     line(f"CloudTrail -> EventBridge started {execution_arn.split(':')[-1]}")
@@ -268,8 +263,8 @@ def _run(aws: Callable[[str], Any], state: dict[str, Any], machine: str, identif
     return execution
 
 
-def _what_tidb_cloud_shows(api: scenario.TiDBCloudApi, output: dict[str, Any]) -> None:
-    for connection in api.connections():
+def _what_tidb_cloud_shows(connections: list[dict[str, Any]], output: dict[str, Any]) -> None:
+    for connection in connections:
         service = (connection.get("awsEndpointService") or {})
         if connection.get("privateLinkConnectionId") == output.get("tidb_cloud_connection_id"):
             line(f"In TiDB Cloud (GET .../privateLinkConnections): connection {BOLD}{connection['privateLinkConnectionId']}"

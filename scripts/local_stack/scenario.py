@@ -253,15 +253,25 @@ def elb_tags(elbv2: Any, arns: list[str]) -> dict[str, dict[str, str]]:
 class TiDBCloudApi:
     """TiDB Cloud's API as a TiDB Cloud user calls it (HTTP digest with the stack's key pair)."""
 
-    def __init__(self, url: str, cluster: str, keys: dict[str, str]):
+    def __init__(self, url: str, keys: dict[str, str]):
         from requests.auth import HTTPDigestAuth
 
-        self.collection = f"{url}/v1beta1/clusters/{cluster}/privateLinkConnections"
-        self.auth = HTTPDigestAuth(keys["public_key"], keys["private_key"])
+        self.url, self.auth = url, HTTPDigestAuth(keys["public_key"], keys["private_key"])
 
-    def connections(self) -> list[dict[str, Any]]:
+    def connections(self, cluster: str) -> list[dict[str, Any]]:
         import requests
 
-        answer = requests.get(self.collection, params={"pageSize": 100}, auth=self.auth, timeout=10)
+        answer = requests.get(f"{self.url}/v1beta1/clusters/{cluster}/privateLinkConnections",
+                              params={"pageSize": 100}, auth=self.auth, timeout=10)
         answer.raise_for_status()
         return answer.json().get("privateLinkConnections", [])
+
+
+def tidb_cloud_api(aws: Callable[[str], Any], parameters: dict[str, str]) -> TiDBCloudApi | None:
+    """TiDB Cloud's API as the stack's parameters reach it (its key read from the stack's secret);
+    None when the stack has no API key."""
+    secret_arn = parameters.get("TiDBCloudApiKeySecretArn")
+    if not secret_arn:
+        return None
+    keys = json.loads(aws("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])
+    return TiDBCloudApi(parameters.get("TiDBCloudApiUrl") or "https://serverless.tidbapi.com", keys)

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from . import scenario, stack
 
 MANAGED_BY = "tidb-privatelink:managed-by"
-CLUSTER_TAG = "tidb-privatelink:tidb-cloud-cluster"
+TIDB_CLOUD_CLUSTER_TAG = "tidb-privatelink:tidb-cloud-cluster"
 
 
 def deployed(stack_name: str) -> tuple[Callable[[str], Any], dict[str, Any]]:
@@ -39,12 +39,8 @@ def deployed(stack_name: str) -> tuple[Callable[[str], Any], dict[str, Any]]:
 
 def tidb_cloud_connections(aws: Callable[[str], Any], info: dict[str, Any], clusters: set[str]) -> list[dict] | None:
     """TiDB Cloud's connections of the clusters the links use, or None without an API key."""
-    secret_arn = info["parameters"].get("TiDBCloudApiKeySecretArn")
-    if not secret_arn:
-        return None
-    keys = json.loads(aws("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])
-    url = info["parameters"].get("TiDBCloudApiUrl") or "https://serverless.tidbapi.com"
-    return [c for cluster in sorted(clusters) for c in scenario.TiDBCloudApi(url, cluster, keys).connections()]
+    api = scenario.tidb_cloud_api(aws, info["parameters"])
+    return None if api is None else [c for cluster in sorted(clusters) for c in api.connections(cluster)]
 
 
 def last_executions(aws: Callable[[str], Any], info: dict[str, Any], identifiers: set[str]) -> dict[str, dict]:
@@ -91,7 +87,7 @@ def links(aws: Callable[[str], Any], info: dict[str, Any]) -> list[dict[str, Any
                          "reason": t["TargetHealth"].get("Reason")} for t in targets],
             "endpoint_connections": [{"endpoint": c["VpcEndpointId"], "owner": c["VpcEndpointOwner"],
                                       "state": c["VpcEndpointState"]} for c in connections],
-            "tidb_cloud_cluster": service_tags.get(CLUSTER_TAG),
+            "tidb_cloud_cluster": service_tags.get(TIDB_CLOUD_CLUSTER_TAG),
         })
     clusters = {link["tidb_cloud_cluster"] for link in found if link["tidb_cloud_cluster"]}
     tidb = tidb_cloud_connections(aws, info, clusters) if found else None

@@ -35,7 +35,8 @@ from typing import Any
 
 from ._common import CALL_HOOKS, log, wrap
 from .iam_evaluator import get as evaluator
-from .iam_requests import IAM_PREFIX, Authorization, Call, Unmapped, authorizations, base_context, parse_params
+from .iam_requests import (IAM_PREFIX, Authorization, Call, Unmapped, authorizations, base_context, parse_params,
+                           topic_key)
 
 _current = threading.local()
 _record_lock = threading.Lock()
@@ -378,7 +379,6 @@ def bootstrap_account(account: str, role_name: str = "OrganizationAccountAccessR
 
 
 def _vpce_may_publish(topic_arn: str, service_id: str, owner: str) -> bool:
-    from moto.kms.models import kms_backends
     from moto.sns.models import sns_backends
 
     region, account = topic_arn.split(":")[3], topic_arn.split(":")[4]
@@ -389,11 +389,9 @@ def _vpce_may_publish(topic_arn: str, service_id: str, owner: str) -> bool:
     context = {"aws:SourceArn": f"arn:aws:ec2:{region}:{owner}:vpc-endpoint-service/{service_id}",
                "aws:SourceAccount": owner}
     checks = [Authorization("sns:Publish", topic_arn, context, json.loads(topic.policy))]
-    key_id = getattr(topic, "kms_master_key_id", None)
-    if key_id:
-        key = kms_backends[account][region].describe_key(key_id)
-        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
-            checks.append(Authorization(action, key.arn, context, json.loads(key.policy)))
+    key = topic_key(topic_arn)
+    for action in ("kms:GenerateDataKey", "kms:Decrypt") if key else ():
+        checks.append(Authorization(action, key[0], context, key[1]))
     return all(evaluate(service, check, "PrivateLink notification", region) == "Allowed" for check in checks)
 
 

@@ -368,24 +368,32 @@ def _queue(call: Call) -> list[Authorization]:
     return [on(call, call.arn("sqs", name, account=account))]
 
 
+def topic_key(topic_arn: str) -> tuple[str, dict[str, Any]] | None:
+    """(ARN, policy) of the KMS key an SNS topic is encrypted with, if it is (and exists)."""
+    from moto.kms.models import kms_backends
+    from moto.sns.models import sns_backends
+
+    if topic_arn.count(":") < 5:
+        return None
+    region, account = topic_arn.split(":")[3:5]
+    key_id = getattr(sns_backends[account][region].topics.get(topic_arn), "kms_master_key_id", None)
+    if not key_id:
+        return None
+    key = kms_backends[account][region].describe_key(key_id)
+    return key.arn, json.loads(key.policy)
+
+
 def _publish(call: Call) -> list[Authorization]:
     """Publishing to an encrypted topic also takes the topic's key (SNS developer guide, "Managing
     Amazon SNS encryption keys and costs": the publisher needs kms:GenerateDataKey* and
     kms:Decrypt), authorized by the key's policy."""
-    from moto.kms.models import kms_backends
-    from moto.sns.models import sns_backends
-
     topic_arn = str(call.param("TopicArn") or call.param("TargetArn") or "")
     out = [on(call, topic_arn)]
-    region, account = (topic_arn.split(":") + ["", "", "", "", ""])[3:5]
-    topic = sns_backends[account][region].topics.get(topic_arn) if account else None
-    key_id = getattr(topic, "kms_master_key_id", None)
-    if key_id:
-        key = kms_backends[account][region].describe_key(key_id)
-        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
-            authorization = on(call, key.arn, action=action)
-            authorization.resource_policy = json.loads(key.policy)
-            out.append(authorization)
+    key = topic_key(topic_arn)
+    for action in ("kms:GenerateDataKey", "kms:Decrypt") if key else ():
+        authorization = on(call, key[0], action=action)
+        authorization.resource_policy = key[1]
+        out.append(authorization)
     return out
 
 
