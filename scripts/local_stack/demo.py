@@ -248,6 +248,9 @@ def _run(aws: Callable[[str], Any], state: dict[str, Any], machine: str, identif
     arn = state["state_machines"][machine]
     known = {e["executionArn"] for e in scenario.executions(aws, arn)}
     sides = Sides(aws, state, identifier, started, tidb_connections)
+    # What exists before the change, printed once, so a teardown faster than one poll still shows
+    # each part going.
+    sides.poll()
     act()
     execution_arn = scenario.wait_for_execution(aws, arn, identifier, known, timeout=60)
     line(f"CloudTrail -> EventBridge started {execution_arn.split(':')[-1]}")
