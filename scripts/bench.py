@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -191,6 +192,15 @@ class LocalStack:
         self.state = json.loads((self.dir / "state.json").read_text())
         self.aws = scenario.clients(self.state)
         self.endpoint = self.state["endpoint"]
+        double = self.state.get("tidb_cloud_double") or {}
+        self.tidb_cloud = double.get("url")
+
+    def tidb_cloud_requests(self) -> Counter[str]:
+        """Every request the TiDB Cloud double has answered, by "METHOD route status"."""
+        if self.tidb_cloud is None:
+            return Counter()
+        with urllib.request.urlopen(f"{self.tidb_cloud}/_double/state", timeout=10) as answer:
+            return Counter(json.loads(answer.read())["answered"])
 
     def machine(self, workflow: str) -> str:
         return self.state["state_machines"]["ProvisionStateMachine" if workflow == "provision"
@@ -206,10 +216,12 @@ class LocalStack:
 
 def measure(stack: LocalStack, workflow: str, identifier: str, act: Any) -> list[Any]:
     wave.throttle(stack.endpoint, None)  # clears the counts
+    tidb_cloud_before = stack.tidb_cloud_requests()
     [execution] = wave.run(stack.aws, stack.endpoint, stack.machine(workflow), [identifier], lambda _: act(),
                            poll=0.5).executions.values()
     calls = Counter(wave.counts(stack.endpoint)["product_calls"])
     calls.pop("lambda:Invoke", None)  # counted below, from the history
+    tidb_cloud = stack.tidb_cloud_requests() - tidb_cloud_before
     events = wave.history(stack.aws, execution["executionArn"])
     for child in (e for e in events if e["type"] == "TaskSubmitted"
                   and "startExecution" in e["taskSubmittedEventDetails"].get("resource", "")):
@@ -227,7 +239,8 @@ def measure(stack: LocalStack, workflow: str, identifier: str, act: Any) -> list
                 waited += (event["timestamp"] - opened.pop(name)).total_seconds()
     wall = (execution["stopDate"] - execution["startDate"]).total_seconds()
     polls = Counter(e["stateEnteredEventDetails"]["name"] for e in entered)
-    return [workflow, execution["status"], sum(calls.values()), invocations, len(entered), f"{wall:.1f}",
+    return [workflow, execution["status"], sum(calls.values()), sum(tidb_cloud.values()),
+            ", ".join(f"{r} {n}" for r, n in sorted(tidb_cloud.items())), invocations, len(entered), f"{wall:.1f}",
             f"{wall - waited:.1f}", polls["CreateLoadBalancer"] + polls["RemoveLoadBalancer"],
             polls["CheckTargetHealth"],
             ", ".join(f"{a.split(':')[1]} {n}" for a, n in sorted(calls.items(), key=lambda kv: -kv[1]))]
@@ -239,8 +252,9 @@ def provisioning() -> None:
         db = scenario.create_database(stack.aws, network, "bench-db")
         rows = [measure(stack, "provision", "bench-db", lambda: scenario.opt_in(stack.aws, db["DBInstanceArn"])),
                 measure(stack, "deprovision", "bench-db", lambda: wave.untag(stack.aws, db["DBInstanceArn"]))]
-    table("One provisioning and one teardown (local stack; no TiDB Cloud API key, so no TiDB Cloud requests)",
-          ["workflow", "status", "AWS calls", "Lambda invocations", "state transitions", "wall s",
+    table("One provisioning and one teardown (local stack, the TiDB Cloud double playing TiDB Cloud)",
+          ["workflow", "status", "AWS calls", "TiDB Cloud requests", "TiDB Cloud requests by route and answer",
+           "Lambda invocations", "state transitions", "wall s",
            "wall minus AWS's waits s", "load balancer step runs", "target health checks", "AWS calls by action"],
           rows)
 

@@ -28,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -227,6 +228,8 @@ class Double:
         self.faults: dict[str, Any] = {}
         self.window: tuple[int, int] = (0, 0)  # (minute, requests in it)
         self.requests = 0
+        # Every API request by "METHOD route status", challenges included: what a benchmark counts.
+        self.answered: Counter[str] = Counter()
         self.reset_faults(json.loads(args.faults) if args.faults else {})
 
     # -- control -------------------------------------------------------------------------------
@@ -247,7 +250,7 @@ class Double:
             if (method, path) == ("GET", "/_double/state"):
                 return {"connections": [vars(c) for c in self.connections.values()], "faults": self.faults,
                         "clusters": sorted(self.clusters), "accountId": self.args.account_id,
-                        "requests": self.requests}
+                        "requests": self.requests, "answered": dict(self.answered)}
             if (method, path) == ("POST", "/_double/faults"):
                 self.set_faults(body if isinstance(body, dict) else {})
                 return {"faults": self.faults}
@@ -269,6 +272,7 @@ class Double:
                     if connection.endpoint_id:
                         self.aws.delete_endpoint(connection.endpoint_id)
                 self.connections.clear()
+                self.answered.clear()
                 self.reset_faults({})
                 self.clusters = set(self.args.cluster)
                 self.public_key, self.private_key = self.args.public_key, self.args.private_key
@@ -326,6 +330,12 @@ class Double:
             issued[1].add(nc)
 
     # -- rate limit and faults -----------------------------------------------------------------
+
+    def count(self, method: str, path: str, status: int) -> None:
+        match = API.match(path)
+        route = f"/clusters/{{id}}/privateLinkConnections{re.sub(r'^/[^/:]+', '/{id}', match['rest'])}" if match else path
+        with self.lock:
+            self.answered[f"{method} {route} {status}"] += 1
 
     def rate_limit(self) -> dict[str, str]:
         """TiDB Cloud's rate-limit headers; 429 when `--rate-limit` is exceeded or a throttle fault is armed."""
@@ -528,13 +538,16 @@ def make_handler(double: Double, log_requests: bool) -> type[BaseHTTPRequestHand
                     return
                 double.authenticate(self.command, self.path, self.headers.get("Authorization"))
                 headers = double.rate_limit()
-                self.reply(200, double.api(self.command, url.path, parse_qs(url.query), body), headers)
+                status, answer = 200, double.api(self.command, url.path, parse_qs(url.query), body)
             except ApiError as error:
-                self.reply(error.http, {"code": error.code, "message": error.message, "details": []},
-                           {**headers, **error.headers})
+                status, answer = error.http, {"code": error.code, "message": error.message, "details": []}
+                headers.update(error.headers)
             except Exception as error:  # the double's own bug: say so, as a 500
                 log.exception("internal error")
-                self.reply(500, {"code": 13, "message": f"double internal error: {error}", "details": []}, headers)
+                status, answer = 500, {"code": 13, "message": f"double internal error: {error}", "details": []}
+            if not url.path.startswith("/_double/"):
+                double.count(self.command, url.path, status)
+            self.reply(status, answer, headers)
 
         def reply(self, status: int, body: dict[str, Any], headers: dict[str, Any]) -> None:
             data = json.dumps(body).encode()

@@ -270,6 +270,16 @@ def test_digest_challenge_and_answers(api: Api, double_url: str):
     assert int(headers["X-Ratelimit-Remaining-Minute"]) < 100 and 0 < int(headers["X-Ratelimit-Reset"]) <= 60
 
 
+def test_every_request_is_counted_by_route_and_status(api: Api, double_url: str):
+    create(api, "com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0")  # its service is unknown: FAILED later
+    plc = http("GET", double_url + "/_double/state")[2]["connections"][0]["id"]
+    get(api, plc)
+    assert http("GET", double_url + "/_double/state")[2]["answered"] == {
+        "POST /clusters/{id}/privateLinkConnections 401": 1, "POST /clusters/{id}/privateLinkConnections 200": 1,
+        "GET /clusters/{id}/privateLinkConnections/{id} 401": 1, "GET /clusters/{id}/privateLinkConnections/{id} 200": 1,
+    }, "challenges and answers, IDs folded, the control routes left out"
+
+
 def test_sha256_is_offered_first_when_asked(emulator: str):
     process, url = start_double(emulator, "--algorithms", "SHA-256,MD5", "--cluster", CLUSTER, "--public-key", PUBLIC,
                                 "--private-key", PRIVATE, "--watch-pid", str(os.getpid()))
