@@ -70,6 +70,21 @@ def test_a_create_beyond_a_quota_fails_and_creates_nothing(restored: str, aws) -
     elbv2.create_load_balancer(Name="q-second", **nlb)
 
 
+def test_a_raised_rules_quota_admits_rules_past_the_default(restored: str, aws) -> None:
+    ec2 = aws("ec2")
+    net = make_network(ec2)
+    sg = ec2.create_security_group(GroupName="q-many", Description="q", VpcId=net["vpc"])["GroupId"]
+    rule = lambda i: [{"IpProtocol": "tcp", "FromPort": 3306, "ToPort": 3306,  # noqa: E731
+                       "IpRanges": [{"CidrIp": f"10.1.{i}.0/24"}]}]
+    quotas(restored, "POST", {"rules-per-security-group": 62})
+    for i in range(62):  # one a call, as the product adds them: past AWS's default of 60
+        ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=rule(i))
+    assert code(lambda: ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=rule(62))) == \
+        "RulesPerSecurityGroupLimitExceeded"
+    described = ec2.describe_security_groups(GroupIds=[sg])["SecurityGroups"][0]["IpPermissions"]
+    assert len([r for p in described for r in p["IpRanges"]]) == 62
+
+
 def test_a_malformed_quota_change_is_refused(restored: str) -> None:
     status, answer = quotas(restored, "POST", {"load-balancers": 5})
     assert status == 400 and "network-load-balancers" in answer["message"]
