@@ -5,6 +5,7 @@
 use lambda_runtime::Diagnostic;
 
 #[derive(Debug, thiserror::Error)]
+#[cfg_attr(test, derive(strum::EnumIter))]
 pub enum StepError {
     #[error("RDS {identifier} was not found in this account and region; check the identifier and the region the stack is deployed in")]
     DatabaseNotFound { identifier: String },
@@ -145,7 +146,118 @@ impl From<StepError> for Diagnostic {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+    use strum::IntoEnumIterator;
+
     use super::*;
+
+    /// Every Task state of a definition, Parallel branches and Map processors included.
+    fn tasks<'a>(states: &'a Value, out: &mut Vec<(&'a str, &'a Value)>) {
+        for (name, state) in states.as_object().into_iter().flatten() {
+            if state["Type"] == "Task" {
+                out.push((name, state));
+            }
+            let nested = state["Branches"].as_array().into_iter().flatten();
+            for inner in nested.chain(["ItemProcessor", "Iterator"].map(|key| &state[key])) {
+                tasks(&inner["States"], out);
+            }
+        }
+    }
+
+    fn matched<'a>(state: &'a Value, field: &str) -> BTreeSet<&'a str> {
+        let rules = state[field].as_array().into_iter().flatten();
+        rules.flat_map(|rule| rule["ErrorEquals"].as_array().into_iter().flatten()).filter_map(Value::as_str).collect()
+    }
+
+    /// The prefix of the error names a Task's integration raises (Step Functions developer guide,
+    /// "Handling errors": `Lambda.*` for Lambda, the service's name for optimized and SDK
+    /// integrations), and whether it runs one of our functions.
+    fn integration(resource: &str) -> (&'static str, bool) {
+        let service = resource.split(":::").nth(1).and_then(|rest| rest.split(':').next());
+        let service = if service == Some("aws-sdk") { resource.split(':').nth(6) } else { service };
+        match service {
+            None => ("Lambda.", true), // a function's ARN placeholder
+            Some("dynamodb") => ("DynamoDB.", false),
+            Some("events") => ("EventBridge.", false),
+            Some("rds") => ("Rds.", false),
+            Some("states") => ("StepFunctions.", false),
+            Some(other) => panic!("{resource}: no error prefix known for the integration '{other}'"),
+        }
+    }
+
+    /// The names the state machines match on, held against the names the code raises: a Retry or
+    /// Catch on a name nothing in its Task raises never fires; every function Task retries each
+    /// transient name and no final one (but the teardown's own poll, `TeardownPending`), and
+    /// catches the rest (a provisioning's rollback, a teardown's failure report).
+    #[test]
+    fn the_state_machines_and_the_code_agree_on_error_names() {
+        let raised: BTreeSet<&str> = StepError::iter().map(|e| e.name()).collect();
+        let transient: BTreeSet<&str> = StepError::iter().filter(StepError::is_transient).map(|e| e.name()).collect();
+        let mut matched_anywhere = BTreeSet::<String>::new();
+        for machine in ["provision", "deprovision"] {
+            let path = format!("{}/statemachine/{machine}.asl.json", env!("CARGO_MANIFEST_DIR"));
+            let definition: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let mut found = Vec::new();
+            tasks(&definition["States"], &mut found);
+            assert!(found.len() > 5, "{path}: only {} Task states found", found.len());
+            for (name, task) in found {
+                let (prefix, ours) = integration(task["Resource"].as_str().unwrap_or_default());
+                let (retried, caught) = (matched(task, "Retry"), matched(task, "Catch"));
+                for error in retried.iter().chain(&caught) {
+                    let known = error.starts_with("States.")
+                        || error.starts_with(prefix)
+                        || (ours && (raised.contains(error) || *error == "Sandbox.Timedout"));
+                    assert!(known, "{machine} {name}: '{error}' is raised by nothing this Task runs");
+                }
+                matched_anywhere.extend(retried.iter().map(|error| error.to_string()));
+                if !ours {
+                    continue;
+                }
+                for error in &transient {
+                    assert!(retried.contains(error), "{machine} {name}: the transient {error} is not retried");
+                }
+                for error in retried.intersection(&raised) {
+                    let poll = machine == "deprovision" && *error == "TeardownPending";
+                    assert!(transient.contains(error) || poll, "{machine} {name}: {error} is final but retried");
+                }
+                assert!(
+                    caught.contains("States.ALL"),
+                    "{machine} {name}: a final error would end the execution unhandled"
+                );
+            }
+        }
+        for error in transient.iter().chain(&["TeardownPending"]) {
+            assert!(matched_anywhere.contains(*error), "{error} is retried nowhere");
+        }
+    }
+
+    /// The README's "When it fails" table names every error an execution can end with (the code's
+    /// and those the state machines set themselves), and nothing else.
+    #[test]
+    fn the_readme_names_every_error_and_only_those() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut raised: BTreeSet<String> = StepError::iter().map(|e| e.name().to_owned()).collect();
+        raised.insert("Sandbox.Timedout".into()); // Lambda's, for a function that outlives its timeout
+        for machine in ["provision", "deprovision"] {
+            let text = std::fs::read_to_string(format!("{root}/statemachine/{machine}.asl.json")).unwrap();
+            let definition: Value = serde_json::from_str(&text).unwrap();
+            let own = definition["States"].as_object().into_iter().flatten().filter(|(_, s)| s["Type"] == "Pass");
+            raised.extend(own.filter_map(|(_, state)| state["Result"]["Error"].as_str().map(str::to_owned)));
+        }
+        let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+        let table = readme.split("\n## When it fails").nth(1).and_then(|t| t.split("\n## ").next()).unwrap();
+        let first_cells = table.lines().filter_map(|l| l.strip_prefix("| ")).map(|l| l.split(" |").next().unwrap());
+        let documented: BTreeSet<String> = first_cells
+            .flat_map(|cell| cell.split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        assert!(raised.len() > 20 && documented.len() > 20, "{raised:?} {documented:?}");
+        let undocumented: Vec<_> = raised.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&raised).collect();
+        assert!(undocumented.is_empty(), "raised but not in README's table: {undocumented:?}");
+        assert!(unknown.is_empty(), "in README's table but raised by nothing: {unknown:?}");
+    }
 
     #[test]
     fn diagnostic_carries_the_stable_name_not_the_rust_type() {
