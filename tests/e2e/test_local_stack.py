@@ -227,7 +227,7 @@ def test_alarms_and_the_dashboard_watch_the_stack(aws: Aws, stack: dict[str, Any
         AlarmNamePrefix=stack["stack_name"] + "-")["MetricAlarms"]}
     assert set(alarms) == {f"{stack['stack_name']}-{n}" for n in (
         "provisioning-failed", "teardown-failed", "function-errors", "target-not-healthy",
-        "foreign-connection-rejected")}, set(alarms)
+        "foreign-connection-rejected", "failed-invocations")}, set(alarms)
     assert all(a["AlarmActions"] == [topic] for a in alarms.values()), alarms
     failed = alarms[f"{stack['stack_name']}-provisioning-failed"]
     assert (failed["Namespace"], failed["MetricName"], failed["Dimensions"]) == (
