@@ -69,4 +69,5 @@ def test_an_invocation_failing_every_attempt_is_kept_in_the_failed_invocations_q
     assert record["requestContext"]["functionArn"].startswith(function["arn"])
     assert record["requestPayload"] == payload
     assert record["responseContext"]["functionError"] == "Unhandled"
-    assert "AccessDenied" in json.dumps(record["responsePayload"]), record["responsePayload"]
+    assert record["responsePayload"]["errorType"] == "AwsRequestFailed", record["responsePayload"]
+    assert "not authorized to perform" in record["responsePayload"]["errorMessage"], record["responsePayload"]

@@ -363,6 +363,9 @@ def test_the_demo_shows_both_sides_and_then_leaves_nothing(tidb_cloud: dict[str,
     assert ": healthy" in provisioning and "In TiDB Cloud (GET" in provisioning
     assert "TiDB Cloud      connection" in teardown and ": gone" in teardown
     assert "What is left of the link\n  nothing:" in teardown, teardown
+    # The demo ends with what `scripts/status --local` says: the link is gone.
+    ending = teardown.rsplit("What `scripts/status --local` says of it", 1)
+    assert len(ending) == 2 and ": no link (" in ending[1] and "healthy" not in ending[1], teardown
 
 
 # --- scripts/status ---------------------------------------------------------------------------------
