@@ -25,7 +25,9 @@ use crate::address::{address_in_vpc, Endpoint};
 use crate::database::describe;
 use crate::dns::Resolver;
 use crate::metrics::Metrics;
-use crate::naming::{DatabaseRef, DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, NAME_PREFIX, TARGET_NOT_HEALTHY_TAG};
+use crate::naming::{
+    DatabaseRef, DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, NAME_PREFIX, TARGET_NOT_HEALTHY_TAG,
+};
 use crate::notify::{tell, Notifier};
 use crate::runtime::Step;
 use crate::target_health::{describe_targets, TargetState};
@@ -251,7 +253,13 @@ impl SyncTargets {
                 let problem = unhealthy.as_ref().map(|(_, p)| p.as_str()).unwrap_or_default();
                 let fields = json!({"db_instance_identifier": identifier, "target_group_arn": target_group_arn,
                     "address": resolved.to_string(), "problem": problem});
-                tell(&self.notifier, "target-not-healthy", &format!("TiDB Cloud link target not healthy: {identifier}"), fields).await;
+                tell(
+                    &self.notifier,
+                    "target-not-healthy",
+                    &format!("TiDB Cloud link target not healthy: {identifier}"),
+                    fields,
+                )
+                .await;
                 self.tag_unhealthy(target_group_arn, &key).await?;
             }
             Transition::Nothing => {}
