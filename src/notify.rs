@@ -313,6 +313,12 @@ mod tests {
     }
 
     #[test]
+    fn every_message_names_its_stack_and_kind() {
+        let n = Notification::new("s", "target-moved", "moved", json!({"event": "other", "new_address": "10.0.2.9"}));
+        assert_eq!(n.body, json!({"stack": "s", "event": "target-moved", "new_address": "10.0.2.9"}));
+    }
+
+    #[test]
     fn subjects_fit_sns() {
         let long = format!("TiDB Cloud link failed: {}\n", "x".repeat(200));
         let subject = sns_subject(&long);

@@ -9,6 +9,8 @@ the error) lands in the stack's failed-invocations queue, where the alarm's metr
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -59,6 +61,9 @@ def test_an_invocation_failing_every_attempt_is_kept_in_the_failed_invocations_q
     assert visible() == 1
     alarm = aws("cloudwatch").describe_alarms(AlarmNames=[f"{stack['stack_name']}-failed-invocations"])["MetricAlarms"][0]
     assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": queue.rsplit("/", 1)[-1]}], alarm
+    run = subprocess.run([str(ROOT / "scripts/status"), "--local", "--json"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "LOCAL_STACK_DIR": stack["state_dir"]})
+    assert json.loads(run.stdout)["failed_invocations"] == 1, run.stdout[-2000:] + run.stderr[-2000:]
     [message] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
     sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
     record = json.loads(message["Body"])
