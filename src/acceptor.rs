@@ -9,6 +9,9 @@
 //! announces the wait with an EventBridge event carrying the token, which also triggers this
 //! function: once the awaited endpoint is accepted, the waiting execution is resumed. Whichever
 //! comes first, TiDB Cloud's connection request or the announcement, the other finds it done.
+//!
+//! Each rejected connection is counted (`ForeignConnectionRejected`, by `Stack`) and told to the
+//! notification topic (`foreign-connection-rejected`).
 
 use aws_config::SdkConfig;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
@@ -16,10 +19,12 @@ use aws_lambda_events::sns::SnsEvent;
 use aws_sdk_ec2::types::{Filter, ServiceConfiguration, VpcEndpointConnection};
 use aws_sdk_ec2::Client;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use crate::naming::{MANAGED_BY_TAG, TIDB_CLOUD_ACCOUNT_TAG, TIDB_CLOUD_ENDPOINT_TAG};
+use crate::metrics::Metrics;
+use crate::naming::{DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, TIDB_CLOUD_ACCOUNT_TAG, TIDB_CLOUD_ENDPOINT_TAG};
+use crate::notify::{tell, Notifier};
 use crate::runtime::Step;
 use crate::{aws, Settings, StepError};
 
@@ -92,6 +97,8 @@ pub fn decide(
 pub struct AcceptConnections {
     ec2: Client,
     sfn: aws_sdk_sfn::Client,
+    metrics: Metrics,
+    notifier: Option<Notifier>,
     settings: Settings,
 }
 
@@ -102,7 +109,13 @@ impl Step for AcceptConnections {
     type Output = Decisions;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self { ec2: Client::new(sdk), sfn: aws_sdk_sfn::Client::new(sdk), settings: settings.clone() })
+        Ok(Self {
+            ec2: Client::new(sdk),
+            sfn: aws_sdk_sfn::Client::new(sdk),
+            metrics: Metrics::new(sdk),
+            notifier: Notifier::from_settings(sdk, settings),
+            settings: settings.clone(),
+        })
     }
 
     async fn run(&self, event: Value) -> Result<Decisions, StepError> {
@@ -153,6 +166,15 @@ impl Step for AcceptConnections {
             }
             self.answer(service_id, accept, true).await?;
             self.answer(service_id, reject, false).await?;
+            let database = tag(DB_INSTANCE_TAG).or(tag(DB_CLUSTER_TAG));
+            for rejected in decisions.iter().filter(|d| d.service_id == service_id && !d.accepted) {
+                self.metrics.count_by("ForeignConnectionRejected", "Stack", &self.settings.stack_name).await;
+                let fields = json!({"service_id": service_id, "service_name": service.service_name(),
+                    "vpc_endpoint_id": rejected.vpc_endpoint_id, "vpc_endpoint_owner": rejected.vpc_endpoint_owner,
+                    "reason": rejected.reason, "db_instance_identifier": database});
+                let subject = format!("TiDB Cloud link: endpoint connection rejected: {}", rejected.vpc_endpoint_id);
+                tell(&self.notifier, "foreign-connection-rejected", &subject, fields).await;
+            }
         }
         let resumed = match awaited {
             Some(awaited) => self.resume(&awaited).await?,

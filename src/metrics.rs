@@ -28,6 +28,11 @@ impl Metrics {
             Some(cluster) => ("DBCluster", cluster),
             None => ("DBInstance", identifier),
         };
+        self.count_by(name, dimension, value).await;
+    }
+
+    /// Counts one `name` by the one `dimension`, as [`Metrics::count`] does.
+    pub async fn count_by(&self, name: &str, dimension: &str, value: &str) {
         let datum = MetricDatum::builder()
             .metric_name(name)
             .dimensions(Dimension::builder().name(dimension).value(value).build())
@@ -35,7 +40,7 @@ impl Metrics {
             .value(1.0)
             .build();
         if let Err(e) = self.cloudwatch.put_metric_data().namespace(NAMESPACE).metric_data(datum).send().await {
-            error!(metric = name, db_instance = identifier, error = %crate::aws::failure("PutMetricData", e), "metric not published");
+            error!(metric = name, dimension, value, error = %crate::aws::failure("PutMetricData", e), "metric not published");
         }
     }
 }

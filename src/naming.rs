@@ -20,6 +20,9 @@ pub const TIDB_CLOUD_ENDPOINT_TAG: &str = "tidb-privatelink:tidb-cloud-endpoint"
 pub const TIDB_CLOUD_ACCOUNT_TAG: &str = "tidb-privatelink:tidb-cloud-account";
 /// Tag on an endpoint service naming the TiDB Cloud cluster linked to it, for the teardown.
 pub const TIDB_CLOUD_CLUSTER_TAG: &str = "tidb-privatelink:tidb-cloud-cluster";
+/// Tag on a target group naming the unhealthy target sync-targets last told the notification
+/// topic about (`<address> <state> <reason>`), so that it is told once per change, not per run.
+pub const TARGET_NOT_HEALTHY_TAG: &str = "tidb-privatelink:target-not-healthy";
 /// Every name starts with this, which lets IAM policies scope ELB actions by name.
 pub const NAME_PREFIX: &str = "tidbpl-";
 

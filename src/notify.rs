@@ -4,12 +4,17 @@
 //! need no notification states. No message for an execution that had nothing to do (a repeated or
 //! out-of-date event), nor for a rollback's teardown that succeeded (the failed provisioning's
 //! message says what its rollback removed).
+//!
+//! The functions that see an outcome first tell it through the same [`Notifier`]: sync-targets a
+//! target moved after a failover or a target that turned unhealthy, the acceptor a foreign
+//! endpoint connection it rejected. Every message has the same shape: a subject, and a JSON body
+//! with `stack`, `event` (its kind) and the kind's fields.
 
 use aws_config::SdkConfig;
 use aws_sdk_sfn::types::HistoryEventType;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tracing::info;
+use tracing::{error, info};
 
 use crate::runtime::Step;
 use crate::turn::instance_of_input;
@@ -52,7 +57,7 @@ pub fn notification(
     let instance = instance_of_input(&input).unwrap_or_else(|| "an unknown instance".into());
     let skipped = output.pointer("/turn/decision").and_then(Value::as_str) == Some("skip");
     let rollback_teardown = input.get("AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID").is_some();
-    let base = json!({"stack": stack, "db_instance_identifier": instance, "execution_arn": change.execution_arn,
+    let base = json!({"db_instance_identifier": instance, "execution_arn": change.execution_arn,
         "status": change.status});
     let (event, subject, extra) = match (provision, change.status.as_str()) {
         (_, "RUNNING") => return None,
@@ -84,9 +89,67 @@ pub fn notification(
         }
     };
     let mut body = base;
-    body["event"] = json!(event);
     body.as_object_mut()?.extend(extra.as_object().cloned().unwrap_or_default());
-    Some(Notification { subject: sns_subject(&subject), body })
+    Some(Notification::new(stack, event, &subject, body))
+}
+
+impl Notification {
+    /// A message of kind `event`: `fields` (an object) with the stack and the kind added.
+    pub fn new(stack: &str, event: &str, subject: &str, fields: Value) -> Self {
+        let mut body = json!({"stack": stack});
+        if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+            body.extend(fields);
+        }
+        body["event"] = json!(event);
+        Self { subject: sns_subject(subject), body }
+    }
+}
+
+/// Publishes [`Notification`]s to the stack's notification topic.
+pub struct Notifier {
+    sns: aws_sdk_sns::Client,
+    topic_arn: String,
+    pub stack_name: String,
+}
+
+impl Notifier {
+    /// The notifier of the topic in `NOTIFICATION_TOPIC_ARN`; `None` when it is not set.
+    pub fn from_settings(sdk: &SdkConfig, settings: &Settings) -> Option<Self> {
+        Some(Self {
+            sns: aws_sdk_sns::Client::new(sdk),
+            topic_arn: settings.notification_topic_arn.clone()?,
+            stack_name: settings.stack_name.clone(),
+        })
+    }
+
+    pub async fn publish(&self, message: &Notification) -> Result<(), StepError> {
+        let body = serde_json::to_string_pretty(&message.body).unwrap_or_default();
+        self.sns
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(&message.subject)
+            .message(body)
+            .send()
+            .await
+            .map_err(aws::fail("Publish"))?;
+        info!(subject = %message.subject, event = %message.body["event"], "notified");
+        Ok(())
+    }
+
+    /// Publishes a message of kind `event` for work already done: a message that cannot be
+    /// published is logged as an error (which every log level keeps) and does not fail the work.
+    pub async fn tell(&self, event: &str, subject: &str, fields: Value) {
+        if let Err(e) = self.publish(&Notification::new(&self.stack_name, event, subject, fields)).await {
+            error!(event, error = %e, "notification not published");
+        }
+    }
+}
+
+/// Tells `notifier`, if the function has one.
+pub async fn tell(notifier: &Option<Notifier>, event: &str, subject: &str, fields: Value) {
+    if let Some(notifier) = notifier {
+        notifier.tell(event, subject, fields).await;
+    }
 }
 
 /// SNS subjects are at most 100 printable ASCII characters on one line.
@@ -99,10 +162,8 @@ fn sns_subject(text: &str) -> String {
 }
 
 pub struct Notify {
-    sns: aws_sdk_sns::Client,
+    notifier: Notifier,
     sfn: aws_sdk_sfn::Client,
-    topic_arn: String,
-    stack_name: String,
     provision_arn: String,
 }
 
@@ -114,11 +175,11 @@ impl Step for Notify {
         let required = |value: &Option<String>, name: &str| {
             value.clone().ok_or_else(|| StepError::Misconfigured(format!("{name} is not set")))
         };
+        let notifier = Notifier::from_settings(sdk, settings)
+            .ok_or_else(|| StepError::Misconfigured("NOTIFICATION_TOPIC_ARN is not set".into()))?;
         Ok(Self {
-            sns: aws_sdk_sns::Client::new(sdk),
+            notifier,
             sfn: aws_sdk_sfn::Client::new(sdk),
-            topic_arn: required(&settings.notification_topic_arn, "NOTIFICATION_TOPIC_ARN")?,
-            stack_name: settings.stack_name.clone(),
             provision_arn: required(&settings.provision_state_machine_arn, "PROVISION_STATE_MACHINE_ARN")?,
         })
     }
@@ -128,20 +189,12 @@ impl Step for Notify {
         let provision = change.state_machine_arn == self.provision_arn;
         let failed = !matches!(change.status.as_str(), "RUNNING" | "SUCCEEDED");
         let rollback = if provision && failed { self.rollback_outcome(&change.execution_arn).await? } else { None };
-        let Some(message) = notification(&self.stack_name, provision, &change, rollback) else {
+        let Some(message) = notification(&self.notifier.stack_name, provision, &change, rollback) else {
             info!(execution = %change.execution_arn, status = %change.status, "nothing to notify");
             return Ok(None);
         };
-        let body = serde_json::to_string_pretty(&message.body).unwrap_or_default();
-        self.sns
-            .publish()
-            .topic_arn(&self.topic_arn)
-            .subject(&message.subject)
-            .message(body)
-            .send()
-            .await
-            .map_err(aws::fail("Publish"))?;
-        info!(execution = %change.execution_arn, subject = %message.subject, "notified");
+        self.notifier.publish(&message).await?;
+        info!(execution = %change.execution_arn, "execution's outcome told");
         Ok(Some(message))
     }
 }
@@ -257,6 +310,12 @@ mod tests {
             (failed.body["event"].as_str(), failed.body["rollback_of_a_provisioning"].as_bool()),
             (Some("teardown-failed"), Some(true))
         );
+    }
+
+    #[test]
+    fn every_message_names_its_stack_and_kind() {
+        let n = Notification::new("s", "target-moved", "moved", json!({"event": "other", "new_address": "10.0.2.9"}));
+        assert_eq!(n.body, json!({"stack": "s", "event": "target-moved", "new_address": "10.0.2.9"}));
     }
 
     #[test]

@@ -5,21 +5,30 @@
 //! ones are removed only once the new target is healthy, so one stale DNS answer cannot take away a
 //! good target (the flap guard). An address outside the instance's VPC (the instance was made
 //! publicly accessible) is never registered: it is reported by name, logged and counted.
+//!
+//! Two outcomes are told to the notification topic: a completed move (`target-moved`, once the old
+//! addresses are removed) and a current address the load balancer cannot use
+//! (`target-not-healthy`). The latter is told on the transition only: the target group's
+//! `tidb-privatelink:target-not-healthy` tag keeps what was last told, a run that finds the same
+//! problem says nothing, and the tag goes once the current address is healthy again.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use aws_config::SdkConfig;
-use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+use aws_sdk_elasticloadbalancingv2::types::{Tag, TargetDescription};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::address::{address_in_vpc, Endpoint};
 use crate::database::describe;
 use crate::dns::Resolver;
 use crate::metrics::Metrics;
-use crate::naming::{DatabaseRef, DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, NAME_PREFIX};
+use crate::naming::{
+    DatabaseRef, DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, NAME_PREFIX, TARGET_NOT_HEALTHY_TAG,
+};
+use crate::notify::{tell, Notifier};
 use crate::runtime::Step;
 use crate::target_health::{describe_targets, TargetState};
 use crate::{aws, Settings, StepError};
@@ -41,6 +50,26 @@ pub fn plan_changes(resolved: Ipv4Addr, targets: &[TargetState]) -> TargetChange
             deregister: targets.iter().filter(|t| t.id != resolved).map(|t| t.id.clone()).collect(),
         },
         Some(_) => TargetChanges::default(),
+    }
+}
+
+/// What to do about the current address's health, given the problem found now and the one the
+/// target group's tag says was told last.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// A new problem: tell it, then tag it.
+    Tell(String),
+    /// The told problem is gone: remove the tag.
+    Clear,
+    Nothing,
+}
+
+pub fn unhealthy_transition(current: Option<&str>, told: Option<&str>) -> Transition {
+    match (current, told) {
+        (Some(now), Some(before)) if now == before => Transition::Nothing,
+        (Some(now), _) => Transition::Tell(now.to_owned()),
+        (None, Some(_)) => Transition::Clear,
+        (None, None) => Transition::Nothing,
     }
 }
 
@@ -81,8 +110,16 @@ pub struct SyncTargets {
     ec2: aws_sdk_ec2::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
     metrics: Metrics,
+    notifier: Option<Notifier>,
     resolver: Resolver,
     stack_name: String,
+}
+
+/// One of this stack's target groups.
+struct ManagedGroup {
+    arn: String,
+    /// The unhealthy target last told (its `TARGET_NOT_HEALTHY_TAG`).
+    told_unhealthy: Option<String>,
 }
 
 /// What sync needs to know of the instance now.
@@ -103,6 +140,7 @@ impl Step for SyncTargets {
             ec2: aws_sdk_ec2::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             metrics: Metrics::new(sdk),
+            notifier: Notifier::from_settings(sdk, settings),
             resolver: Resolver::new(settings.dns_resolver).map_err(StepError::Misconfigured)?,
             stack_name: settings.stack_name.clone(),
         })
@@ -111,11 +149,11 @@ impl Step for SyncTargets {
     async fn run(&self, event: Value) -> Result<SyncReport, StepError> {
         let only = event_instance(&event);
         let mut report = SyncReport::default();
-        for (identifier, target_group_arn) in self.managed_target_groups().await? {
+        for (identifier, group) in self.managed_target_groups().await? {
             if only.as_ref().is_some_and(|id| *id != identifier) {
                 continue;
             }
-            report.instances.push(self.sync(&identifier, &target_group_arn).await?);
+            report.instances.push(self.sync(&identifier, &group).await?);
         }
         Ok(report)
     }
@@ -123,7 +161,7 @@ impl Step for SyncTargets {
 
 impl SyncTargets {
     /// This stack's target groups, by the key of the database they serve.
-    async fn managed_target_groups(&self) -> Result<BTreeMap<String, String>, StepError> {
+    async fn managed_target_groups(&self) -> Result<BTreeMap<String, ManagedGroup>, StepError> {
         let mut arns = Vec::new();
         let mut pages = self.elb.describe_target_groups().into_paginator().send();
         while let Some(page) = pages.next().await {
@@ -154,7 +192,8 @@ impl SyncTargets {
                     (tag(MANAGED_BY_TAG), database, description.resource_arn())
                 {
                     if stack == self.stack_name {
-                        managed.insert(database.key(), arn.to_owned());
+                        let told_unhealthy = tag(TARGET_NOT_HEALTHY_TAG).map(str::to_owned);
+                        managed.insert(database.key(), ManagedGroup { arn: arn.to_owned(), told_unhealthy });
                     }
                 }
             }
@@ -162,7 +201,8 @@ impl SyncTargets {
         Ok(managed)
     }
 
-    async fn sync(&self, identifier: &str, target_group_arn: &str) -> Result<InstanceSync, StepError> {
+    async fn sync(&self, identifier: &str, group: &ManagedGroup) -> Result<InstanceSync, StepError> {
+        let target_group_arn = group.arn.as_str();
         let mut sync = InstanceSync { db_instance_identifier: identifier.to_owned(), ..Default::default() };
         let Some(instance) = self.instance(identifier).await? else {
             info!(db_instance = identifier, "instance has no endpoint now; targets left as they are");
@@ -191,6 +231,7 @@ impl SyncTargets {
         let port = instance.port;
         sync.resolved_ip = Some(resolved.to_string());
         let targets = describe_targets(&self.elb, target_group_arn).await?;
+        let mut unhealthy = None;
         if let Some(failing) = targets.iter().find(|t| t.id == resolved.to_string() && t.is_failing()) {
             // The load balancer cannot use the database's current address: the older targets stay
             // (one of them may still answer) and the link needs a person or a new provisioning.
@@ -202,7 +243,26 @@ impl SyncTargets {
             );
             warn!(db_instance = identifier, ip = %resolved, state = %failing.state, reason, "{problem}; check the load balancer's zones and the security groups, or run the provisioning again");
             self.metrics.count("TargetNotHealthy", identifier).await;
+            unhealthy = Some((format!("{resolved} {} {reason}", failing.state), problem.clone()));
             sync.problem = Some(problem);
+        }
+        let current = unhealthy.as_ref().map(|(key, _)| key.as_str());
+        match unhealthy_transition(current, group.told_unhealthy.as_deref()) {
+            Transition::Clear => self.untag_unhealthy(target_group_arn).await?,
+            Transition::Tell(key) => {
+                let problem = unhealthy.as_ref().map(|(_, p)| p.as_str()).unwrap_or_default();
+                let fields = json!({"db_instance_identifier": identifier, "target_group_arn": target_group_arn,
+                    "address": resolved.to_string(), "problem": problem});
+                tell(
+                    &self.notifier,
+                    "target-not-healthy",
+                    &format!("TiDB Cloud link target not healthy: {identifier}"),
+                    fields,
+                )
+                .await;
+                self.tag_unhealthy(target_group_arn, &key).await?;
+            }
+            Transition::Nothing => {}
         }
         let changes = plan_changes(resolved, &targets);
         let target = |ip: &str| TargetDescription::builder().id(ip).port(port).build();
@@ -228,9 +288,30 @@ impl SyncTargets {
                 .map_err(aws::fail("DeregisterTargets"))?;
             info!(db_instance = identifier, ips = ?changes.deregister, "old database addresses deregistered");
             self.metrics.count("TargetsDeregistered", identifier).await;
+            let fields = json!({"db_instance_identifier": identifier, "target_group_arn": target_group_arn,
+                "old_addresses": changes.deregister, "new_address": resolved.to_string()});
+            tell(&self.notifier, "target-moved", &format!("TiDB Cloud link target moved: {identifier}"), fields).await;
             sync.deregistered = changes.deregister;
         }
         Ok(sync)
+    }
+
+    async fn tag_unhealthy(&self, target_group_arn: &str, told: &str) -> Result<(), StepError> {
+        let tag = Tag::builder().key(TARGET_NOT_HEALTHY_TAG).value(told).build();
+        self.elb.add_tags().resource_arns(target_group_arn).tags(tag).send().await.map_err(aws::fail("AddTags"))?;
+        Ok(())
+    }
+
+    async fn untag_unhealthy(&self, target_group_arn: &str) -> Result<(), StepError> {
+        self.elb
+            .remove_tags()
+            .resource_arns(target_group_arn)
+            .tag_keys(TARGET_NOT_HEALTHY_TAG)
+            .send()
+            .await
+            .map_err(aws::fail("RemoveTags"))?;
+        info!(target_group = target_group_arn, "the database's address is a usable target again");
+        Ok(())
     }
 
     /// The database's address now: an instance's endpoint, a cluster's writer endpoint.
@@ -283,6 +364,17 @@ mod tests {
         assert_eq!(plan_changes("10.0.1.5".parse().unwrap(), &both), TargetChanges::default());
         // The next correct answer removes the stale one.
         assert_eq!(plan_changes("10.0.2.9".parse().unwrap(), &both).deregister, ["10.0.1.5"]);
+    }
+
+    #[test]
+    fn an_unhealthy_target_is_told_on_the_transition_only() {
+        let problem = "10.0.2.9 unhealthy Target.FailedHealthChecks";
+        assert_eq!(unhealthy_transition(Some(problem), None), Transition::Tell(problem.into()));
+        assert_eq!(unhealthy_transition(Some(problem), Some(problem)), Transition::Nothing);
+        let other = "10.0.2.9 unused Target.NotInUse";
+        assert_eq!(unhealthy_transition(Some(other), Some(problem)), Transition::Tell(other.into()));
+        assert_eq!(unhealthy_transition(None, Some(problem)), Transition::Clear);
+        assert_eq!(unhealthy_transition(None, None), Transition::Nothing);
     }
 
     #[test]

@@ -209,9 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     _created(aws, state, identifier, zone, output)
     if tidb_connections is not None:
         _what_tidb_cloud_shows(tidb_connections(), output)
-    heading("What `scripts/status --local` says of it")
-    status.show([link for link in status.links(aws, state) if link["db_instance_identifier"] == identifier],
-                state["stack_name"])
+    _status(aws, state, identifier)
     if args.keep:
         _explore(state, state_dir, identifier, db["DBInstanceArn"])
         return 0
@@ -236,9 +234,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         line(f"{RED}left behind{RESET}: {left.summary()}; TiDB Cloud connections {connections}")
         return 1
+    _status(aws, state, identifier)
     line(f"The stack keeps running: `scripts/demo --keep` leaves the link up to explore; "
          f"stop everything with {BOLD}scripts/local-stack down{RESET}")
     return 0
+
+
+def _status(aws: Callable[[str], Any], state: dict[str, Any], identifier: str) -> None:
+    heading("What `scripts/status --local` says of it")
+    found = [link for link in status.links(aws, state) if link["db_instance_identifier"] == identifier]
+    if found:
+        status.show(found, state["stack_name"])
+    else:
+        line(f"{identifier}: no link (no endpoint service of stack {state['stack_name']} serves it)")
 
 
 def _run(aws: Callable[[str], Any], state: dict[str, Any], machine: str, identifier: str, started: float,

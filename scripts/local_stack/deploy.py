@@ -113,6 +113,7 @@ class Deployer:
             "AWS::IAM::ManagedPolicy": self.iam_managed_policy,
             "AWS::Lambda::Function": self.lambda_function,
             "AWS::Lambda::Permission": self.lambda_permission,
+            "AWS::Lambda::EventInvokeConfig": self.lambda_event_invoke_config,
             "AWS::StepFunctions::StateMachine": self.state_machine,
             "AWS::Events::Rule": self.events_rule,
             "AWS::Scheduler::Schedule": self.schedule,
@@ -283,6 +284,18 @@ class Deployer:
             if key in p:
                 kwargs[key] = p[key]
         self.client("lambda").add_permission(**kwargs)
+        return {"Ref": logical_id}
+
+    def lambda_event_invoke_config(self, logical_id: str, p: dict[str, Any]) -> Attributes:
+        """PutFunctionEventInvokeConfig takes the resource's properties by the same names (the
+        local functions have only $LATEST, the Qualifier SAM gives)."""
+        kwargs: dict[str, Any] = {"FunctionName": p["FunctionName"]}
+        for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds"):
+            if key in p:
+                kwargs[key] = int(p[key])
+        if p.get("DestinationConfig"):
+            kwargs["DestinationConfig"] = p["DestinationConfig"]
+        self.client("lambda").put_function_event_invoke_config(**kwargs)
         return {"Ref": logical_id}
 
     # --- Step Functions ---

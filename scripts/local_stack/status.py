@@ -6,7 +6,8 @@
 For each managed instance or DB cluster (``cluster:<id>``): the endpoint service (name, state), the load balancer (state, zones),
 the target's address and health, the endpoint connections (owner, state), TiDB Cloud's private
 link connection (when the stack has a TiDB Cloud API key) and the last execution of each
-workflow. Exits 1 when any link is not healthy, 0 otherwise (also when there is none).
+workflow; for the stack, how many failed invocations its queue keeps. Exits 1 when any link is
+not healthy, 0 otherwise (also when there is none).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def deployed(stack_name: str) -> tuple[Callable[[str], Any], dict[str, Any]]:
     described = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
     parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in described.get("Parameters", [])}
-    return session.client, {"stack_name": stack_name, "parameters": parameters, "state_machines": {
+    return session.client, {"stack_name": stack_name, "parameters": parameters, "outputs": outputs, "state_machines": {
         "ProvisionStateMachine": outputs["ProvisionStateMachineArn"],
         "DeprovisionStateMachine": outputs["DeprovisionStateMachineArn"]}}
 
@@ -104,6 +105,15 @@ def links(aws: Callable[[str], Any], info: dict[str, Any]) -> list[dict[str, Any
     return found
 
 
+def failed_invocations(aws: Callable[[str], Any], info: dict[str, Any]) -> int | None:
+    """How many invocation records the failed-invocations queue holds (None: a stack without it)."""
+    url = (info.get("outputs") or {}).get("FailedInvocationsQueueUrl")
+    if not url:
+        return None
+    attributes = aws("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+
+
 def problems(link: dict[str, Any], with_tidb_cloud: bool) -> list[str]:
     """Why the link is not healthy (empty when it is)."""
     out = []
@@ -160,11 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         aws, info = scenario.clients(state), state
     else:
         aws, info = deployed(args.stack_name)
-    found = links(aws, info)
+    found, kept = links(aws, info), failed_invocations(aws, info)
     if args.json:
-        print(json.dumps({"stack": info["stack_name"], "links": found}, indent=2, default=str))
+        print(json.dumps({"stack": info["stack_name"], "links": found, "failed_invocations": kept}, indent=2,
+                         default=str))
     else:
         show(found, info["stack_name"])
+        if kept:
+            print(f"failed invocations kept: {kept} (their events and errors: {info['outputs']['FailedInvocationsQueueUrl']})")
     return 1 if any(link["problems"] for link in found) else 0
 
 

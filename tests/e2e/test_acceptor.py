@@ -163,7 +163,8 @@ def acceptor_log(stack: dict[str, Any]) -> FunctionLog:
 
 
 def test_a_third_account_allowed_by_hand_is_rejected(aws: Aws, stack: dict[str, Any], service: dict[str, Any],
-                                                     tidb_cloud: Consumer, acceptor_log: FunctionLog) -> None:
+                                                     tidb_cloud: Consumer, acceptor_log: FunctionLog,
+                                                     driver: Any) -> None:
     tidb_endpoint = tidb_cloud.request(service["name"])
     assert tidb_cloud.wait(tidb_endpoint, "available") == "available", "TiDB Cloud's endpoint was not accepted"
 
@@ -181,6 +182,15 @@ def test_a_third_account_allowed_by_hand_is_rejected(aws: Aws, stack: dict[str, 
     # The rejection is the acceptor's (not the emulator's) decision.
     decided = [(d["endpoint"], d["owner"], d["accepted"]) for d in acceptor_log.decisions(offset)]
     assert decided == [(third_endpoint, THIRD_ACCOUNT, False)], decided
+    # Told to the notification topic, and counted for the stack's alarm.
+    told = driver.told(IDENTIFIER, "foreign-connection-rejected")
+    assert [(t["vpc_endpoint_id"], t["vpc_endpoint_owner"], t["service_id"]) for t in told] == [
+        (third_endpoint, THIRD_ACCOUNT, service["id"])], told
+    rejected = aws("cloudwatch").get_metric_statistics(
+        Namespace="TiDBPrivateLink", MetricName="ForeignConnectionRejected",
+        Dimensions=[{"Name": "Stack", "Value": stack["stack_name"]}], StartTime=time.time() - 600,
+        EndTime=time.time() + 60, Period=300, Statistics=["Sum"])["Datapoints"]
+    assert sum(d["Sum"] for d in rejected) == 1, rejected
 
 
 def test_a_service_the_stack_does_not_manage_is_left_pending(aws: Aws, stack: dict[str, Any],

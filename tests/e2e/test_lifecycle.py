@@ -383,6 +383,10 @@ def test_failover_leaves_exactly_the_new_address_in_the_target_group(aws: Aws, d
                 changes.append(("deregistered", fields.get("ips"), request))
     assert [(kind, ip) for kind, ip, _ in changes][-2:] == [("registered", new_ip), ("deregistered", json.dumps([old_ip]))], changes
     assert changes[-1][2] != changes[-2][2], "registered and deregistered in the same run"
+    # The completed move is told once, with both addresses.
+    [moved] = driver.told(identifier, "target-moved")
+    assert (moved["old_addresses"], moved["new_address"], moved["target_group_arn"]) == (
+        [old_ip], new_ip, group_arn), moved
 
 
 # --- 6. repeated and racing events ---------------------------------------------------------------------

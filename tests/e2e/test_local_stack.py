@@ -226,11 +226,15 @@ def test_alarms_and_the_dashboard_watch_the_stack(aws: Aws, stack: dict[str, Any
     alarms = {a["AlarmName"]: a for a in aws("cloudwatch").describe_alarms(
         AlarmNamePrefix=stack["stack_name"] + "-")["MetricAlarms"]}
     assert set(alarms) == {f"{stack['stack_name']}-{n}" for n in (
-        "provisioning-failed", "teardown-failed", "function-errors", "target-not-healthy")}, set(alarms)
+        "provisioning-failed", "teardown-failed", "function-errors", "target-not-healthy",
+        "foreign-connection-rejected", "failed-invocations")}, set(alarms)
     assert all(a["AlarmActions"] == [topic] for a in alarms.values()), alarms
     failed = alarms[f"{stack['stack_name']}-provisioning-failed"]
     assert (failed["Namespace"], failed["MetricName"], failed["Dimensions"]) == (
         "AWS/States", "ExecutionsFailed", [{"Name": "StateMachineArn", "Value": stack["state_machines"]["ProvisionStateMachine"]}])
+    rejected = alarms[f"{stack['stack_name']}-foreign-connection-rejected"]
+    assert (rejected["Namespace"], rejected["MetricName"], rejected["Dimensions"]) == (
+        "TiDBPrivateLink", "ForeignConnectionRejected", [{"Name": "Stack", "Value": stack["stack_name"]}])
     body = json.loads(aws("cloudwatch").get_dashboard(DashboardName=stack["stack_name"])["DashboardBody"])
     text = json.dumps(body)
     assert all(arn in text for arn in stack["state_machines"].values())

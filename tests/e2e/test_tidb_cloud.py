@@ -363,6 +363,9 @@ def test_the_demo_shows_both_sides_and_then_leaves_nothing(tidb_cloud: dict[str,
     assert ": healthy" in provisioning and "In TiDB Cloud (GET" in provisioning
     assert "TiDB Cloud      connection" in teardown and ": gone" in teardown
     assert "What is left of the link\n  nothing:" in teardown, teardown
+    # The demo ends with what `scripts/status --local` says: the link is gone.
+    ending = teardown.rsplit("What `scripts/status --local` says of it", 1)
+    assert len(ending) == 2 and ": no link (" in ending[1] and "healthy" not in ending[1], teardown
 
 
 # --- scripts/status ---------------------------------------------------------------------------------
@@ -395,6 +398,23 @@ def test_status_shows_the_link_and_fails_once_its_target_is_unhealthy(
     code, link = status()
     report(f"status after the rule went: exit {code}, {link['problems']}")
     assert code == 1 and link["problems"] and link["problems"][0].startswith("no healthy target"), link
+
+    # sync-targets tells the unhealthy target once, however many runs find it so.
+    function = next(f for f in stack["functions"] if f["logical_id"] == "SyncTargetsFunction")
+    scheduled = (ROOT / "tests/fixtures/events/scheduled-event.json").read_bytes()
+    [group] = driver.inventory(identifier, network.security_group_id)["target_groups"]
+
+    def sync() -> list[str]:
+        answer = aws("lambda").invoke(FunctionName=function["name"], Payload=scheduled)
+        assert "FunctionError" not in answer, answer["Payload"].read()
+        tags = aws("elbv2").describe_tags(ResourceArns=[group["TargetGroupArn"]])["TagDescriptions"][0]["Tags"]
+        return [t["Value"] for t in tags if t["Key"] == "tidb-privatelink:target-not-healthy"]
+
+    assert len(sync()) == 1 and len(sync()) == 1
+    told = driver.told(identifier, "target-not-healthy")
+    assert len(told) == 1 and told[0]["problem"].startswith("TargetNotHealthy"), told
+    ec2.authorize_security_group_ingress(GroupId=network.security_group_id, IpPermissions=[rule])
+    assert sync() == [], "the tag stayed once the target was healthy again"
 
     known = driver.known("deprovision")
     aws("rds").remove_tags_from_resource(ResourceName=db["DBInstanceArn"], TagKeys=[scenario.OPT_IN_TAG])

@@ -219,6 +219,77 @@ def test_a_duplicate_delivery_fault_delivers_one_message_twice(emu: dict[str, An
         urllib.request.urlopen(request, timeout=10).read()
 
 
+def test_a_failed_async_invocation_is_retried_then_recorded_to_its_on_failure_queue(emu: dict[str, Any]) -> None:
+    """Lambda retries MaximumRetryAttempts times, then sends the invocation record (Lambda
+    developer guide, "Capturing records of Lambda asynchronous invocations") to the OnFailure
+    queue, with the function's role's sqs:SendMessage."""
+    post(emu, "/moto-api/config", json.dumps({"lambda": {"async_retry_delays": [0.2, 0.4]}}).encode())
+    sqs = client(emu, "sqs")
+    url = sqs.create_queue(QueueName="failed-invocations")["QueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    arn = function(emu, "fn-async-fails")
+    iam = client(emu, "iam")
+    iam.update_assume_role_policy(RoleName="fn-async-fails-role", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                 "Action": "sts:AssumeRole"}]}))
+    iam.put_role_policy(RoleName="fn-async-fails-role", PolicyName="destination", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue}]}))
+    lam = client(emu, "lambda")
+    lam.put_function_event_invoke_config(FunctionName="fn-async-fails", MaximumRetryAttempts=1,
+                                         DestinationConfig={"OnFailure": {"Destination": queue}})
+    event = {"fail": "Boom", "n": 1}
+    assert lam.invoke(FunctionName="fn-async-fails", InvocationType="Event",
+                      Payload=json.dumps(event).encode())["StatusCode"] == 202
+    messages: list[dict[str, Any]] = []
+    for _ in range(30):
+        messages = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
+        if messages:
+            break
+    assert len(messages) == 1, messages
+    record = json.loads(messages[0]["Body"])
+    # The record is sent after the last attempt: by now every attempt has reached the function.
+    assert [body for name, body in emu["watch"].calls if name == "bin-async-fails"] == [event, event]
+    assert (record["version"], record["requestContext"]["condition"], record["requestContext"]["approximateInvokeCount"]) == (
+        "1.0", "RetriesExhausted", 2), record
+    assert record["requestContext"]["functionArn"] == f"{arn}:$LATEST"
+    assert (record["requestPayload"], record["responseContext"]) == (
+        event, {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"}), record
+    assert record["responsePayload"] == {"errorType": "Boom", "errorMessage": "bin-async-fails failed on purpose"}
+
+
+def test_without_sqs_send_message_the_failure_record_is_dropped(emu: dict[str, Any]) -> None:
+    """The destination takes the execution role's sqs:SendMessage: without it nothing arrives,
+    while a function whose role has it, failing after it (one thread per invocation, in order of
+    the attempts' end), does deliver."""
+    post(emu, "/moto-api/config", json.dumps({"lambda": {"async_retry_delays": [0.2, 0.4]}}).encode())
+    sqs, lam, iam = client(emu, "sqs"), client(emu, "lambda"), client(emu, "iam")
+    url = sqs.create_queue(QueueName="failed-denied")["QueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    lambda_trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    for name, allowed in (("fn-denied", False), ("fn-allowed", True)):
+        function(emu, name)
+        iam.update_assume_role_policy(RoleName=f"{name}-role", PolicyDocument=lambda_trust)
+        if allowed:
+            iam.put_role_policy(RoleName=f"{name}-role", PolicyName="destination", PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue}]}))
+        lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0,
+                                             DestinationConfig={"OnFailure": {"Destination": queue}})
+    lam.invoke(FunctionName="fn-denied", InvocationType="Event", Payload=json.dumps({"fail": "Boom"}).encode())
+    for _ in range(50):  # the denied function's only attempt has ended
+        if any(name == "bin-denied" for name, _ in emu["watch"].calls):
+            break
+        time.sleep(0.1)
+    lam.invoke(FunctionName="fn-allowed", InvocationType="Event", Payload=json.dumps({"fail": "Boom"}).encode())
+    messages: list[dict[str, Any]] = []
+    for _ in range(30):
+        messages += sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        if messages:
+            break
+    functions = [json.loads(m["Body"])["requestContext"]["functionArn"].split(":")[6] for m in messages]
+    assert functions == ["fn-allowed"], functions
+
+
 # --- EventBridge and RDS events ----------------------------------------------------------------
 
 

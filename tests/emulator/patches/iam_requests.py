@@ -450,6 +450,7 @@ EXTRA_CONTEXT: dict[str, Callable[[Call], dict[str, Any]]] = {
                                                               if "SubnetId" in m],
     },
     "rds:RemoveTagsFromResource": lambda c: {"aws:TagKeys": c.listed("TagKeys")},
+    "elasticloadbalancing:RemoveTags": lambda c: {"aws:TagKeys": c.listed("TagKeys")},
     "iam:CreateServiceLinkedRole": lambda c: {"iam:AWSServiceName": c.param("AWSServiceName", "")},
     "cloudwatch:PutMetricData": lambda c: {"cloudwatch:namespace": c.param("Namespace", "")},
 }

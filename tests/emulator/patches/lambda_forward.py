@@ -37,6 +37,17 @@ exactly the configured Timeout, as in AWS.
 ``InvocationType: Event`` returns 202 at once and runs in the background, as
 AWS's asynchronous invocation does; ``DryRun`` answers 204 without running.
 
+A failed asynchronous invocation is retried as Lambda retries it: up to the function's
+``MaximumRetryAttempts`` (PutFunctionEventInvokeConfig; 2 without one), AWS's 1 and 2 minute
+waits shortened to ``{"lambda": {"async_retry_delays": [1, 2]}}`` seconds (the default). Once the
+retries are spent, the documented invocation record (``version``, ``timestamp``,
+``requestContext`` with ``condition: RetriesExhausted`` and ``approximateInvokeCount``,
+``requestPayload``, ``responseContext``, ``responsePayload``) goes to the ``OnFailure``
+destination, an SQS queue, if the function's execution role may ``sqs:SendMessage`` to it
+(evaluated as IAM would); otherwise it is dropped with a warning, as Lambda drops it (and counts
+``DestinationDeliveryFailures``). Not emulated: ``MaximumEventAgeInSeconds``, success
+destinations, destinations other than SQS, dead-letter queues (``DeadLetterConfig``).
+
 SNS -> Lambda delivers AWS's event shape (``Records[].Sns`` with the real
 TopicArn, subscription ARN, MessageId, Subject, Timestamp and message
 attributes), asynchronously like AWS.
@@ -48,6 +59,7 @@ import datetime
 import json
 import os
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -170,22 +182,90 @@ def _as_bytes(body: Any) -> bytes:
     return json.dumps(body).encode()
 
 
+DEFAULT_RETRY_DELAYS = (1.0, 2.0)  # AWS waits 60 s, then 120 s
+
+
+def _event_invoke_config(function: Any) -> dict[str, Any]:
+    """The function's asynchronous invocation settings (moto appends on every Put; the last wins,
+    as AWS's Put replaces)."""
+    configs = getattr(function, "event_invoke_config", None) or []
+    return dict(configs[-1].config) if configs else {}
+
+
+def failure_record(function: Any, request_id: str, payload: bytes, result: bytes, attempts: int) -> dict[str, Any]:
+    """The invocation record Lambda sends to an on-failure destination (Lambda developer guide,
+    "Capturing records of Lambda asynchronous invocations")."""
+    def parsed(data: bytes) -> Any:
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data.decode(errors="replace")
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return {
+        "version": "1.0",
+        "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+        "requestContext": {"requestId": request_id, "functionArn": f"{function.function_arn}:$LATEST",
+                           "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
+        "requestPayload": parsed(payload),
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": FUNCTION_ERROR},
+        "responsePayload": parsed(result),
+    }
+
+
+def _send_failure_record(function: Any, destination: str, record: dict[str, Any]) -> None:
+    from moto.sqs.models import sqs_backends
+
+    from . import iam_evaluation
+
+    parts = destination.split(":")
+    if len(parts) != 6 or parts[2] != "sqs":
+        log.warning("lambda: on-failure destination %s of %s is not an SQS queue; not emulated",
+                    destination, function.function_name)
+        return
+    if not iam_evaluation.role_allows(function.role, "sqs:SendMessage", destination, "lambda.amazonaws.com"):
+        log.warning("lambda: the role of %s may not sqs:SendMessage to %s; the failure record is dropped",
+                    function.function_name, destination)
+        return
+    try:
+        sqs_backends[parts[4]][parts[3]].send_message(parts[5], json.dumps(record))
+        log.info("lambda: failure record of %s sent to %s", function.function_name, destination)
+    except Exception:
+        log.exception("lambda: failure record of %s not delivered to %s", function.function_name, destination)
+
+
 def invoke_async(function: Any, payload: bytes) -> None:
-    """Run one asynchronous invocation (SNS, EventBridge, InvocationType=Event)."""
+    """Run one asynchronous invocation (SNS, EventBridge, InvocationType=Event), with Lambda's
+    retries and on-failure destination."""
     route = route_for(function)
 
     def run() -> None:
-        try:
-            if route is None:
-                function.invoke(payload.decode(), {"x-amz-invocation-type": "Event"}, {})
-                return
+        if route is None:
+            function.invoke(payload.decode(), {"x-amz-invocation-type": "Event"}, {})
+            return
+        config = _event_invoke_config(function)
+        retries = int(config.get("MaximumRetryAttempts", 2))
+        delays = (default_user_config.get("lambda") or {}).get("async_retry_delays") or DEFAULT_RETRY_DELAYS
+        request_id = str(uuid.uuid4())
+        for attempt in range(1, retries + 2):
             result, errored = call(function, route, payload)
-            if errored:
-                log.warning("lambda: async invocation of %s failed: %s", function.function_name, result[:1000])
+            if not errored:
+                return
+            log.warning("lambda: async invocation %d of %s failed: %s", attempt, function.function_name, result[:1000])
+            if attempt <= retries:
+                time.sleep(float(delays[min(attempt, len(delays)) - 1]))
+        destination = ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        if destination:
+            _send_failure_record(function, destination, failure_record(function, request_id, payload, result,
+                                                                       retries + 1))
+
+    def guarded() -> None:
+        try:
+            run()
         except Exception:  # AWS never reports an async failure to the caller
             log.exception("lambda: async invocation of %s failed", function.function_name)
 
-    threading.Thread(target=run, name=f"lambda-async-{function.function_name}", daemon=True).start()
+    threading.Thread(target=guarded, name=f"lambda-async-{function.function_name}", daemon=True).start()
 
 
 def _sns_event(subscription: Any, message: str, message_id: str, subject: str | None,
