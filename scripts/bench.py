@@ -267,7 +267,7 @@ def waves(sizes: list[int]) -> None:
     # As a team raises its quotas before tagging a fleet: one NLB per instance, and one rule per
     # instance on the databases' shared security group (defaults 50 and 60).
     quotas = {"network-load-balancers": largest + 50, "rules-per-security-group": largest + 60}
-    rows = []
+    rows, failures = [], []
     with LocalStack("bench-wave", {"EMULATOR_THROTTLING": "aws", "EMULATOR_QUOTAS": json.dumps(quotas)}) as stack:
         network = scenario.create_network(stack.aws, "fleet", "10.62")
         for n in sizes:
@@ -284,6 +284,7 @@ def waves(sizes: list[int]) -> None:
                                                                      "endpoint_service", "security_group"))
                 retried = sum((wave.retried_errors(wave.history(stack.aws, e["executionArn"]))
                                for e in result.executions.values()), Counter())
+                failures.extend(f"N={n} {verb}: {result.failures()}" for _ in result.failed[:1])
                 rows.append([n, verb, ("yes" if once else "NO") if verb == "tag" else "-", len(result.failed),
                              result.throttled(), retried.get("Throttled", 0), f"{result.seconds_to_last:.0f}",
                              f"{result.product_calls() / n:.1f}", sum(kinds.values()) if verb == "untag" else "-"])
@@ -291,6 +292,8 @@ def waves(sizes: list[int]) -> None:
           ["N", "act", "all provisioned exactly once", "executions failed", "throttled calls (all retried if 0 failed)",
            "task attempts retried as Throttled", "s until the last ended", "AWS calls per instance",
            "resources left"], rows)
+    for failure in failures:
+        print(f"\nfailed executions, {failure}")
 
 
 # --- build -------------------------------------------------------------------------------------------

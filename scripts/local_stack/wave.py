@@ -34,6 +34,14 @@ class Wave:
     def failed(self) -> list[str]:
         return sorted(i for i, e in self.executions.items() if e["status"] != "SUCCEEDED")
 
+    def failures(self) -> str:
+        """The failed executions by error name, with the cause of the first of each."""
+        errors: dict[str, list[str]] = {}
+        for identifier in self.failed:
+            execution = self.executions[identifier]
+            errors.setdefault(execution.get("error") or execution["status"], []).append(execution.get("cause") or "")
+        return "; ".join(f"{error} x{len(causes)} ({causes[0][:200]})" for error, causes in sorted(errors.items()))
+
     def throttled(self) -> int:
         return sum(self.counts.get("throttled", {}).values())
 
