@@ -181,10 +181,11 @@ def cold_start(functions: list[str], runs: int, release: Path) -> None:
 class LocalStack:
     """A local stack of its own (scripts/local-stack), stopped on exit."""
 
-    def __init__(self, name: str, env: dict[str, str] | None = None):
+    def __init__(self, name: str, env: dict[str, str] | None = None, concurrency: int | None = None):
         self.dir = Path(tempfile.mkdtemp(prefix="bench-stack-"))
         up = subprocess.run([str(ROOT / "scripts/local-stack"), "up", "--state-dir", str(self.dir), "--port", "0",
-                             "--dns-port", "0", "--stack-name", name, "--no-reload", "--owner-pid", str(os.getpid())],
+                             "--dns-port", "0", "--stack-name", name, "--no-reload", "--owner-pid", str(os.getpid()),
+                             *(["--function-concurrency", str(concurrency)] if concurrency else [])],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})})
         if up.returncode != 0:
@@ -268,7 +269,9 @@ def waves(sizes: list[int]) -> None:
     # instance on the databases' shared security group (defaults 50 and 60).
     quotas = {"network-load-balancers": largest + 50, "rules-per-security-group": largest + 60}
     rows, failures = [], []
-    with LocalStack("bench-wave", {"EMULATOR_THROTTLING": "aws", "EMULATOR_QUOTAS": json.dumps(quotas)}) as stack:
+    # Lambda would run an instance per invocation; locally each function gets up to 50 at once.
+    env = {"EMULATOR_THROTTLING": "aws", "EMULATOR_QUOTAS": json.dumps(quotas)}
+    with LocalStack("bench-wave", env, concurrency=min(largest, 50)) as stack:
         network = scenario.create_network(stack.aws, "fleet", "10.62")
         for n in sizes:
             dbs = wave.create_databases(stack.aws, network, f"w{n}", n)

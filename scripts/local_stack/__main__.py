@@ -4,7 +4,7 @@ under cargo lambda watch, everything template.yaml defines deployed into it).
     scripts/local-stack up [--stack-name N] [--port P] [--dns-port D] [--parameter K=V ...]
                            [--no-tidb-cloud [--tidb-cloud-account-id ID] [--tidb-cloud-az-ids a,b,c]
                             | --tidb-cloud-api-key JSON]
-                           [--no-reload] [--no-build] [--restart] [--state-dir DIR]
+                           [--no-reload] [--no-build] [--function-concurrency N] [--restart] [--state-dir DIR]
     scripts/local-stack down [--state-dir DIR]
     scripts/local-stack status|env [--state-dir DIR]
     scripts/local-stack notifications [--wait S] [--state-dir DIR]
@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"with --no-tidb-cloud: TiDB Cloud's AZ IDs (env TIDB_CLOUD_AZ_IDS; default "
                          f"{stack.LOCAL_PARAMETERS['TiDBCloudAzIds']})")
     up.add_argument("--no-reload", action="store_true", help="do not rebuild functions when the code changes")
+    up.add_argument("--function-concurrency", type=int, default=stack.DEFAULT_FUNCTION_CONCURRENCY, metavar="N",
+                    help="instances of each function at once, started on demand (default %(default)s; "
+                         "Lambda: up to the account's concurrency)")
     up.add_argument("--no-build", action="store_true", help="skip the up-front cargo build")
     up.add_argument("--restart", action="store_true", help="take a running stack down first")
     up.add_argument("--owner-pid", type=int, help="take the stack down when this process exits (tests)")
@@ -127,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _up(args: argparse.Namespace, state_dir: Path) -> int:
+    if args.function_concurrency < 1:
+        raise stack.StackError(f"--function-concurrency must be at least 1, not {args.function_concurrency}")
     state, running, dead = stack.status(state_dir)
     if running and not args.restart:
         if state and not dead:
@@ -154,6 +159,7 @@ def _up(args: argparse.Namespace, state_dir: Path) -> int:
     options = stack.Options(
         state_dir=state_dir, stack_name=args.stack_name, region=args.region, port=args.port, dns_port=args.dns_port,
         parameters=parameters, reload=not args.no_reload, build=not args.no_build, owner_pid=args.owner_pid,
+        function_concurrency=args.function_concurrency,
         template=Path(args.template).resolve(), tidb_cloud_api_key=args.tidb_cloud_api_key,
         tidb_cloud="parameters" if args.no_tidb_cloud else "api" if args.tidb_cloud_api_key else "double",
     )

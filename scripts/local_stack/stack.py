@@ -50,6 +50,9 @@ class StackError(Exception):
     pass
 
 
+DEFAULT_FUNCTION_CONCURRENCY = 20
+
+
 @dataclass
 class Options:
     state_dir: Path
@@ -60,6 +63,10 @@ class Options:
     parameters: dict[str, str] = field(default_factory=dict)
     reload: bool = True
     build: bool = True
+    # Instances of each function at once (cargo lambda watch --concurrency, started on demand).
+    # Lambda runs as many as there are invocations, up to the account's concurrency (1,000 by
+    # default); cargo lambda watch runs one unless told, so a burst would queue and time out.
+    function_concurrency: int = DEFAULT_FUNCTION_CONCURRENCY
     owner_pid: int | None = None
     template: Path = ROOT / "template.yaml"
     # Who plays TiDB Cloud: "double" (the TiDB Cloud double, a process of the stack, whose key
@@ -508,7 +515,8 @@ def up(options: Options) -> dict[str, Any]:
             env_file.write_text("".join(_env_file_line(k, v) + "\n" for k, v in sorted(env.items())))
             function_port = function_ports[function.logical_id]
             argv = ["cargo", "lambda", "watch", "--package", packages[function.binary], "--invoke-address",
-                    "127.0.0.1", "--invoke-port", str(function_port), "--env-file", str(env_file)]
+                    "127.0.0.1", "--invoke-port", str(function_port), "--env-file", str(env_file),
+                    "--concurrency", str(options.function_concurrency)]
             if not options.reload:
                 argv.append("--ignore-changes")
             pid = processes.start(function.name, [str(ROOT / ".venv-tools/bin/cargo-lambda"), *argv[1:]],

@@ -18,6 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local_stack import scenario
+from local_stack.stack import DEFAULT_FUNCTION_CONCURRENCY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -216,6 +217,22 @@ def test_tidb_cloud_parameters_without_no_tidb_cloud_are_refused_before_anything
                         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert up.returncode == 1, up.stdout + up.stderr
     assert "--tidb-cloud-account-id and --tidb-cloud-az-ids go with --no-tidb-cloud" in up.stderr
+    assert not (tmp_path / "pids").exists() and not (tmp_path / "state.json").exists()
+
+
+def test_each_function_runs_as_many_instances_as_lambda_would_start_for_a_burst(stack: dict[str, Any]) -> None:
+    """cargo lambda watch runs one instance of a function unless told; a wave's invocations would
+    queue behind it and time out, which Lambda's scaling does not do."""
+    for function in stack["functions"]:
+        argv = Path(f"/proc/{function['pid']}/cmdline").read_bytes().split(b"\0")
+        assert argv[argv.index(b"--concurrency") + 1] == str(DEFAULT_FUNCTION_CONCURRENCY).encode(), function["name"]
+
+
+def test_a_function_concurrency_below_one_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    up = subprocess.run([str(ROOT / "scripts/local-stack"), "up", "--state-dir", str(tmp_path), "--port", "0",
+                         "--dns-port", "0", "--function-concurrency", "0"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert up.returncode == 1 and "--function-concurrency must be at least 1, not 0" in up.stderr, up.stderr
     assert not (tmp_path / "pids").exists() and not (tmp_path / "state.json").exists()
 
 
