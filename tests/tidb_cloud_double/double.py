@@ -194,14 +194,11 @@ class TiDBCloudAws:
             raise ValueError(f"creating the endpoint failed: {code}: {message}") from None
         return endpoint["VpcEndpointId"], endpoint["State"], sorted(subnets[az][1] for az in shared)
 
-    def endpoint_state(self, endpoint_id: str) -> str:
-        from botocore.exceptions import ClientError
-
-        try:
-            found = self.ec2().describe_vpc_endpoints(VpcEndpointIds=[endpoint_id])["VpcEndpoints"]
-        except ClientError:
-            return "deleted"
-        return found[0]["State"] if found else "deleted"
+    def endpoint_states(self) -> dict[str, str]:
+        """The state of every endpoint in TiDB Cloud's account (all of them the double's), in one
+        paginated read; an endpoint not listed is gone."""
+        pages = self.ec2().get_paginator("describe_vpc_endpoints").paginate()
+        return {e["VpcEndpointId"]: e["State"] for page in pages for e in page["VpcEndpoints"]}
 
     def delete_endpoint(self, endpoint_id: str) -> None:
         from botocore.exceptions import ClientError
@@ -425,7 +422,7 @@ class Double:
     def find(self, cluster: str, connection_id: str) -> Connection:
         connection = self.connections.get(connection_id)
         if connection is not None and connection.cluster_id == cluster:
-            self.advance(connection)
+            self.advance(connection, self.aws.endpoint_states() if connection.endpoint_id else {})
         connection = self.connections.get(connection_id)
         if connection is None or connection.cluster_id != cluster:
             raise ApiError(404, NOT_FOUND, f"private link connection {connection_id} not found")
@@ -442,8 +439,12 @@ class Double:
             raise ApiError(400, INVALID_ARGUMENT, "pageSize and pageToken must be what this API returned") from None
         if not 0 < size <= 100 or offset < 0:
             raise ApiError(400, INVALID_ARGUMENT, "pageSize must be 1 to 100")
-        for connection in [c for c in self.connections.values() if c.cluster_id == cluster]:
-            self.advance(connection)
+        listed = [c for c in self.connections.values() if c.cluster_id == cluster]
+        # One read of the endpoints for the whole list, not one a connection: a list of a hundred
+        # connections stays one AWS call, as TiDB Cloud's own answers do not wait on AWS.
+        states = self.aws.endpoint_states() if any(c.endpoint_id for c in listed) else {}
+        for connection in listed:
+            self.advance(connection, states)
         mine = [c for c in self.connections.values() if c.cluster_id == cluster and state in (None, c.state)]
         page: dict[str, Any] = {
             "privateLinkConnections": [c.to_api(self.args.region) for c in mine[offset:offset + size]],
@@ -461,8 +462,9 @@ class Double:
             connection.set_state("DELETING")
         return connection.to_api(self.args.region)
 
-    def advance(self, connection: Connection) -> None:
-        """One step of TiDB Cloud's work on a connection, taken when a client looks at it."""
+    def advance(self, connection: Connection, endpoint_states: dict[str, str]) -> None:
+        """One step of TiDB Cloud's work on a connection, taken when a client looks at it
+        (``endpoint_states``: AWS's state of each of TiDB Cloud's endpoints, read just before)."""
         if connection.state in ("CREATING", "DELETING") and connection.hold_reads > 0:
             connection.hold_reads -= 1
             return
@@ -482,7 +484,7 @@ class Double:
             connection.endpoint_id, connection.az_ids = endpoint_id, az_ids
             self.follow(connection, aws_state)
         elif connection.state in ("PENDING_ACCEPTANCE", "ACTIVE"):
-            self.follow(connection, self.aws.endpoint_state(connection.endpoint_id))
+            self.follow(connection, endpoint_states.get(connection.endpoint_id, "deleted"))
 
     def follow(self, connection: Connection, aws_state: str) -> None:
         state, message = {

@@ -442,6 +442,21 @@ def test_list_pages(api: Api, emulator: str):
     assert api.call("GET", path + "?state=RUNNING")[0] == 400
 
 
+def test_a_list_reads_tidb_clouds_endpoints_once_however_many_connections(api: Api, emulator: str):
+    for _ in range(3):
+        create(api, endpoint_service(emulator)[1]["ServiceName"])
+    path = COLLECTION.format(clusterId=CLUSTER)
+    api.call("GET", path)  # each connection gets its endpoint
+
+    def reads() -> int:
+        return emulator_fixtures.control.route(emulator, "/_emulator/throttling", "GET")[1]["calls"].get("ec2:DescribeVpcEndpoints", 0)
+
+    before = reads()
+    status, _, page = api.call("GET", path)
+    assert status == 200 and len([c for c in page["privateLinkConnections"] if c["awsEndpointService"]["endpointId"]]) == 3
+    assert reads() - before == 1, "one read of the endpoints for the page, not one a connection"
+
+
 # -- faults ---------------------------------------------------------------------------------------
 
 def test_faults_fail_throttle_and_hold(api: Api, double_url: str, emulator: str):
