@@ -93,6 +93,16 @@ def test_a_fault_for_seconds_fails_every_matching_call_in_that_window(aws, arm) 
     assert ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]  # another action: untouched
 
 
+def test_a_fault_with_a_role_meets_only_that_roles_calls(emulator, aws, arm) -> None:
+    ec2 = aws("ec2", ONCE)  # the account's administrator role
+    network = make_network(ec2)
+    arm({"action": "ec2:CreateSecurityGroup", "fault": "http-500", "role": "SomeoneElsesRole"})
+    ec2.create_security_group(GroupName="not-theirs", Description="t", VpcId=network["vpc"])
+    arm({"action": "ec2:CreateSecurityGroup", "fault": "http-500", "role": "OrganizationAccountAccessRole"})
+    assert error_of(ec2.create_security_group, GroupName="ours", Description="t", VpcId=network["vpc"]) == (
+        "InternalError", 500)
+
+
 def test_applied_then_dropped_makes_the_change_and_answers_nothing(aws, arm) -> None:
     ec2 = aws("ec2", ONCE)
     network = make_network(ec2)
@@ -153,6 +163,7 @@ def test_hang_is_bounded_by_hold_when_the_client_never_gives_up(emulator, arm) -
     {"action": "ec2:CreateVpc", "fault": "hang", "hold": 3600},
     {"action": "ec2:CreateVpc", "fault": "hang", "wait": 3},
     {"action": "CreateVpc", "fault": "throttling"},
+    {"action": "ec2:CreateVpc", "fault": "throttling", "role": "arn:aws:iam::123456789012:role/r"},
     "ec2:CreateVpc",
 ])
 def test_a_bad_fault_is_refused_by_name_and_arms_nothing(emulator, spec) -> None:

@@ -19,7 +19,8 @@ Here, a control route (not an AWS API, served by launch.py) arms faults; each ma
 
 A POST replaces what is armed. A fault fires from the ``nth`` matching call (default 1) on, for
 ``count`` calls (default 1), or, with ``seconds``, for every matching call during that many seconds
-after it first fired.
+after it first fired. With ``role`` (a role name), only calls made with that role's credentials
+match.
 
 Fault kinds:
   * ``failed-entry`` (``events:PutEvents`` only): HTTP 200, every entry failed with
@@ -49,7 +50,7 @@ import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 from moto.events.responses import EventsHandler
 
@@ -85,6 +86,7 @@ class Fault:
     nth: int = 1
     seconds: float | None = None
     hold: float = 30.0
+    role: str | None = None
     seen: int = 0
     fired: int = 0
     first_fired: float | None = None
@@ -125,7 +127,7 @@ def _number(spec: dict[str, Any], name: str, default: Any, kind: type, low: floa
 def parse(spec: Any) -> Fault:
     if not isinstance(spec, dict) or not isinstance(spec.get("action"), str) or not isinstance(spec.get("fault"), str):
         raise FaultError(f"a fault needs 'action' ('service:Action') and 'fault': {spec!r}")
-    unknown = set(spec) - {"action", "fault", "count", "nth", "seconds", "hold"}
+    unknown = set(spec) - {"action", "fault", "count", "nth", "seconds", "hold", "role"}
     if unknown:
         raise FaultError(f"unknown fields {sorted(unknown)} in {spec!r}")
     action, kind = spec["action"], spec["fault"]
@@ -138,9 +140,11 @@ def parse(spec: Any) -> Fault:
         raise FaultError(f"'action' must be 'service:Action', not {action!r}")
     if "hold" in spec and kind != "hang":
         raise FaultError(f"'hold' applies to the 'hang' fault only: {spec!r}")
+    if not isinstance(spec.get("role", ""), str) or "/" in spec.get("role", ""):
+        raise FaultError(f"'role' must be a role's name: {spec!r}")
     return Fault(action=action, fault=kind, count=_number(spec, "count", 1, int, 1),
                  nth=_number(spec, "nth", 1, int, 1), seconds=_number(spec, "seconds", None, float, 0),
-                 hold=_number(spec, "hold", 30.0, float, 0, MAX_HOLD))
+                 hold=_number(spec, "hold", 30.0, float, 0, MAX_HOLD), role=spec.get("role") or None)
 
 
 def arm(specs: Any) -> None:
@@ -151,14 +155,24 @@ def arm(specs: Any) -> None:
         _armed[:] = faults
 
 
-def take(action: str, kinds: set[str]) -> str | None:
-    """The fault of ``kinds`` this call of ``action`` is to meet (using one up), or None."""
+def take(action: str, kinds: set[str], role: Callable[[], str | None] = lambda: None) -> str | None:
+    """The fault of ``kinds`` this call of ``action`` (made with ``role()``) is to meet (using one
+    up), or None."""
     now = time.monotonic()
     with STATE_LOCK:
         for armed in _armed:
-            if armed.action == action and armed.fault in kinds and armed.due(now):
+            if (armed.action == action and armed.fault in kinds and armed.role in (None, role())
+                    and armed.due(now)):
                 return armed.fault
     return None
+
+
+def _role_of(response: Any) -> str | None:
+    """The name of the role whose credentials made the call, if a role's."""
+    from .iam_evaluation import _caller_of
+
+    arn = _caller_of(response).arn
+    return arn.split(":role/", 1)[1].rsplit("/", 1)[-1] if ":role/" in arn else None
 
 
 def hold_of(action: str) -> float:
@@ -221,7 +235,8 @@ def check(response: Any) -> None:
     from .throttling import action_of, injected_error, throttling_error
 
     action = action_of(response)
-    kind = take(action, {"throttling", "http-500", "http-503", "hang", "applied-then-dropped"})
+    kind = take(action, {"throttling", "http-500", "http-503", "hang", "applied-then-dropped"},
+                lambda: _role_of(response))
     if kind is None:
         return
     if kind == "throttling":
