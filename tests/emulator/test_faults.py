@@ -103,6 +103,12 @@ def test_a_fault_with_a_role_meets_only_that_roles_calls(emulator, aws, arm) -> 
         "InternalError", 500)
 
 
+def test_an_action_is_named_by_its_operation_or_its_iam_action(aws, arm) -> None:
+    lam = aws("lambda", ONCE)
+    arm({"action": "lambda:InvokeFunction", "fault": "http-503"})
+    assert error_of(lam.invoke, FunctionName="nothing-here") == ("ServiceUnavailable", 503)
+
+
 def test_applied_then_dropped_makes_the_change_and_answers_nothing(aws, arm) -> None:
     ec2 = aws("ec2", ONCE)
     network = make_network(ec2)

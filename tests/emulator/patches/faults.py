@@ -157,11 +157,15 @@ def arm(specs: Any) -> None:
 
 def take(action: str, kinds: set[str], role: Callable[[], str | None] = lambda: None) -> str | None:
     """The fault of ``kinds`` this call of ``action`` (made with ``role()``) is to meet (using one
-    up), or None."""
+    up), or None. An action is named by its API operation or its IAM action (``lambda:Invoke`` or
+    ``lambda:InvokeFunction``)."""
+    from .iam_evaluation import ACTION_NAMES
+
+    names = {action, ACTION_NAMES.get(action, action)}
     now = time.monotonic()
     with STATE_LOCK:
         for armed in _armed:
-            if (armed.action == action and armed.fault in kinds and armed.role in (None, role())
+            if (armed.action in names and armed.fault in kinds and armed.role in (None, role())
                     and armed.due(now)):
                 return armed.fault
     return None
