@@ -44,8 +44,8 @@ from typing import Any
 from ._common import STATE_LOCK, log
 
 # moto's service names -> IAM prefixes.
-SERVICES = {"stepfunctions": "states", "ec2": "ec2", "elbv2": "elasticloadbalancing", "rds": "rds", "awslambda": "lambda",
-            "dynamodb": "dynamodb", "lambda": "lambda", "events": "events", "sns": "sns", "iam": "iam",
+SERVICES = {"stepfunctions": "states", "ec2": "ec2", "elbv2": "elasticloadbalancing", "rds": "rds",
+            "awslambda": "lambda", "dynamodb": "dynamodb", "lambda": "lambda", "events": "events", "sns": "sns", "iam": "iam",
             "sts": "sts", "logs": "logs", "kms": "kms", "secretsmanager": "secretsmanager",
             "cloudwatch": "cloudwatch", "scheduler": "scheduler", "sqs": "sqs"}
 
