@@ -306,3 +306,19 @@ def test_every_fault_at_every_mutating_call_converges_and_leaves_nothing_behind(
         report(f"fault matrix cell: {cell.name} {cell.fault}: {cell.outcome}, leaked {cell.leaked}")
     report(f"fault matrix ({level}):\n" + table(done, matrix.ok))
     assert all(matrix.ok(c) for c in done), table([c for c in done if not matrix.ok(c)], matrix.ok)
+
+
+# Calls whose retry, after a lost answer, meets AWS's answer that the work is done already (the
+# group of that name exists): the workflow goes on rather than failing.
+WORK_DONE = ("provision SecurityGroupsFunctionRole ec2:CreateSecurityGroup",)
+
+
+@pytest.mark.parametrize("name", WORK_DONE)
+def test_a_lost_answer_whose_retry_finds_the_work_done_is_no_failure(matrix: Matrix, clean: Any, name: str) -> None:
+    calls, leaves = clean
+    workflow, role, call = name.split(" ")
+    assert (role, call) in calls[workflow], calls
+    cell = Cell(workflow, role, call, "applied-then-dropped")
+    matrix.cell(cell, leaves, second_runs=False)
+    report(f"fault matrix cell: {cell.name} {cell.fault}: {cell.outcome}, leaked {cell.leaked}")
+    assert cell.outcome == "SUCCEEDED", (cell.outcome, cell.detail)
