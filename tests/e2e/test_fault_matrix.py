@@ -309,8 +309,9 @@ def test_every_fault_at_every_mutating_call_converges_and_leaves_nothing_behind(
 
 
 # Calls whose retry, after a lost answer, meets AWS's answer that the work is done already (the
-# group of that name exists): the workflow goes on rather than failing.
-WORK_DONE = ("provision SecurityGroupsFunctionRole ec2:CreateSecurityGroup",)
+# group of that name exists; the rule is not there): the workflow goes on rather than failing.
+WORK_DONE = ("provision SecurityGroupsFunctionRole ec2:CreateSecurityGroup",
+             "deprovision RemoveSecurityGroupsFunctionRole ec2:RevokeSecurityGroupIngress")
 
 
 @pytest.mark.parametrize("name", WORK_DONE)
