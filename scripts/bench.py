@@ -12,6 +12,9 @@
                 API throttling with AWS's token buckets.
   build         the release binaries' sizes; with --cold-build, the time of a release build from
                 nothing (a fresh target directory).
+  faults        (only when named: `scripts/bench faults`) the fault matrix in full, every fault
+                kind at every mutating call of a provisioning and a teardown
+                (tests/e2e/test_fault_matrix.py with FAULT_MATRIX=full): the matrix and its totals.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from local_stack import scenario, wave  # noqa: E402
 
 FUNCTIONS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "Cargo.toml").exists())
 PARTS = ("cold-start", "provisioning", "wave", "build")
+OPTIONAL_PARTS = ("faults",)  # run only when named
 # What the template's Globals give every function, with values that let each one start.
 FUNCTION_ENV = {"STACK_NAME": "bench", "TIDB_CLOUD_ACCOUNT_ID": "380838443567", "TIDB_CLOUD_AZ_IDS": "use1-az1,use1-az2",
                 "OPT_IN_TAG_KEY": "tidb-privatelink", "CONNECTION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench",
@@ -322,7 +326,9 @@ def build(functions: list[str], cold: bool) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("named", nargs="*", metavar="PART", help="parts to run, as --parts")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated subset of {','.join(PARTS + OPTIONAL_PARTS)}")
     parser.add_argument("--functions", default=",".join(FUNCTIONS),
                         help="comma-separated functions to build and cold-start (default: all; a release build "
                              "of all takes about 40 minutes on 2 cores)")
@@ -330,9 +336,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wave-sizes", default="10,100", help="comma-separated wave sizes")
     parser.add_argument("--cold-build", action="store_true", help="time the release build from a fresh target dir")
     args = parser.parse_args(argv)
-    parts = args.parts.split(",")
+    parts = args.named or args.parts.split(",")
     functions = [f for f in args.functions.split(",") if f]
-    unknown = sorted(set(parts) - set(PARTS)) + sorted(set(functions) - set(FUNCTIONS))
+    unknown = sorted(set(parts) - set(PARTS + OPTIONAL_PARTS)) + sorted(set(functions) - set(FUNCTIONS))
     if unknown:
         parser.error(f"unknown part or function: {', '.join(unknown)}")
     release = ROOT / "target/release"
@@ -344,6 +350,17 @@ def main(argv: list[str] | None = None) -> None:
         provisioning()
     if "wave" in parts:
         waves([int(n) for n in args.wave_sizes.split(",")])
+    if "faults" in parts:
+        fault_matrix()
+
+
+def fault_matrix() -> None:
+    """The fault matrix in full, on its own local stacks (the test prints it)."""
+    print("\nFault matrix (every fault kind at every mutating call; tests/e2e/test_fault_matrix.py)", flush=True)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "tests/e2e/test_fault_matrix.py"],
+                            cwd=ROOT, env={**os.environ, "FAULT_MATRIX": "full"})
+    if result.returncode:
+        sys.exit(f"the fault matrix did not converge everywhere (pytest exit status {result.returncode})")
 
 
 if __name__ == "__main__":

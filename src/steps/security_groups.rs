@@ -38,7 +38,11 @@ impl Step for CreateSecurityGroups {
             StepError::InvalidInput(format!("RDS {} has no VPC security group", ownership.database()))
         })?;
         let name = resource_name(&db.identifier);
-        let nlb_group = match self.find(&db.vpc_id, &name).await? {
+        let found = match self.find(&db.vpc_id, &name).await? {
+            None => self.create(&name, &db, &ownership).await?,
+            found => found,
+        };
+        let nlb_group = match found {
             Some(group) if ownership.owns(ec2_tag_pairs(group.tags())) => group,
             Some(group) => {
                 return Err(StepError::ResourceConflict {
@@ -48,7 +52,7 @@ impl Step for CreateSecurityGroups {
                     reason: ownership.mismatch(ec2_tag_pairs(group.tags())),
                 })
             }
-            None => self.create(&name, &db, &ownership).await?,
+            None => return Err(StepError::InvalidInput(format!("security group {name} was created but is not found"))),
         };
         let nlb_group_id = nlb_group.group_id().unwrap_or_default().to_owned();
         self.restrict_egress(&nlb_group, &db_group_id, db.port).await?;
@@ -84,7 +88,14 @@ impl CreateSecurityGroups {
             .ok_or_else(|| StepError::InvalidInput(format!("security group {group_id} not found")))
     }
 
-    async fn create(&self, name: &str, db: &Database, ownership: &Ownership) -> Result<SecurityGroup, StepError> {
+    /// The new group; or, when the name is taken after all (a retried call whose first answer was
+    /// lost made it), the group of that name, for the caller's ownership check.
+    async fn create(
+        &self,
+        name: &str,
+        db: &Database,
+        ownership: &Ownership,
+    ) -> Result<Option<SecurityGroup>, StepError> {
         let created = self
             .ec2
             .create_security_group()
@@ -93,11 +104,16 @@ impl CreateSecurityGroups {
             .vpc_id(&db.vpc_id)
             .tag_specifications(ec2_tags(ResourceType::SecurityGroup, ownership, name))
             .send()
-            .await
-            .map_err(aws::fail("CreateSecurityGroup"))?;
+            .await;
+        let created = match created {
+            Err(e) if aws::error_code(&e) == Some("InvalidGroup.Duplicate") => {
+                return self.find(&db.vpc_id, name).await
+            }
+            other => other.map_err(aws::fail("CreateSecurityGroup"))?,
+        };
         let group_id = created.group_id().unwrap_or_default();
         info!(db_instance = %db.identifier, security_group = group_id, "load balancer security group created");
-        self.describe(group_id).await
+        self.describe(group_id).await.map(Some)
     }
 
     /// A new group allows all egress; the load balancer only needs the database port.

@@ -60,12 +60,15 @@ async fn revoke_rules_referring_to(ec2: &aws_sdk_ec2::Client, group_id: &str) ->
         if ours.is_empty() || other_id == group_id {
             continue;
         }
-        ec2.revoke_security_group_ingress()
-            .group_id(other_id)
-            .set_ip_permissions(Some(ours))
-            .send()
-            .await
-            .map_err(aws::fail("RevokeSecurityGroupIngress"))?;
+        let revoked =
+            ec2.revoke_security_group_ingress().group_id(other_id).set_ip_permissions(Some(ours)).send().await;
+        match revoked {
+            // Gone already: a retried call whose first answer was lost revoked it.
+            Err(e) if aws::error_code(&e) == Some("InvalidPermission.NotFound") => {}
+            other => {
+                other.map_err(aws::fail("RevokeSecurityGroupIngress"))?;
+            }
+        }
         info!(security_group = other_id, from = group_id, "rule admitting the load balancer revoked");
         removed.push(format!("{other_id} ingress from {group_id}"));
     }

@@ -84,11 +84,11 @@ def session_factory(url: str) -> Callable[[str], Callable[..., Any]]:
         role_arn = control.bootstrap_account(url, account_id)
         creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="emulator-test")["Credentials"]
 
-        def client(service: str) -> Any:
+        def client(service: str, config: Config | None = None) -> Any:
             return boto3.client(
                 service, endpoint_url=url, region_name=REGION,
                 aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                aws_session_token=creds["SessionToken"], config=_config(),
+                aws_session_token=creds["SessionToken"], config=_config().merge(config) if config else _config(),
             )
 
         return client

@@ -194,16 +194,20 @@ def guarded(app):  # type: ignore[no-untyped-def]
         what = f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}"
 
         def observe(status, headers, exc_info=None):  # type: ignore[no-untyped-def]
-            # EC2 answers a throttled call 503 RequestLimitExceeded (patches/throttling.py).
-            if status[:1] == "5" and not any(name.lower() == "x-emulator-throttled" for name, _ in headers):
+            # A throttled or faulted call's 5xx is the emulator's choice (patches/throttling.py, faults.py).
+            if status[:1] == "5" and not any(name.lower() == "x-emulator-injected" for name, _ in headers):
                 problem(f"{what} answered {status}")
             return start_response(status, headers, exc_info)
 
+        faults.serving(environ.get("werkzeug.socket"))
         try:
-            return app(environ, observe)
+            answer = app(environ, observe)
         except Exception as error:  # a crash: answered as a service error, and recorded
             problem(f"{what} raised:\n" + "".join(traceback.format_exc().splitlines(True)[-12:]))
             return _crash_answer(environ, start_response, f"emulator error: {error!r}")
+        if faults.dropped():  # a hang or applied-then-dropped fault: no answer at all
+            return []
+        return answer
 
     return application
 

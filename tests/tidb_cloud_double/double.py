@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -48,6 +49,10 @@ API = re.compile(r"^/v1beta1/clusters/(?P<cluster>[^/:]+)/privateLinkConnections
 # codes (49900001, 49900007) for authentication and rate limiting, as TiDB Cloud documents them.
 INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, UNIMPLEMENTED, UNAVAILABLE = 3, 5, 6, 12, 14
 BAD_KEY, RATE_LIMITED = 49900001, 49900007
+
+
+class Dropped(Exception):
+    """A lost answer: the call is made, and its connection closed without a response."""
 
 
 class ApiError(Exception):
@@ -233,13 +238,17 @@ class Double:
 
     def reset_faults(self, faults: dict[str, Any]) -> None:
         self.faults = {"fail_next_create": "", "throttle": 0, "retry_after": 0, "unavailable": 0,
-                       "creating_reads": 0, "deleting_reads": 0}
+                       "creating_reads": 0, "deleting_reads": 0, "drop_create": 0, "drop_delete": 0}
         self.set_faults(faults)
 
     def set_faults(self, faults: dict[str, Any]) -> None:
         unknown = set(faults) - set(self.faults)
         if unknown:
             raise ApiError(400, INVALID_ARGUMENT, f"unknown faults {sorted(unknown)}; known: {sorted(self.faults)}")
+        wrong = sorted(k for k, v in faults.items() if type(v) is not type(self.faults[k]) or (isinstance(v, int) and v < 0))
+        if wrong:
+            raise ApiError(400, INVALID_ARGUMENT, f"faults {wrong}: want a message for fail_next_create, "
+                                                  "a count or seconds (an integer >= 0) for the others")
         self.faults.update(faults)
 
     def control(self, method: str, path: str, body: Any) -> dict[str, Any]:
@@ -328,7 +337,7 @@ class Double:
 
     # -- rate limit and faults -----------------------------------------------------------------
 
-    def count(self, method: str, path: str, status: int) -> None:
+    def count(self, method: str, path: str, status: int | str) -> None:
         match = API.match(path)
         route = f"/clusters/{{id}}/privateLinkConnections{re.sub(r'^/[^/:]+', '/{id}', match['rest'])}" if match else path
         with self.lock:
@@ -373,7 +382,7 @@ class Double:
             if rest == "" and method == "GET":
                 return self.list(cluster, query)
             if rest == "" and method == "POST":
-                return self.create(cluster, body)
+                return self.dropping("drop_create", self.create(cluster, body))
             if rest.startswith("/") and (rest.endswith(":attachDomains") or rest.endswith(":detachDomains")):
                 raise ApiError(501, UNIMPLEMENTED, "domains are not emulated")
             if rest.startswith("/") and "/" not in rest[1:] and ":" not in rest:
@@ -381,7 +390,7 @@ class Double:
                 if method == "GET":
                     return connection.to_api(self.args.region, detail=True)
                 if method == "DELETE":
-                    return self.delete(connection)
+                    return self.dropping("drop_delete", self.delete(connection))
             if rest in ("", ":getAvailabilityZones"):
                 raise ApiError(405, UNIMPLEMENTED, f"{method} is not allowed on {path}")
             raise ApiError(404, NOT_FOUND, f"no route {method} {path}")
@@ -418,6 +427,13 @@ class Double:
         self.faults["fail_next_create"] = ""
         self.connections[connection.id] = connection
         return connection.to_api(self.args.region)
+
+    def dropping(self, fault: str, answer: dict[str, Any]) -> dict[str, Any]:
+        """The answer of a call that is made; unless ``fault`` is armed: then the answer is lost."""
+        if self.faults[fault] > 0:
+            self.faults[fault] -= 1
+            raise Dropped()
+        return answer
 
     def find(self, cluster: str, connection_id: str) -> Connection:
         connection = self.connections.get(connection_id)
@@ -541,6 +557,11 @@ def make_handler(double: Double, log_requests: bool) -> type[BaseHTTPRequestHand
                 double.authenticate(self.command, self.path, self.headers.get("Authorization"))
                 headers = double.rate_limit()
                 status, answer = 200, double.api(self.command, url.path, parse_qs(url.query), body)
+            except Dropped:  # the change is made; the connection closes without an answer
+                double.count(self.command, url.path, "dropped")
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             except ApiError as error:
                 status, answer = error.http, {"code": error.code, "message": error.message, "details": []}
                 headers.update(error.headers)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib.util
+import http.client as http_client
 import json
 import os
 import random
@@ -483,6 +484,31 @@ def test_faults_fail_throttle_and_hold(api: Api, double_url: str, emulator: str)
     plc = create(api, other["ServiceName"])["privateLinkConnectionId"]
     assert [get(api, plc)[1]["state"] for _ in range(3)] == ["CREATING", "CREATING", "PENDING_ACCEPTANCE"]
     assert http("POST", double_url + "/_double/faults", {"explode": 1})[0] == 400
+
+
+def test_lost_answers_on_create_and_delete_leave_the_change_made(api: Api, double_url: str, emulator: str):
+    _, service = endpoint_service(emulator)
+    listing = COLLECTION.format(clusterId=CLUSTER)
+    http("POST", double_url + "/_double/faults", {"drop_create": 1})
+    with pytest.raises(http_client.RemoteDisconnected):
+        api.call("POST", listing, create_body(service["ServiceName"]))
+    [made] = api.call("GET", listing)[2]["privateLinkConnections"]
+    assert made["awsEndpointService"]["name"] == service["ServiceName"]
+    # The caller's retry meets the connection its lost call made.
+    assert api.call("POST", listing, create_body(service["ServiceName"]))[0] == 409
+
+    http("POST", double_url + "/_double/faults", {"drop_delete": 1, "deleting_reads": 1})
+    item = ITEM.format(clusterId=CLUSTER, privateLinkConnectionId=made["privateLinkConnectionId"])
+    with pytest.raises(http_client.RemoteDisconnected):
+        api.call("DELETE", item)
+    assert get(api, made["privateLinkConnectionId"])[1]["state"] == "DELETING"
+    assert http("GET", double_url + "/_double/state")[2]["faults"]["drop_delete"] == 0
+
+
+@pytest.mark.parametrize("faults", [{"drop_create": "1"}, {"drop_delete": -1}, {"fail_next_create": 1}])
+def test_a_fault_of_the_wrong_type_is_refused_by_name(double_url: str, faults: dict[str, Any]):
+    status, _, body = http("POST", double_url + "/_double/faults", faults)
+    assert status == 400 and list(faults)[0] in body["message"], body
 
 
 def test_creating_seconds_hold_a_new_connection_in_creating(emulator: str):

@@ -349,6 +349,6 @@ def apply() -> None:
         event = _sns_event(self, message, message_id or str(uuid.uuid4()), subject, message_attributes)
         from . import faults
 
-        for _ in range(2 if faults.take("sns:Publish", "duplicate-delivery") else 1):
+        for _ in range(2 if faults.take("sns:Publish", {"duplicate-delivery"}) else 1):
             invoke_async(function, json.dumps(event).encode())
         return None

@@ -45,7 +45,7 @@ from ._common import STATE_LOCK, log
 
 # moto's service names -> IAM prefixes.
 SERVICES = {"stepfunctions": "states", "ec2": "ec2", "elbv2": "elasticloadbalancing", "rds": "rds",
-            "dynamodb": "dynamodb", "lambda": "lambda", "events": "events", "sns": "sns", "iam": "iam",
+            "awslambda": "lambda", "dynamodb": "dynamodb", "lambda": "lambda", "events": "events", "sns": "sns", "iam": "iam",
             "sts": "sts", "logs": "logs", "kms": "kms", "secretsmanager": "secretsmanager",
             "cloudwatch": "cloudwatch", "scheduler": "scheduler", "sqs": "sqs"}
 
@@ -175,22 +175,37 @@ def control(method: str, body: bytes) -> tuple[str, dict[str, Any]]:
     return "200 OK", state()
 
 
+def action_of(response: Any) -> str:
+    """``service:Action`` (IAM prefix) of the call moto's ``response`` is handling."""
+    service = SERVICES.get(response.service_name or "", response.service_name or "")
+    return f"{service}:{response._get_action()}"
+
+
+def injected_error(response: Any, code: str, message: str, status: int) -> Any:
+    """An error the emulator chose to answer (a throttled or faulted call), in the service's shape;
+    marked so that launch.py does not count its 5xx as a crash."""
+    from .iam_evaluation import service_error
+
+    error = service_error(action_of(response).split(":", 1)[0], code, message, status,
+                          response.headers.get("Content-Type") or "")
+    error.headers["x-emulator-injected"] = "1"
+    return error
+
+
+def throttling_error(response: Any) -> Any:
+    return injected_error(response, *ERRORS.get(action_of(response).split(":", 1)[0], DEFAULT_ERROR))
+
+
 def check(response: Any) -> None:
     """Raised as the service answers a throttled call (a hook of every moto API call)."""
-    from .iam_evaluation import _caller_of, service_error
+    from .iam_evaluation import _caller_of
 
-    service = SERVICES.get(response.service_name or "", response.service_name or "")
-    action = f"{service}:{response._get_action()}"
     try:
         product = _caller_of(response).product
     except Exception:  # an unsigned or unknown caller: not the product's
         product = False
-    if admit(response.current_account, response.region, action, product):
-        return
-    code, message, status = ERRORS.get(service, DEFAULT_ERROR)
-    error = service_error(service, code, message, status, response.headers.get("Content-Type") or "")
-    error.headers["x-emulator-throttled"] = "1"  # launch.py: a 503 that is not a crash
-    raise error
+    if not admit(response.current_account, response.region, action_of(response), product):
+        raise throttling_error(response)
 
 
 def apply() -> None:
