@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,21 +57,21 @@ pub fn emulator() -> &'static Emulator {
     EMULATOR.get_or_init(|| {
         let python = root().join(".venv/bin/python");
         assert!(python.exists(), "{} is missing: run scripts/setup first", python.display());
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dns_port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = log_path(&format!("emulator-{}-{port}.log", std::process::id()));
+        let log = log_path(&format!("emulator-{}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).unwrap();
+        // Port 0: the emulator binds free ports itself and says which. A port picked here and freed
+        // for it to bind could be taken meanwhile (an outgoing connection's ephemeral port).
         Command::new(python)
             .arg(root().join("tests/emulator/launch.py"))
-            .args(["--port", &port.to_string(), "--dns-port", &dns_port.to_string()])
+            .args(["--port", "0", "--dns-port", "0"])
             .args(["--watch-pid", &std::process::id().to_string()])
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
             .spawn()
             .expect("start the emulator");
+        let (port, dns_port) = wait_until_ready(&log);
         let endpoint = format!("http://127.0.0.1:{port}");
-        wait_until_ready(port, &log);
         CHECKED_PORT.store(u64::from(port), Ordering::SeqCst);
         // SAFETY: registers a plain function with the C runtime, which calls it at exit.
         unsafe { atexit(fail_on_emulator_problems) };
@@ -106,13 +106,16 @@ fn log_path(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-fn wait_until_ready(port: u16, log: &Path) {
+/// The HTTP and DNS ports of the emulator, from the `{"event": "ready", ...}` line it writes to
+/// its log once both servers listen.
+fn wait_until_ready(log: &Path) -> (u16, u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if http_get(port, "/moto-api/")
-            .is_some_and(|reply| reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"))
-        {
-            return;
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let ready = text.lines().filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok());
+        if let Some(ready) = ready.into_iter().find(|value| value["event"] == "ready") {
+            let port = |key: &str| ready[key].as_u64().and_then(|p| u16::try_from(p).ok()).expect("a port");
+            return (port("port"), port("dns_port"));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
