@@ -279,6 +279,11 @@ def test_a_duplicated_notification_is_harmless(aws: Aws, stack: dict[str, Any], 
     assert not failed, failed
     decided = [r["fields"] for r in acceptor_log.records(offset) if r.get("fields", {}).get("endpoint") == endpoint
                and r["fields"].get("message") == "connection request decided"]
-    assert len(decided) == 1 and decided[0]["accepted"], decided
+    assert decided and all(d["accepted"] for d in decided), decided
+    # Run one after the other, the second finds nothing pending; run at once (Lambda runs an
+    # instance per delivery), both decide and the later Accept finds the connection answered.
+    lost_race = [r for r in every if r.get("fields", {}).get("message")
+                 == "connection changed before it was answered; nothing to do"]
+    assert (len(decided), len(lost_race)) in ((1, 0), (2, 1)), (decided, lost_race)
     assert tidb_cloud.state(endpoint) == "available"
     assert connection_states(aws, service["id"])[endpoint] == "available"
