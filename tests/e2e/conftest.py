@@ -210,6 +210,23 @@ class Driver:
                   also_groups: set[str] = frozenset()) -> scenario.Inventory:  # type: ignore[assignment]
         return scenario.inventory(self.aws, self.name, identifier, db_security_group_id, also_groups)
 
+    @contextlib.contextmanager
+    def schedules_paused(self) -> Iterator[None]:
+        """The stack's schedule rules (sync-targets' backstop) disabled for the block, then enabled
+        again: a scheduled run reads every target's health, and in the emulator any reader's
+        answers use up a new target's `initial` ones (tests/emulator/README.md, fidelity table)."""
+        events = self.aws("events")
+        rules = [r["Name"] for r in events.list_rules(NamePrefix=self.name)["Rules"]
+                 if r.get("ScheduleExpression") and r.get("State") == "ENABLED"]
+        assert rules, f"stack {self.name} has no enabled schedule rule"
+        for rule in rules:
+            events.disable_rule(Name=rule)
+        try:
+            yield
+        finally:
+            for rule in rules:
+                events.enable_rule(Name=rule)
+
     def instance_tags(self, identifier: str) -> dict[str, str]:
         db = self.aws("rds").describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
         return {t["Key"]: t["Value"] for t in db.get("TagList", [])}
