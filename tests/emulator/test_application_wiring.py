@@ -5,6 +5,7 @@ stand-in for `cargo lambda watch` (an HTTP server that answers as it does: 200 w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -180,6 +181,64 @@ def test_step_functions_retry_and_catch_see_the_functions_error_name(emu: dict[s
     assert run(emu, machine, {"fail": "Recoverable"})["status"] == "SUCCEEDED"
     failed = run(emu, machine, {"fail": "UnsupportedEngine"})
     assert (failed["status"], failed["error"]) == ("FAILED", "UnsupportedEngine")
+
+
+@contextlib.contextmanager
+def faults(emu: dict[str, Any], *specs: dict[str, Any]) -> Iterator[None]:
+    post(emu, "/_emulator/faults", json.dumps({"faults": list(specs)}).encode())
+    try:
+        yield
+    finally:
+        urllib.request.urlopen(urllib.request.Request(emu["url"] + "/_emulator/faults", method="DELETE"),
+                               timeout=10).read()
+
+
+def calls_of(emu: dict[str, Any], binary: str, count: int) -> list[Any]:
+    """The payloads ``binary`` received, once it has received ``count`` (or after 5 s)."""
+    for _ in range(50):
+        bodies = [body for name, body in emu["watch"].calls if name == binary]
+        if len(bodies) >= count:
+            return bodies
+        time.sleep(0.1)
+    return bodies
+
+
+@pytest.mark.parametrize("fault, error", [("http-500", "Lambda.ServiceException"),
+                                          ("throttling", "Lambda.TooManyRequestsException"),
+                                          ("applied-then-dropped", "Lambda.SdkClientException")])
+def test_a_lambda_service_failure_reaches_the_task_under_awss_name(emu: dict[str, Any], fault: str, error: str) -> None:
+    """Not the function's error but the Lambda service's: Step Functions names it Lambda.<error>,
+    and a call left unanswered Lambda.SdkClientException (what the state machines' Retry lists)."""
+    arn = function(emu, f"fn-service-{fault}")
+    definition = {"StartAt": "Step", "States": {"Step": {"Type": "Task", "Resource": arn, "End": True}}}
+    machine = state_machine(emu, f"sm-service-{fault}", definition, ["lambda:InvokeFunction"])
+    with faults(emu, {"action": "lambda:InvokeFunction", "fault": fault, "role": f"sm-service-{fault}-role"}):
+        failed = run(emu, machine, {"x": 1})
+    assert (failed["status"], failed["error"]) == ("FAILED", error), failed
+
+
+def test_a_duplicate_invoke_runs_the_function_twice_and_answers_the_second_run(emu: dict[str, Any]) -> None:
+    arn = function(emu, "fn-invoked-twice")
+    with faults(emu, {"action": "lambda:InvokeFunction", "fault": "duplicate-delivery"}):
+        answer = client(emu, "lambda").invoke(FunctionName=arn, Payload=b'{"n": 1}')
+    assert json.loads(answer["Payload"].read()) == {"echo": {"n": 1}, "function": "bin-invoked-twice"}
+    assert calls_of(emu, "bin-invoked-twice", 2) == [{"n": 1}, {"n": 1}]
+    client(emu, "lambda").invoke(FunctionName=arn, Payload=b'{"n": 2}')
+    assert calls_of(emu, "bin-invoked-twice", 3) == [{"n": 1}, {"n": 1}, {"n": 2}], "only the armed call runs twice"
+
+
+def test_a_duplicate_event_reaches_each_target_twice_with_one_id(emu: dict[str, Any]) -> None:
+    arn = function(emu, "fn-event-twice")
+    client(emu, "lambda").add_permission(FunctionName=arn, StatementId="events", Action="lambda:InvokeFunction",
+                                         Principal="events.amazonaws.com")
+    events = client(emu, "events")
+    events.put_rule(Name="twice", EventPattern=json.dumps({"source": ["custom.twice"]}))
+    events.put_targets(Rule="twice", Targets=[{"Id": "fn", "Arn": arn}])
+    with faults(emu, {"action": "events:PutEvents", "fault": "duplicate-delivery"}):
+        events.put_events(Entries=[{"Source": "custom.twice", "DetailType": "t", "Detail": "{}"}])
+        events.put_events(Entries=[{"Source": "custom.twice", "DetailType": "t", "Detail": "{}"}])
+    ids = [body["id"] for body in calls_of(emu, "bin-event-twice", 3)]
+    assert len(ids) == 3 and len(set(ids)) == 2 and ids.count(ids[0]) == 2, ids
 
 
 def test_sns_delivers_awss_event_shape_to_the_function(emu: dict[str, Any]) -> None:

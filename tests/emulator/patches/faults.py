@@ -25,10 +25,17 @@ match.
 Fault kinds:
   * ``failed-entry`` (``events:PutEvents`` only): HTTP 200, every entry failed with
     ``InternalFailure``.
-  * ``duplicate-delivery`` (``sns:Publish`` only): the next message published (by anyone, AWS
-    services included) is delivered twice to each Lambda subscription, with the same message ID,
-    as SNS's at-least-once delivery may (SNS developer guide, "Message delivery"); ``count`` counts
-    deliveries.
+  * ``duplicate-delivery``, delivered twice as at-least-once delivery may:
+      - ``sns:Publish``: the next message published (by anyone, AWS services included) goes twice
+        to each Lambda subscription, with the same message ID (SNS developer guide, "Message
+        delivery"); ``count`` counts deliveries.
+      - ``events:PutEvents``: the next event a rule matches (the emulator's CloudTrail and RDS
+        events included) goes twice to each Lambda and Step Functions target, with the same event
+        ID (EventBridge user guide: targets must be idempotent, an event may be delivered more
+        than once); ``count`` counts rule deliveries.
+      - ``lambda:InvokeFunction`` (a synchronous Invoke, a Step Functions Task's included): the
+        function runs twice on the same payload, one run after the other, and the second run's
+        answer is the one returned, as when a Task's answer is lost and its Retry runs it again.
   * ``throttling`` (any action): the service's throttling error, as throttling.py answers an empty
     bucket (EC2 ``RequestLimitExceeded`` 503, the others ``ThrottlingException`` 400).
   * ``http-500`` / ``http-503`` (any action): ``InternalError`` 500 / ``Unavailable`` 503 for EC2
@@ -58,9 +65,13 @@ from ._common import CALL_HOOKS, STATE_LOCK, wrap
 
 ANY = None  # a kind that applies to every action
 KINDS: dict[str, set[str] | None] = {
-    "failed-entry": {"events:PutEvents"}, "duplicate-delivery": {"sns:Publish"},
+    "failed-entry": {"events:PutEvents"},
+    "duplicate-delivery": {"sns:Publish", "events:PutEvents", "lambda:InvokeFunction"},
     "throttling": ANY, "http-500": ANY, "http-503": ANY, "hang": ANY, "applied-then-dropped": ANY}
-SERVER_ERRORS = {"http-500": {"ec2": ("InternalError", "An internal error has occurred.", 500)},
+SERVER_ERRORS = {"http-500": {"ec2": ("InternalError", "An internal error has occurred.", 500),
+                              # Lambda Invoke API reference, Errors: ServiceException, HTTP 500.
+                              "lambda": ("ServiceException", "The AWS Lambda service encountered an internal "
+                                                             "error.", 500)},
                  "http-503": {"ec2": ("Unavailable", "The server is overloaded and can't handle the request.", 503)}}
 DEFAULT_SERVER_ERRORS = {"http-500": ("InternalFailure", "The request processing has failed because of an unknown "
                                                          "error, exception or failure.", 500),
@@ -70,9 +81,11 @@ MAX_HOLD = 300.0
 
 
 class _Request(threading.local):
-    """The HTTP request this thread serves (launch.py): its connection, and whether to drop it."""
+    """The HTTP request this thread serves (launch.py): its connection, whether to drop it, and
+    whether the Invoke it makes is to run its function twice."""
     connection: socket.socket | None = None
     drop = False
+    run_twice = False
 
 
 current = _Request()
@@ -220,7 +233,7 @@ def _wait_for_close(connection: socket.socket | None, seconds: float) -> None:
 
 def serving(connection: socket.socket | None) -> None:
     """launch.py: this thread now serves a request on ``connection``."""
-    current.connection, current.drop = connection, False
+    current.connection, current.drop, current.run_twice = connection, False, False
 
 
 def dropped() -> bool:
@@ -239,6 +252,8 @@ def check(response: Any) -> None:
     from .throttling import action_of, injected_error, throttling_error
 
     action = action_of(response)
+    if action == "lambda:Invoke":
+        current.run_twice = take(action, {"duplicate-delivery"}, lambda: _role_of(response)) is not None
     kind = take(action, {"throttling", "http-500", "http-503", "hang", "applied-then-dropped"},
                 lambda: _role_of(response))
     if kind is None:

@@ -26,6 +26,12 @@ integrations (Lambda, ``aws-sdk:*``, ``events:putEvents``) are unchanged.
 StartExecution without a ``name`` (API or task) names the execution with a
 UUID, as AWS does; moto's interpreter backend named it ``None``, so the second
 unnamed start of a state machine failed with ``ExecutionAlreadyExists``.
+A Task whose Lambda invocation fails in the Lambda service, not in the function, fails with
+``Lambda.<the service's error>`` as AWS reports it (Step Functions developer guide, "Handle Lambda
+service exceptions": ``Lambda.ServiceException``, ``Lambda.TooManyRequestsException``, ...), and a
+call that got no answer (the connection closed or timed out) with ``Lambda.SdkClientException``;
+moto's interpreter named the first ``Exception`` and the second ``States.TaskFailed``, which no
+Retry written for AWS matches.
 Fidelity: the child's ``AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID`` is kept in
 its input as given (AWS also links parent and child in the console; not
 emulated).
@@ -99,6 +105,28 @@ def _from_boto(value: Any, shape: Any) -> Any:
     return value
 
 
+def lambda_service_error(ex: Exception) -> tuple[str, str] | None:
+    """(error, cause) of a Lambda invocation that failed in the Lambda service or on the way."""
+    from botocore.exceptions import ClientError, HTTPClientError
+
+    if isinstance(ex, ClientError):
+        return f"Lambda.{ex.response['Error']['Code']}", ex.response["Error"].get("Message", "")
+    if isinstance(ex, HTTPClientError):
+        return "Lambda.SdkClientException", f"Unable to execute HTTP request: {ex}"
+    return None
+
+
+def lambda_failure(env: Any, error: str, cause: str) -> Any:
+    from moto.stepfunctions.parser.api import HistoryEventType, LambdaFunctionFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    return FailureEvent(env=env, error_name=CustomErrorName(error), event_type=HistoryEventType.LambdaFunctionFailed,
+                        event_details=EventDetails(lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(
+                            error=error, cause=cause)))
+
+
 def apply() -> None:
     import uuid
 
@@ -113,6 +141,14 @@ def apply() -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
         StateTaskServiceSfn,
     )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import StateTaskLambda
+
+    @wrap(StateTaskLambda, "_from_error")
+    def _from_error(original, self, env, ex):  # type: ignore[no-untyped-def]
+        named = lambda_service_error(ex)
+        if named is None:
+            return original(self, env, ex)
+        return lambda_failure(env, *named)
 
     @wrap(StateTaskServiceSfn, "_normalise_parameters")
     def _normalise_parameters(original, self, parameters, boto_service_name=None,  # type: ignore[no-untyped-def]

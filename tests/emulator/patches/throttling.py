@@ -77,7 +77,9 @@ AWS_BUCKETS: dict[str, list[float]] = {
 SHARED = {"rds"}
 
 ERRORS = {"ec2": ("RequestLimitExceeded", "Request limit exceeded.", 503),
-          "states": ("ThrottlingException", "Rate exceeded", 400)}
+          "states": ("ThrottlingException", "Rate exceeded", 400),
+          # Lambda Invoke API reference, Errors: TooManyRequestsException, HTTP 429.
+          "lambda": ("TooManyRequestsException", "Rate Exceeded.", 429)}
 DEFAULT_ERROR = ("ThrottlingException", "Rate exceeded", 400)
 
 
