@@ -323,3 +323,38 @@ def test_a_lost_answer_whose_retry_finds_the_work_done_is_no_failure(matrix: Mat
     matrix.cell(cell, leaves, second_runs=False)
     report(f"fault matrix cell: {cell.name} {cell.fault}: {cell.outcome}, leaked {cell.leaked}")
     assert cell.outcome == "SUCCEEDED", (cell.outcome, cell.detail)
+
+
+# At-least-once delivery everywhere at once, for a whole run: each event a rule matches reaches its
+# targets twice (two executions start for one tag change), each synchronous Invoke (every Task's
+# Lambda) runs its function twice, and each SNS message (TiDB Cloud's connection notifications)
+# reaches the acceptor twice.
+DUPLICATES = [{"action": action, "fault": "duplicate-delivery", "seconds": 300}
+              for action in ("events:PutEvents", "lambda:InvokeFunction", "sns:Publish")]
+
+
+def test_every_delivery_made_twice_duplicates_nothing(matrix: Matrix, clean: Any) -> None:
+    _, leaves = clean
+    nothing = dict.fromkeys(leaves, 0)
+    if matrix.counts() != nothing:
+        assert matrix.run("deprovision")["status"] == "SUCCEEDED"
+    for workflow, want in (("provision", leaves), ("deprovision", nothing)):
+        known = matrix.driver.known(workflow)
+        control.faults(matrix.stack["endpoint"], DUPLICATES)
+        try:
+            if workflow == "provision":
+                scenario.opt_in(matrix.aws, matrix.db["DBInstanceArn"])
+            else:
+                matrix.aws("rds").remove_tags_from_resource(ResourceName=matrix.db["DBInstanceArn"],
+                                                            TagKeys=[scenario.OPT_IN_TAG])
+            arns = matrix.driver.new_executions(workflow, IDENTIFIER, known, count=2)
+            ended = [matrix.driver.run_to_end(arn, timeout=300) for arn in arns]
+        finally:
+            armed = control.route(matrix.stack["endpoint"], "/_emulator/faults")[1]["faults"]
+            fired = {f["action"]: f["fired"] for f in armed}
+            control.faults(matrix.stack["endpoint"], None)
+        report(f"every delivery twice, {workflow}: executions {[e['status'] for e in ended]}, duplicates {fired}, "
+               f"left {matrix.counts()}")
+        assert [e["status"] for e in ended] == ["SUCCEEDED", "SUCCEEDED"], [why(e) for e in ended]
+        assert fired["events:PutEvents"] >= 1 and fired["lambda:InvokeFunction"] >= 1, fired
+        assert matrix.counts() == want, matrix.counts()
