@@ -217,6 +217,25 @@ def test_a_lambda_service_failure_reaches_the_task_under_awss_name(emu: dict[str
     assert (failed["status"], failed["error"]) == ("FAILED", error), failed
 
 
+@pytest.mark.parametrize("fault, error", [("http-500", "EventBridge.EventBridgeException"),
+                                          ("applied-then-dropped", "EventBridge.SdkClientException"),
+                                          ("failed-entry", "EventBridge.FailedEntry")])
+def test_a_put_events_task_fails_under_awss_names(emu: dict[str, Any], fault: str, error: str) -> None:
+    definition = {"StartAt": "Tell", "States": {"Tell": {
+        "Type": "Task", "Resource": "arn:aws:states:::events:putEvents", "End": True,
+        "Parameters": {"Entries": [{"Source": "custom.tell", "DetailType": "t", "Detail": {"x": 1}}]}}}}
+    name = f"sm-put-events-{fault}"
+    iam = client(emu, "iam")
+    role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=f"{name}-role", PolicyName="p", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "events:PutEvents", "Resource": "*"}]}))
+    machine = client(emu, "stepfunctions").create_state_machine(name=name, definition=json.dumps(definition),
+                                                                 roleArn=role)["stateMachineArn"]
+    with faults(emu, {"action": "events:PutEvents", "fault": fault}):
+        failed = run(emu, machine, {})
+    assert (failed["status"], failed["error"]) == ("FAILED", error), failed
+
+
 def test_a_duplicate_invoke_runs_the_function_twice_and_answers_the_second_run(emu: dict[str, Any]) -> None:
     arn = function(emu, "fn-invoked-twice")
     with faults(emu, {"action": "lambda:InvokeFunction", "fault": "duplicate-delivery"}):

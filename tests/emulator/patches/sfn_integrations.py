@@ -31,7 +31,11 @@ A Task whose Lambda invocation fails in the Lambda service, not in the function,
 service exceptions": ``Lambda.ServiceException``, ``Lambda.TooManyRequestsException``, ...), and a
 call that got no answer (the connection closed or timed out) with ``Lambda.SdkClientException``;
 moto's interpreter named the first ``Exception`` and the second ``States.TaskFailed``, which no
-Retry written for AWS matches.
+Retry written for AWS matches. The same for the optimized ``events:putEvents`` integration: a
+call EventBridge refused fails ``EventBridge.EventBridgeException`` and one left unanswered
+``EventBridge.SdkClientException``, the names of the AWS SDK for Java's service and client
+exceptions that Step Functions reports (moto's interpreter: ``States.Runtime`` for both, which no
+Retry or Catch but ``States.ALL`` matches).
 Fidelity: the child's ``AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID`` is kept in
 its input as given (AWS also links parent and child in the console; not
 emulated).
@@ -116,6 +120,31 @@ def lambda_service_error(ex: Exception) -> tuple[str, str] | None:
     return None
 
 
+def events_service_error(ex: Exception) -> tuple[str, str] | None:
+    """(error, cause) of a PutEvents call that EventBridge refused or did not answer."""
+    from botocore.exceptions import ClientError, HTTPClientError
+
+    if isinstance(ex, ClientError):
+        error = ex.response["Error"]
+        return "EventBridge.EventBridgeException", f"{error.get('Message', '')} (Service: EventBridge, " \
+                                                   f"Error Code: {error.get('Code')})"
+    if isinstance(ex, HTTPClientError):
+        return "EventBridge.SdkClientException", f"Unable to execute HTTP request: {ex}"
+    return None
+
+
+def task_failure(task: Any, env: Any, error: str, cause: str) -> Any:
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    return FailureEvent(env=env, error_name=CustomErrorName(error), event_type=HistoryEventType.TaskFailed,
+                        event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
+                            resource=task._get_sfn_resource(), resourceType=task._get_sfn_resource_type(),
+                            error=error, cause=cause)))
+
+
 def lambda_failure(env: Any, error: str, cause: str) -> Any:
     from moto.stepfunctions.parser.api import HistoryEventType, LambdaFunctionFailedEventDetails
     from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
@@ -143,12 +172,23 @@ def apply() -> None:
     )
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import StateTaskLambda
 
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_events import (
+        StateTaskServiceEvents,
+    )
+
     @wrap(StateTaskLambda, "_from_error")
     def _from_error(original, self, env, ex):  # type: ignore[no-untyped-def]
         named = lambda_service_error(ex)
         if named is None:
             return original(self, env, ex)
         return lambda_failure(env, *named)
+
+    @wrap(StateTaskServiceEvents, "_from_error")
+    def _events_from_error(original, self, env, ex):  # type: ignore[no-untyped-def]
+        named = events_service_error(ex)
+        if named is None:
+            return original(self, env, ex)
+        return task_failure(self, env, *named)
 
     @wrap(StateTaskServiceSfn, "_normalise_parameters")
     def _normalise_parameters(original, self, parameters, boto_service_name=None,  # type: ignore[no-untyped-def]
