@@ -2,8 +2,6 @@
 //! name (`Retry`/`Catch` match on it), so names are part of the workflow's contract: never rename
 //! one without updating `statemachine/*.asl.json`.
 
-use lambda_runtime::Diagnostic;
-
 #[derive(Debug, thiserror::Error)]
 #[cfg_attr(test, derive(strum::EnumIter))]
 pub enum StepError {
@@ -138,12 +136,6 @@ impl StepError {
     }
 }
 
-impl From<StepError> for Diagnostic {
-    fn from(error: StepError) -> Self {
-        Diagnostic { error_type: error.name().to_string(), error_message: error.to_string() }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -257,14 +249,6 @@ mod tests {
         let unknown: Vec<_> = documented.difference(&raised).collect();
         assert!(undocumented.is_empty(), "raised but not in README's table: {undocumented:?}");
         assert!(unknown.is_empty(), "in README's table but raised by nothing: {unknown:?}");
-    }
-
-    #[test]
-    fn diagnostic_carries_the_stable_name_not_the_rust_type() {
-        let diagnostic =
-            Diagnostic::from(StepError::DatabaseNotAvailable { identifier: "orders".into(), status: "stopped".into() });
-        assert_eq!(diagnostic.error_type, "DatabaseNotAvailable");
-        assert!(diagnostic.error_message.contains("'stopped'"), "{}", diagnostic.error_message);
     }
 
     #[test]

@@ -29,9 +29,8 @@ use crate::naming::{
     DatabaseRef, DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, NAME_PREFIX, TARGET_NOT_HEALTHY_TAG,
 };
 use crate::notify::{tell, Notifier};
-use crate::runtime::Step;
 use crate::target_health::{describe_targets, TargetState};
-use crate::{aws, Settings, StepError};
+use crate::{aws, Settings, Step, StepError};
 
 /// What to change in a target group whose database now resolves to `resolved`.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -13,8 +13,7 @@ use crate::naming::{
 };
 use crate::payload::{Database, EndpointService, LoadBalancer, ZonePlan};
 use crate::resources::{ec2_tags, find_endpoint_service};
-use crate::runtime::Step;
-use crate::{aws, Settings, StepError};
+use crate::{aws, Settings, Step, StepError};
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Input {

@@ -18,8 +18,7 @@ use tracing::info;
 use crate::naming::{resource_name, Ownership};
 use crate::payload::{Database, LoadBalancer, PlannedSubnet, SecurityGroups, TargetGroup, ZonePlan};
 use crate::resources::{elb_tags, ensure_elb_owned, find_load_balancer};
-use crate::runtime::Step;
-use crate::{aws, Settings, StepError};
+use crate::{aws, Settings, Step, StepError};
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Input {

@@ -10,8 +10,7 @@ use tracing::info;
 use crate::naming::{resource_name, Ownership};
 use crate::payload::{Database, SecurityGroups};
 use crate::resources::{ec2_tag_pairs, ec2_tags};
-use crate::runtime::Step;
-use crate::{aws, Settings, StepError};
+use crate::{aws, Settings, Step, StepError};
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Input {

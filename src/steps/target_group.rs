@@ -12,9 +12,8 @@ use tracing::info;
 use crate::naming::{resource_name, Ownership};
 use crate::payload::{Database, TargetGroup};
 use crate::resources::{elb_tags, ensure_elb_owned, find_target_group};
-use crate::runtime::Step;
 use crate::target_health::target_state;
-use crate::{aws, Settings, StepError};
+use crate::{aws, Settings, Step, StepError};
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Input {
