@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::metrics::Metrics;
 use crate::naming::{DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, TIDB_CLOUD_ACCOUNT_TAG, TIDB_CLOUD_ENDPOINT_TAG};
 use crate::notify::{tell, Notifier};
+use crate::resources::{endpoint_service_id, tag_value};
 use crate::{aws, Settings, Step, StepError};
 
 /// The state AWS gives a connection that waits for the service owner (the SDK has no variant for
@@ -141,8 +142,8 @@ impl Step for AcceptConnections {
         };
         let mut decisions = Vec::new();
         for service in self.managed_services().await? {
-            let service_id = service.service_id().unwrap_or_default();
-            let tag = |key: &str| service.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value());
+            let service_id = endpoint_service_id(&service)?;
+            let tag = |key: &str| tag_value(service.tags(), key);
             let expected = tag(TIDB_CLOUD_ENDPOINT_TAG);
             // The account the provisioning planned for (from TiDB Cloud's API or the stack).
             let Some(tidb_cloud_account) =
@@ -157,8 +158,10 @@ impl Step for AcceptConnections {
             let mut accept = Vec::new();
             let mut reject = Vec::new();
             for connection in self.pending_connections(service_id).await? {
-                let endpoint_id = connection.vpc_endpoint_id().unwrap_or_default().to_owned();
-                let owner = connection.vpc_endpoint_owner().unwrap_or_default().to_owned();
+                let endpoint_id =
+                    aws::required(connection.vpc_endpoint_id(), "a connection's VpcEndpointId")?.to_owned();
+                let owner =
+                    aws::required(connection.vpc_endpoint_owner(), "a connection's VpcEndpointOwner")?.to_owned();
                 let (accepted, reason) = decide(&owner, &endpoint_id, tidb_cloud_account, expected);
                 info!(service = service_id, endpoint = %endpoint_id, owner = %owner, accepted, reason = %reason, "connection request decided");
                 if accepted { &mut accept } else { &mut reject }.push(endpoint_id.clone());
@@ -241,11 +244,7 @@ impl AcceptConnections {
             services.extend(
                 page.service_configurations()
                     .iter()
-                    .filter(|s| {
-                        s.tags()
-                            .iter()
-                            .any(|t| t.key() == Some(MANAGED_BY_TAG) && t.value() == Some(&self.settings.stack_name))
-                    })
+                    .filter(|s| tag_value(s.tags(), MANAGED_BY_TAG) == Some(&self.settings.stack_name))
                     .cloned(),
             );
         }

@@ -76,6 +76,11 @@ pub enum StepError {
     #[error("{operation} failed: {code}: {message}")]
     AwsRequestFailed { operation: &'static str, code: String, message: String },
 
+    /// Final: AWS leaving out what its API always returns is not a passing condition, and the
+    /// step must not go on with an empty ID in its place (it would name no resource, or the wrong one).
+    #[error("AWS answered without {missing}, which it always returns; nothing was assumed in its place")]
+    AwsAnswerIncomplete { missing: &'static str },
+
     #[error("TiDB Cloud rejected the API key during {operation} (HTTP {status}): {message}; check the key pair in the stack's TiDB Cloud secret and that the key's organization owns the cluster")]
     TiDBCloudUnauthorized { operation: &'static str, status: u16, message: String },
 
@@ -115,6 +120,7 @@ impl StepError {
             Self::Throttled { .. } => "Throttled",
             Self::AwsUnavailable { .. } => "AwsUnavailable",
             Self::AwsRequestFailed { .. } => "AwsRequestFailed",
+            Self::AwsAnswerIncomplete { .. } => "AwsAnswerIncomplete",
             Self::TiDBCloudUnauthorized { .. } => "TiDBCloudUnauthorized",
             Self::TiDBCloudNotFound { .. } => "TiDBCloudNotFound",
             Self::TiDBCloudRequestFailed { .. } => "TiDBCloudRequestFailed",
