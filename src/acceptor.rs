@@ -14,19 +14,17 @@
 //! notification topic (`foreign-connection-rejected`).
 
 use aws_config::SdkConfig;
-use aws_lambda_events::eventbridge::EventBridgeEvent;
-use aws_lambda_events::sns::SnsEvent;
 use aws_sdk_ec2::types::{Filter, ServiceConfiguration, VpcEndpointConnection};
 use aws_sdk_ec2::Client;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
 use crate::naming::{DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, TIDB_CLOUD_ACCOUNT_TAG, TIDB_CLOUD_ENDPOINT_TAG};
 use crate::notify::{tell, Notifier};
-use crate::runtime::Step;
-use crate::{aws, Settings, StepError};
+use crate::resources::{endpoint_service_id, tag_value};
+use crate::{aws, Settings, Step, StepError};
 
 /// The state AWS gives a connection that waits for the service owner (the SDK has no variant for
 /// this spelling, so states are compared as strings).
@@ -58,10 +56,7 @@ pub struct Decisions {
     pub resumed: bool,
 }
 
-/// `detail-type` of the event a provisioning sends when it starts waiting for the acceptance.
-pub const AWAITED_DETAIL_TYPE: &str = "TiDB Cloud endpoint connection awaited";
-
-/// The detail of that event.
+/// A provisioning's announcement that it waits for its endpoint's acceptance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Awaited {
     pub service_id: String,
@@ -69,10 +64,22 @@ pub struct Awaited {
     pub task_token: String,
 }
 
-/// The awaited acceptance, when the trigger is that event rather than a connection notification.
-pub fn awaited(event: &Value) -> Option<Awaited> {
-    let event: EventBridgeEvent<Awaited> = serde_json::from_value(event.clone()).ok()?;
-    (event.detail_type == AWAITED_DETAIL_TYPE).then_some(event.detail)
+/// What made the acceptor look; whichever it is, the connections themselves are the truth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// A provisioning waits for this acceptance: once it is done, the provisioning is resumed.
+    Awaited(Awaited),
+    /// Connection notifications from the stack's topic.
+    Notified(Vec<Notification>),
+    /// Anything else (an event of another shape).
+    Other,
+}
+
+/// One connection notification, as far as the log needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub message_id: String,
+    pub topic_arn: String,
 }
 
 /// Whether to accept a connection from `owner`'s endpoint `endpoint_id`, and why.
@@ -103,9 +110,7 @@ pub struct AcceptConnections {
 }
 
 impl Step for AcceptConnections {
-    /// A connection notification (SNS event) or the announcement of an awaited acceptance
-    /// (EventBridge event); either only triggers a look at the truth.
-    type Input = Value;
+    type Input = Trigger;
     type Output = Decisions;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
@@ -118,25 +123,27 @@ impl Step for AcceptConnections {
         })
     }
 
-    async fn run(&self, event: Value) -> Result<Decisions, StepError> {
-        let awaited = awaited(&event);
-        match &awaited {
-            Some(a) => {
-                info!(service = %a.service_id, endpoint = %a.endpoint_id, "a provisioning awaits the acceptance")
+    async fn run(&self, trigger: Trigger) -> Result<Decisions, StepError> {
+        let awaited = match trigger {
+            Trigger::Awaited(awaited) => {
+                info!(service = %awaited.service_id, endpoint = %awaited.endpoint_id, "a provisioning awaits the acceptance");
+                Some(awaited)
             }
-            None => match serde_json::from_value::<SnsEvent>(event.clone()) {
-                Ok(notification) => {
-                    for record in notification.records {
-                        info!(message_id = %record.sns.message_id, topic = %record.sns.topic_arn, "connection notification received");
-                    }
+            Trigger::Notified(notifications) => {
+                for notification in notifications {
+                    info!(message_id = %notification.message_id, topic = %notification.topic_arn, "connection notification received");
                 }
-                Err(_) => info!("triggered by an event that is not a connection notification; checking all the same"),
-            },
-        }
+                None
+            }
+            Trigger::Other => {
+                info!("triggered by an event that is not a connection notification; checking all the same");
+                None
+            }
+        };
         let mut decisions = Vec::new();
         for service in self.managed_services().await? {
-            let service_id = service.service_id().unwrap_or_default();
-            let tag = |key: &str| service.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value());
+            let service_id = endpoint_service_id(&service)?;
+            let tag = |key: &str| tag_value(service.tags(), key);
             let expected = tag(TIDB_CLOUD_ENDPOINT_TAG);
             // The account the provisioning planned for (from TiDB Cloud's API or the stack).
             let Some(tidb_cloud_account) =
@@ -151,8 +158,10 @@ impl Step for AcceptConnections {
             let mut accept = Vec::new();
             let mut reject = Vec::new();
             for connection in self.pending_connections(service_id).await? {
-                let endpoint_id = connection.vpc_endpoint_id().unwrap_or_default().to_owned();
-                let owner = connection.vpc_endpoint_owner().unwrap_or_default().to_owned();
+                let endpoint_id =
+                    aws::required(connection.vpc_endpoint_id(), "a connection's VpcEndpointId")?.to_owned();
+                let owner =
+                    aws::required(connection.vpc_endpoint_owner(), "a connection's VpcEndpointOwner")?.to_owned();
                 let (accepted, reason) = decide(&owner, &endpoint_id, tidb_cloud_account, expected);
                 info!(service = service_id, endpoint = %endpoint_id, owner = %owner, accepted, reason = %reason, "connection request decided");
                 if accepted { &mut accept } else { &mut reject }.push(endpoint_id.clone());
@@ -235,11 +244,7 @@ impl AcceptConnections {
             services.extend(
                 page.service_configurations()
                     .iter()
-                    .filter(|s| {
-                        s.tags()
-                            .iter()
-                            .any(|t| t.key() == Some(MANAGED_BY_TAG) && t.value() == Some(&self.settings.stack_name))
-                    })
+                    .filter(|s| tag_value(s.tags(), MANAGED_BY_TAG) == Some(&self.settings.stack_name))
                     .cloned(),
             );
         }
@@ -324,22 +329,6 @@ mod tests {
         let (accepted, reason) = decide("111122223333", "vpce-1", "380838443567", None);
         assert!(!accepted);
         assert!(reason.contains("111122223333") && reason.contains("380838443567"), "{reason}");
-    }
-
-    #[test]
-    fn the_announcement_of_a_wait_is_told_from_a_notification() {
-        let announcement = serde_json::json!({
-            "version": "0", "id": "1", "detail-type": AWAITED_DETAIL_TYPE, "source": "tidb-privatelink",
-            "account": "123456789012", "time": "2026-11-26T10:00:00Z", "region": "us-east-1", "resources": [],
-            "detail": {"db_instance_identifier": "orders-db", "service_id": "vpce-svc-1", "endpoint_id": "vpce-1", "task_token": "t"}
-        });
-        let awaited = awaited(&announcement).expect("an announcement");
-        assert_eq!((awaited.service_id.as_str(), awaited.endpoint_id.as_str()), ("vpce-svc-1", "vpce-1"));
-        let notification: Value =
-            serde_json::from_str(include_str!("../tests/fixtures/sns-connection-notification.json")).unwrap();
-        assert_eq!(super::awaited(&notification), None);
-        let other = serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
-        assert_eq!(super::awaited(&other), None);
     }
 
     #[test]

@@ -69,10 +69,46 @@ where
     }
 }
 
+/// A value AWS always returns (an ID, an ARN, the resource a create call made), or
+/// [`StepError::AwsAnswerIncomplete`] naming it: a missing one is never taken for empty.
+pub fn required<T>(value: Option<T>, missing: &'static str) -> Result<T, StepError> {
+    value.ok_or(StepError::AwsAnswerIncomplete { missing })
+}
+
+/// A describe call's answer, `None` when AWS answers with its not-found code `not_found`.
+pub fn unless_not_found<T, E>(
+    answer: Result<T, SdkError<E, HttpResponse>>,
+    not_found: &str,
+    operation: &'static str,
+) -> Result<Option<T>, StepError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match answer {
+        Ok(out) => Ok(Some(out)),
+        Err(e) if e.code() == Some(not_found) => Ok(None),
+        Err(e) => Err(failure(operation, e)),
+    }
+}
+
 /// `map_err` helper: `.send().await.map_err(aws::fail("CreateTargetGroup"))?`.
 pub fn fail<E>(operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> StepError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     move |error| failure(operation, error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_value_is_a_named_final_error() {
+        let error = required(None::<&str>, "a load balancer's LoadBalancerArn").unwrap_err();
+        assert_eq!(error.name(), "AwsAnswerIncomplete");
+        assert!(!error.is_transient());
+        assert!(error.to_string().contains("LoadBalancerArn"), "{error}");
+        assert_eq!(required(Some("arn"), "unused").unwrap(), "arn");
+    }
 }

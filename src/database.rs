@@ -6,6 +6,7 @@
 use aws_sdk_rds::types::{DbCluster, DbInstance, DbSubnetGroup, Tag, VpcSecurityGroupMembership};
 
 use crate::naming::DatabaseRef;
+use crate::resources::tag_pairs;
 use crate::{aws, StepError};
 
 /// What a cluster without a writer member is, for the workflows: not yet reachable (a cluster is
@@ -76,7 +77,7 @@ impl DescribedDatabase {
                     .send()
                     .await
                     .map_err(aws::fail("DescribeDBSubnetGroups"))?;
-                Ok(out.db_subnet_groups().first().map(network_of))
+                out.db_subnet_groups().first().map(network_of).transpose()
             }
         }
     }
@@ -88,28 +89,28 @@ pub async fn describe(
     database: &DatabaseRef,
 ) -> Result<Option<DescribedDatabase>, StepError> {
     match database {
-        DatabaseRef::Instance(id) => match rds.describe_db_instances().db_instance_identifier(id).send().await {
-            Ok(out) => Ok(out.db_instances().first().map(of_instance)),
-            Err(e) if aws::error_code(&e) == Some("DBInstanceNotFound") => Ok(None),
-            Err(e) => Err(aws::failure("DescribeDBInstances", e)),
-        },
-        DatabaseRef::Cluster(id) => match rds.describe_db_clusters().db_cluster_identifier(id).send().await {
-            Ok(out) => Ok(out.db_clusters().first().map(of_cluster)),
-            Err(e) if aws::error_code(&e) == Some("DBClusterNotFoundFault") => Ok(None),
-            Err(e) => Err(aws::failure("DescribeDBClusters", e)),
-        },
+        DatabaseRef::Instance(id) => {
+            let answer = rds.describe_db_instances().db_instance_identifier(id).send().await;
+            let out = aws::unless_not_found(answer, "DBInstanceNotFound", "DescribeDBInstances")?;
+            out.as_ref().and_then(|out| out.db_instances().first()).map(of_instance).transpose()
+        }
+        DatabaseRef::Cluster(id) => {
+            let answer = rds.describe_db_clusters().db_cluster_identifier(id).send().await;
+            let out = aws::unless_not_found(answer, "DBClusterNotFoundFault", "DescribeDBClusters")?;
+            out.as_ref().and_then(|out| out.db_clusters().first()).map(of_cluster).transpose()
+        }
     }
 }
 
-fn network_of(group: &DbSubnetGroup) -> Network {
-    Network {
-        vpc_id: group.vpc_id().unwrap_or_default().to_owned(),
+fn network_of(group: &DbSubnetGroup) -> Result<Network, StepError> {
+    Ok(Network {
+        vpc_id: aws::required(group.vpc_id(), "a DB subnet group's VpcId")?.to_owned(),
         subnet_ids: group.subnets().iter().filter_map(|s| s.subnet_identifier()).map(str::to_owned).collect(),
-    }
+    })
 }
 
 fn tags_of(tags: &[Tag]) -> Vec<(String, String)> {
-    tags.iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect()
+    tag_pairs(tags).map(|(key, value)| (key.to_owned(), value.to_owned())).collect()
 }
 
 /// The database's VPC security groups; one being removed no longer admits anything of ours.
@@ -122,11 +123,15 @@ fn active_groups(groups: &[VpcSecurityGroupMembership]) -> Vec<String> {
         .collect()
 }
 
-fn of_instance(db: &DbInstance) -> DescribedDatabase {
-    DescribedDatabase {
-        arn: db.db_instance_arn().unwrap_or_default().to_owned(),
+fn of_instance(db: &DbInstance) -> Result<DescribedDatabase, StepError> {
+    let subnet_group = match db.db_subnet_group() {
+        Some(group) => SubnetGroup::Described(network_of(group)?),
+        None => SubnetGroup::None,
+    };
+    Ok(DescribedDatabase {
+        arn: aws::required(db.db_instance_arn(), "a DB instance's DBInstanceArn")?.to_owned(),
         status: db.db_instance_status().unwrap_or("unknown").to_owned(),
-        engine: db.engine().unwrap_or_default().to_owned(),
+        engine: aws::required(db.engine(), "a DB instance's Engine")?.to_owned(),
         address: db.endpoint().and_then(|e| e.address()).map(str::to_owned),
         port: db.endpoint().and_then(|e| e.port()).and_then(|p| u16::try_from(p).ok()),
         publicly_accessible: db.publicly_accessible() == Some(true),
@@ -134,15 +139,15 @@ fn of_instance(db: &DbInstance) -> DescribedDatabase {
         member_of_cluster: db.db_cluster_identifier().map(str::to_owned),
         without_writer: false,
         tags: tags_of(db.tag_list()),
-        subnet_group: db.db_subnet_group().map_or(SubnetGroup::None, |g| SubnetGroup::Described(network_of(g))),
-    }
+        subnet_group,
+    })
 }
 
-fn of_cluster(cluster: &DbCluster) -> DescribedDatabase {
-    DescribedDatabase {
-        arn: cluster.db_cluster_arn().unwrap_or_default().to_owned(),
+fn of_cluster(cluster: &DbCluster) -> Result<DescribedDatabase, StepError> {
+    Ok(DescribedDatabase {
+        arn: aws::required(cluster.db_cluster_arn(), "a DB cluster's DBClusterArn")?.to_owned(),
         status: cluster.status().unwrap_or("unknown").to_owned(),
-        engine: cluster.engine().unwrap_or_default().to_owned(),
+        engine: aws::required(cluster.engine(), "a DB cluster's Engine")?.to_owned(),
         address: cluster.endpoint().map(str::to_owned),
         port: cluster.port().and_then(|p| u16::try_from(p).ok()),
         publicly_accessible: cluster.publicly_accessible() == Some(true),
@@ -151,5 +156,20 @@ fn of_cluster(cluster: &DbCluster) -> DescribedDatabase {
         without_writer: !cluster.db_cluster_members().iter().any(|m| m.is_cluster_writer() == Some(true)),
         tags: tags_of(cluster.tag_list()),
         subnet_group: cluster.db_subnet_group().map_or(SubnetGroup::None, |name| SubnetGroup::Named(name.to_owned())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_description_without_its_arn_is_an_incomplete_answer_not_an_empty_arn() {
+        let described = of_instance(&DbInstance::builder().engine("mysql").build());
+        let error = described.unwrap_err();
+        assert_eq!(error.name(), "AwsAnswerIncomplete");
+        assert!(error.to_string().contains("DBInstanceArn"), "{error}");
+        let complete = DbInstance::builder().db_instance_arn("arn:aws:rds:us-east-1:1:db:orders").engine("mysql");
+        assert_eq!(of_instance(&complete.build()).unwrap().arn, "arn:aws:rds:us-east-1:1:db:orders");
     }
 }

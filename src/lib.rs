@@ -1,8 +1,11 @@
 //! Exposes an Amazon RDS instance to TiDB Cloud over AWS PrivateLink.
 //!
-//! Each provisioning step of the state machine lives in its own module under [`steps`]; the Lambda
-//! crates under `functions/` only wire a step to the Lambda runtime. Everything a step needs to find
-//! its earlier work (names, tags) is in [`naming`]; what flows between states is in [`payload`].
+//! Each provisioning step of the state machine lives in its own module under [`steps`], each a
+//! [`Step`]: built from the SDK configuration and [`Settings`], run on plain inputs. Nothing here
+//! knows Lambda; the crate `tidb-privatelink-lambda` (`lambda/`) adapts Lambda's events and error
+//! reports, and the crates under `functions/` only name the step each Lambda runs. Everything a
+//! step needs to find its earlier work (names, tags) is in [`naming`]; what flows between states
+//! is in [`payload`].
 
 pub mod acceptor;
 pub mod address;
@@ -16,8 +19,8 @@ pub mod net;
 pub mod notify;
 pub mod payload;
 pub mod resources;
-pub mod runtime;
 pub mod settings;
+mod step;
 pub mod steps;
 pub mod sync_targets;
 pub mod target_health;
@@ -27,3 +30,4 @@ pub mod turn;
 
 pub use error::StepError;
 pub use settings::Settings;
+pub use step::Step;

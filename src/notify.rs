@@ -16,9 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::{error, info};
 
-use crate::runtime::Step;
 use crate::turn::instance_of_input;
-use crate::{aws, Settings, StepError};
+use crate::{aws, Settings, Step, StepError};
 
 /// The `detail` of a "Step Functions Execution Status Change" event.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -5,6 +5,7 @@ use aws_sdk_ec2::types::{Filter, SecurityGroup, ServiceConfiguration, ServiceSta
 use aws_sdk_ec2::types::{ResourceType, Tag as Ec2Tag, TagSpecification};
 use aws_sdk_elasticloadbalancingv2::types::Tag as ElbTag;
 use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, TargetGroup};
+use aws_sdk_rds::types::Tag as RdsTag;
 
 use crate::aws;
 use crate::naming::Ownership;
@@ -19,8 +20,53 @@ pub(crate) fn ec2_tags(resource_type: ResourceType, ownership: &Ownership, name:
         .build()
 }
 
-pub(crate) fn ec2_tag_pairs(tags: &[Ec2Tag]) -> impl Iterator<Item = (&str, &str)> {
-    tags.iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
+/// A tag as each AWS service's SDK spells it (EC2, ELB and RDS each have their own type).
+pub(crate) trait AwsTag {
+    fn key(&self) -> Option<&str>;
+    fn value(&self) -> Option<&str>;
+}
+
+macro_rules! aws_tag {
+    ($($tag:ty),*) => {$(
+        impl AwsTag for $tag {
+            fn key(&self) -> Option<&str> {
+                <$tag>::key(self)
+            }
+            fn value(&self) -> Option<&str> {
+                <$tag>::value(self)
+            }
+        }
+    )*};
+}
+aws_tag!(Ec2Tag, ElbTag, RdsTag);
+
+/// Tags as (key, value) pairs. A tag without a value is one whose value is empty (AWS may leave an
+/// empty value out), not an incomplete answer.
+pub(crate) fn tag_pairs<T: AwsTag>(tags: &[T]) -> impl Iterator<Item = (&str, &str)> {
+    tags.iter().filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
+}
+
+/// The value of tag `key`, if the resource has it.
+pub(crate) fn tag_value<'a, T: AwsTag>(tags: &'a [T], key: &str) -> Option<&'a str> {
+    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
+
+// The IDs AWS returns with every load balancer, target group, endpoint service and security group.
+
+pub(crate) fn load_balancer_arn(lb: &LoadBalancer) -> Result<&str, StepError> {
+    aws::required(lb.load_balancer_arn(), "a load balancer's LoadBalancerArn")
+}
+
+pub(crate) fn target_group_arn(group: &TargetGroup) -> Result<&str, StepError> {
+    aws::required(group.target_group_arn(), "a target group's TargetGroupArn")
+}
+
+pub(crate) fn endpoint_service_id(service: &ServiceConfiguration) -> Result<&str, StepError> {
+    aws::required(service.service_id(), "an endpoint service's ServiceId")
+}
+
+pub(crate) fn security_group_id(group: &SecurityGroup) -> Result<&str, StepError> {
+    aws::required(group.group_id(), "a security group's GroupId")
 }
 
 pub(crate) fn elb_tags(ownership: &Ownership) -> Vec<ElbTag> {
@@ -37,12 +83,7 @@ pub(crate) async fn ensure_elb_owned(
     arn: &str,
 ) -> Result<(), StepError> {
     let described = elb.describe_tags().resource_arns(arn).send().await.map_err(aws::fail("DescribeTags"))?;
-    let tags: Vec<(&str, &str)> = described
-        .tag_descriptions()
-        .iter()
-        .flat_map(|d| d.tags())
-        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
-        .collect();
+    let tags: Vec<(&str, &str)> = described.tag_descriptions().iter().flat_map(|d| tag_pairs(d.tags())).collect();
     if ownership.owns(tags.iter().copied()) {
         Ok(())
     } else {
@@ -59,22 +100,18 @@ pub(crate) async fn find_target_group(
     elb: &aws_sdk_elasticloadbalancingv2::Client,
     name: &str,
 ) -> Result<Option<TargetGroup>, StepError> {
-    match elb.describe_target_groups().names(name).send().await {
-        Ok(out) => Ok(out.target_groups().first().cloned()),
-        Err(e) if aws::error_code(&e) == Some("TargetGroupNotFound") => Ok(None),
-        Err(e) => Err(aws::failure("DescribeTargetGroups", e)),
-    }
+    let answer = elb.describe_target_groups().names(name).send().await;
+    let out = aws::unless_not_found(answer, "TargetGroupNotFound", "DescribeTargetGroups")?;
+    Ok(out.and_then(|out| out.target_groups().first().cloned()))
 }
 
 pub(crate) async fn find_load_balancer(
     elb: &aws_sdk_elasticloadbalancingv2::Client,
     name: &str,
 ) -> Result<Option<LoadBalancer>, StepError> {
-    match elb.describe_load_balancers().names(name).send().await {
-        Ok(out) => Ok(out.load_balancers().first().cloned()),
-        Err(e) if aws::error_code(&e) == Some("LoadBalancerNotFound") => Ok(None),
-        Err(e) => Err(aws::failure("DescribeLoadBalancers", e)),
-    }
+    let answer = elb.describe_load_balancers().names(name).send().await;
+    let out = aws::unless_not_found(answer, "LoadBalancerNotFound", "DescribeLoadBalancers")?;
+    Ok(out.and_then(|out| out.load_balancers().first().cloned()))
 }
 
 fn tag_filters(ownership: &Ownership) -> [Filter; 2] {
@@ -94,7 +131,7 @@ pub(crate) async fn find_endpoint_service(
     while let Some(page) = pages.next().await {
         let page = page.map_err(aws::fail("DescribeVpcEndpointServiceConfigurations"))?;
         let live = page.service_configurations().iter().find(|s| {
-            ownership.owns(ec2_tag_pairs(s.tags()))
+            ownership.owns(tag_pairs(s.tags()))
                 && !matches!(
                     s.service_state(),
                     Some(ServiceState::Deleted | ServiceState::Deleting | ServiceState::Failed)
@@ -119,5 +156,5 @@ pub(crate) async fn find_security_group(
         .send()
         .await
         .map_err(aws::fail("DescribeSecurityGroups"))?;
-    Ok(out.security_groups().iter().find(|g| ownership.owns(ec2_tag_pairs(g.tags()))).cloned())
+    Ok(out.security_groups().iter().find(|g| ownership.owns(tag_pairs(g.tags()))).cloned())
 }

@@ -29,9 +29,9 @@ use crate::naming::{
     DatabaseRef, DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, NAME_PREFIX, TARGET_NOT_HEALTHY_TAG,
 };
 use crate::notify::{tell, Notifier};
-use crate::runtime::Step;
+use crate::resources::tag_value;
 use crate::target_health::{describe_targets, TargetState};
-use crate::{aws, Settings, StepError};
+use crate::{aws, Settings, Step, StepError};
 
 /// What to change in a target group whose database now resolves to `resolved`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -184,7 +184,7 @@ impl SyncTargets {
                 .await
                 .map_err(aws::fail("DescribeTags"))?;
             for description in tags.tag_descriptions() {
-                let tag = |key: &str| description.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value());
+                let tag = |key: &str| tag_value(description.tags(), key);
                 let database = tag(DB_INSTANCE_TAG)
                     .map(|id| DatabaseRef::Instance(id.to_owned()))
                     .or_else(|| tag(DB_CLUSTER_TAG).map(|id| DatabaseRef::Cluster(id.to_owned())));

@@ -27,8 +27,7 @@ use tracing::info;
 
 use crate::database::{describe, AWAITING_WRITER};
 use crate::naming::DatabaseRef;
-use crate::runtime::Step;
-use crate::{aws, Settings, StepError};
+use crate::{aws, Settings, Step, StepError};
 
 /// How long a lease lasts: the state machines' `TimeoutSeconds`, so that no execution outlives
 /// the lease it took, and a lease whose holder vanished is free at the latest then.

@@ -6,12 +6,17 @@ mod common;
 
 use aws_sdk_ec2::types::Filter;
 use common::*;
-use tidb_privatelink::acceptor::AcceptConnections;
+use tidb_privatelink::acceptor::{AcceptConnections, Notification, Trigger};
 use tidb_privatelink::naming::TIDB_CLOUD_ENDPOINT_TAG;
-use tidb_privatelink::runtime::Step;
+use tidb_privatelink::Step;
 
-fn notification() -> serde_json::Value {
-    serde_json::from_str(include_str!("fixtures/sns-connection-notification.json")).unwrap()
+/// The connection notification of fixtures/sns-connection-notification.json, as the acceptor's
+/// Lambda layer reads it.
+fn notification() -> Trigger {
+    Trigger::Notified(vec![Notification {
+        message_id: "95df01b4-ee98-5cb9-9903-4c221d41eb5e".into(),
+        topic_arn: "arn:aws:sns:us-east-1:123456789012:tidb-privatelink-ConnectionTopic-1A2B3C4D5E6F".into(),
+    }])
 }
 
 /// Runs the acceptor once, as one notification's delivery would; returns (endpoint, accepted) pairs.

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use tidb_privatelink::runtime::Step;
 use tidb_privatelink::sync_targets::SyncTargets;
+use tidb_privatelink::Step;
 
 fn failover_event() -> Value {
     fixture("rds-failover")

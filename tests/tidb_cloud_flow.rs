@@ -9,10 +9,10 @@ mod common;
 use aws_config::SdkConfig;
 use common::*;
 use serde_json::{json, Value};
-use tidb_privatelink::acceptor::{AcceptConnections, AWAITED_DETAIL_TYPE};
-use tidb_privatelink::runtime::Step;
+use tidb_privatelink::acceptor::{AcceptConnections, Awaited, Trigger};
 use tidb_privatelink::steps::tidb_cloud_connection::ConnectTiDBCloud;
 use tidb_privatelink::Settings;
+use tidb_privatelink::Step;
 
 /// Stores the key pair as the stack's secret and returns settings that link `CLUSTER` through the
 /// API (at `api_url`): no TiDB Cloud account or zones configured.
@@ -54,17 +54,13 @@ async fn poll(settings: &Settings, sdk: &SdkConfig, document: &mut Value, until:
 
 /// The acceptor, triggered by the provisioning's announcement that it awaits the acceptance.
 async fn announce_wait(network: &Network, settings: &Settings, document: &Value) -> Value {
-    let event = json!({
-        "detail-type": AWAITED_DETAIL_TYPE,
-        "source": "tidb-privatelink",
-        "detail": {
-            "service_id": document["endpoint_service"]["service_id"],
-            "endpoint_id": document["tidb_cloud"]["endpoint_id"],
-            "task_token": "token-of-an-execution-the-emulator-does-not-run"
-        }
-    });
+    let awaited = Awaited {
+        service_id: document["endpoint_service"]["service_id"].as_str().unwrap().to_owned(),
+        endpoint_id: document["tidb_cloud"]["endpoint_id"].as_str().unwrap().to_owned(),
+        task_token: "token-of-an-execution-the-emulator-does-not-run".into(),
+    };
     let acceptor = AcceptConnections::new(&network.sdk, settings).unwrap();
-    serde_json::to_value(acceptor.run(event).await.unwrap()).unwrap()
+    serde_json::to_value(acceptor.run(Trigger::Awaited(awaited)).await.unwrap()).unwrap()
 }
 
 #[tokio::test]

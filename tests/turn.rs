@@ -12,9 +12,9 @@ use aws_sdk_dynamodb::types::{
 };
 use common::*;
 use serde_json::{json, Value};
-use tidb_privatelink::runtime::Step;
 use tidb_privatelink::turn::{AwaitTurn, Decision, TurnRequest, Workflow};
 use tidb_privatelink::Settings;
+use tidb_privatelink::Step;
 
 struct Workflows {
     sfn: aws_sdk_sfn::Client,

@@ -12,9 +12,8 @@ use crate::naming::{
     TIDB_CLOUD_CLUSTER_TAG,
 };
 use crate::payload::{Database, EndpointService, LoadBalancer, ZonePlan};
-use crate::resources::{ec2_tags, find_endpoint_service};
-use crate::runtime::Step;
-use crate::{aws, Settings, StepError};
+use crate::resources::{ec2_tags, endpoint_service_id, find_endpoint_service};
+use crate::{aws, Settings, Step, StepError};
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Input {
@@ -47,13 +46,13 @@ impl Step for CreateEndpointService {
             Some(service) => self.ensure_fronts(service, &input.load_balancer, &ownership)?,
             None => self.create(&input.load_balancer, &ownership).await?,
         };
-        let service_id = service.service_id().unwrap_or_default().to_owned();
+        let service_id = endpoint_service_id(&service)?.to_owned();
         let partition = partition_of(&input.database.arn)?;
         let principal = account_root(partition, &input.zones.tidb_cloud_account_id);
         self.allow_only(&service_id, &principal).await?;
         self.record_tidb_cloud(&service_id, &input).await?;
         let connection_notification_id = self.ensure_notification(&service_id, &topic_arn).await?;
-        let service_name = service.service_name().unwrap_or_default().to_owned();
+        let service_name = aws::required(service.service_name(), "an endpoint service's ServiceName")?.to_owned();
         info!(db_instance = %identifier, service = %service_name, principal = %principal, "endpoint service ready");
         Ok(EndpointService { service_id, service_name, allowed_principal: principal, connection_notification_id })
     }
@@ -71,7 +70,7 @@ impl CreateEndpointService {
         }
         Err(StepError::ResourceConflict {
             kind: "endpoint service",
-            name: service.service_id().unwrap_or_default().to_owned(),
+            name: endpoint_service_id(&service)?.to_owned(),
             identifier: ownership.database(),
             reason: format!(
                 "it fronts {:?}, not load balancer {}; deprovision the instance first",
@@ -95,12 +94,9 @@ impl CreateEndpointService {
             .send()
             .await
             .map_err(aws::fail("CreateVpcEndpointServiceConfiguration"))?;
-        let service = out.service_configuration().cloned().ok_or_else(|| StepError::AwsRequestFailed {
-            operation: "CreateVpcEndpointServiceConfiguration",
-            code: "EmptyResponse".into(),
-            message: "no service configuration in the response".into(),
-        })?;
-        info!(db_instance = %ownership.identifier, service = service.service_id().unwrap_or_default(), "endpoint service created");
+        let service = out.service_configuration().cloned();
+        let service = aws::required(service, "CreateVpcEndpointServiceConfiguration's service configuration")?;
+        info!(db_instance = %ownership.identifier, service = endpoint_service_id(&service)?, "endpoint service created");
         Ok(service)
     }
 
@@ -178,8 +174,8 @@ impl CreateEndpointService {
             .send()
             .await
             .map_err(aws::fail("CreateVpcEndpointConnectionNotification"))?;
-        let id =
-            out.connection_notification().and_then(|n| n.connection_notification_id()).unwrap_or_default().to_owned();
+        let id = out.connection_notification().and_then(|n| n.connection_notification_id());
+        let id = aws::required(id, "CreateVpcEndpointConnectionNotification's ConnectionNotificationId")?.to_owned();
         info!(service = service_id, notification = %id, topic = topic_arn, "connection notifications go to the stack's topic");
         Ok(id)
     }

@@ -10,9 +10,8 @@ use aws_sdk_elasticloadbalancingv2::Client;
 use tracing::{info, warn};
 
 use crate::payload::{Database, LoadBalancer, SecurityGroups, TargetGroup, TargetHealth, ZonePlan};
-use crate::runtime::Step;
 use crate::target_health::{target_state, TargetState, UNUSED};
-use crate::{Settings, StepError};
+use crate::{Settings, Step, StepError};
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Input {

@@ -11,8 +11,7 @@ use crate::database::describe;
 use crate::dns::Resolver;
 use crate::naming::DatabaseRef;
 use crate::payload::{Database, DbInstanceRequest};
-use crate::runtime::Step;
-use crate::{Settings, StepError};
+use crate::{Settings, Step, StepError};
 
 /// Engines that speak the MySQL protocol TiDB Cloud Dataflow uses: of instances, and of clusters
 /// (Aurora MySQL, and `mysql` Multi-AZ DB clusters).

@@ -17,9 +17,8 @@ use tracing::info;
 
 use crate::naming::{resource_name, Ownership};
 use crate::payload::{Database, LoadBalancer, PlannedSubnet, SecurityGroups, TargetGroup, ZonePlan};
-use crate::resources::{elb_tags, ensure_elb_owned, find_load_balancer};
-use crate::runtime::Step;
-use crate::{aws, Settings, StepError};
+use crate::resources::{elb_tags, ensure_elb_owned, find_load_balancer, load_balancer_arn};
+use crate::{aws, Settings, Step, StepError};
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Input {
@@ -50,20 +49,13 @@ impl Step for CreateLoadBalancer {
         let name = resource_name(&db.identifier);
         let lb = match find_load_balancer(&self.elb, &name).await? {
             Some(lb) => {
-                ensure_elb_owned(
-                    &self.elb,
-                    &ownership,
-                    "load balancer",
-                    &name,
-                    lb.load_balancer_arn().unwrap_or_default(),
-                )
-                .await?;
+                ensure_elb_owned(&self.elb, &ownership, "load balancer", &name, load_balancer_arn(&lb)?).await?;
                 self.add_missing_zones(&lb, &input.zones).await?;
                 lb
             }
             None => self.create(&name, &input, &ownership).await?,
         };
-        let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
+        let arn = load_balancer_arn(&lb)?.to_owned();
         self.enable_cross_zone(&arn).await?;
         if lb.enforce_security_group_inbound_rules_on_private_link_traffic() != Some("off") {
             self.exempt_private_link_traffic(&arn, &input.security_groups.nlb_security_group_id).await?;
@@ -72,7 +64,8 @@ impl Step for CreateLoadBalancer {
         let state =
             lb.state().and_then(|s| s.code()).map(|c| c.as_str().to_owned()).unwrap_or_else(|| "unknown".into());
         info!(db_instance = %db.identifier, load_balancer = %arn, state = %state, "load balancer checked");
-        Ok(LoadBalancer { arn, name, dns_name: lb.dns_name().unwrap_or_default().to_owned(), state, listener_arn })
+        let dns_name = aws::required(lb.dns_name(), "a load balancer's DNSName")?.to_owned();
+        Ok(LoadBalancer { arn, name, dns_name, state, listener_arn })
     }
 }
 
@@ -91,12 +84,8 @@ impl CreateLoadBalancer {
             .send()
             .await
             .map_err(aws::fail("CreateLoadBalancer"))?;
-        let lb = out.load_balancers().first().cloned().ok_or_else(|| StepError::AwsRequestFailed {
-            operation: "CreateLoadBalancer",
-            code: "EmptyResponse".into(),
-            message: "no load balancer in the response".into(),
-        })?;
-        info!(db_instance = %input.database.identifier, load_balancer = lb.load_balancer_arn().unwrap_or_default(), "load balancer created");
+        let lb = aws::required(out.load_balancers().first().cloned(), "CreateLoadBalancer's load balancer")?;
+        info!(db_instance = %input.database.identifier, load_balancer = load_balancer_arn(&lb)?, "load balancer created");
         Ok(lb)
     }
 
@@ -111,7 +100,7 @@ impl CreateLoadBalancer {
         let Some(subnets) = subnets_with_missing_zones(&current, &zones.subnets) else {
             return Ok(());
         };
-        let arn = lb.load_balancer_arn().unwrap_or_default();
+        let arn = load_balancer_arn(lb)?;
         self.elb
             .set_subnets()
             .load_balancer_arn(arn)
@@ -175,7 +164,7 @@ impl CreateLoadBalancer {
             .await
             .map_err(aws::fail("DescribeListeners"))?;
         if let Some(listener) = listeners.listeners().iter().find(|l| l.port() == Some(i32::from(port))) {
-            return Ok(listener.listener_arn().unwrap_or_default().to_owned());
+            return Ok(aws::required(listener.listener_arn(), "a listener's ListenerArn")?.to_owned());
         }
         let forward = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(target_group_arn).build();
         let out = self
@@ -189,7 +178,8 @@ impl CreateLoadBalancer {
             .send()
             .await
             .map_err(aws::fail("CreateListener"))?;
-        let listener_arn = out.listeners().first().and_then(|l| l.listener_arn()).unwrap_or_default().to_owned();
+        let listener_arn = out.listeners().first().and_then(|l| l.listener_arn());
+        let listener_arn = aws::required(listener_arn, "CreateListener's ListenerArn")?.to_owned();
         info!(load_balancer = arn, listener = %listener_arn, port, "listener created");
         Ok(listener_arn)
     }

@@ -13,9 +13,8 @@ use aws_sdk_ec2::types::Filter;
 use tracing::info;
 
 use crate::payload::{Database, PlannedSubnet, ZonePlan};
-use crate::runtime::Step;
 use crate::tidb_cloud::TiDBCloud;
-use crate::{aws, Settings, StepError};
+use crate::{aws, Settings, Step, StepError};
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Input {

@@ -9,9 +9,8 @@ use tracing::info;
 
 use crate::naming::{resource_name, Ownership};
 use crate::payload::{Database, SecurityGroups};
-use crate::resources::{ec2_tag_pairs, ec2_tags};
-use crate::runtime::Step;
-use crate::{aws, Settings, StepError};
+use crate::resources::{ec2_tags, security_group_id, tag_pairs};
+use crate::{aws, Settings, Step, StepError};
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Input {
@@ -43,18 +42,18 @@ impl Step for CreateSecurityGroups {
             found => found,
         };
         let nlb_group = match found {
-            Some(group) if ownership.owns(ec2_tag_pairs(group.tags())) => group,
+            Some(group) if ownership.owns(tag_pairs(group.tags())) => group,
             Some(group) => {
                 return Err(StepError::ResourceConflict {
                     kind: "security group",
                     name,
                     identifier: ownership.database(),
-                    reason: ownership.mismatch(ec2_tag_pairs(group.tags())),
+                    reason: ownership.mismatch(tag_pairs(group.tags())),
                 })
             }
             None => return Err(StepError::InvalidInput(format!("security group {name} was created but is not found"))),
         };
-        let nlb_group_id = nlb_group.group_id().unwrap_or_default().to_owned();
+        let nlb_group_id = security_group_id(&nlb_group)?.to_owned();
         self.restrict_egress(&nlb_group, &db_group_id, db.port).await?;
         self.admit_load_balancer(&db_group_id, &nlb_group_id, &db, &ownership).await?;
         Ok(SecurityGroups { nlb_security_group_id: nlb_group_id, db_security_group_id: db_group_id })
@@ -111,14 +110,14 @@ impl CreateSecurityGroups {
             }
             other => other.map_err(aws::fail("CreateSecurityGroup"))?,
         };
-        let group_id = created.group_id().unwrap_or_default();
+        let group_id = aws::required(created.group_id(), "CreateSecurityGroup's GroupId")?;
         info!(db_instance = %db.identifier, security_group = group_id, "load balancer security group created");
         self.describe(group_id).await.map(Some)
     }
 
     /// A new group allows all egress; the load balancer only needs the database port.
     async fn restrict_egress(&self, group: &SecurityGroup, db_group_id: &str, port: u16) -> Result<(), StepError> {
-        let group_id = group.group_id().unwrap_or_default();
+        let group_id = security_group_id(group)?;
         let egress = group.ip_permissions_egress();
         let open = egress
             .iter()

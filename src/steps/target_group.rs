@@ -11,10 +11,9 @@ use tracing::info;
 
 use crate::naming::{resource_name, Ownership};
 use crate::payload::{Database, TargetGroup};
-use crate::resources::{elb_tags, ensure_elb_owned, find_target_group};
-use crate::runtime::Step;
+use crate::resources::{elb_tags, ensure_elb_owned, find_target_group, target_group_arn};
 use crate::target_health::target_state;
-use crate::{aws, Settings, StepError};
+use crate::{aws, Settings, Step, StepError};
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Input {
@@ -46,7 +45,7 @@ impl Step for CreateTargetGroup {
         let name = resource_name(&db.identifier);
         let group = match find_target_group(&self.elb, &name).await? {
             Some(group) => {
-                let arn = group.target_group_arn().unwrap_or_default();
+                let arn = target_group_arn(&group)?;
                 ensure_elb_owned(&self.elb, &ownership, KIND, &name, arn).await?;
                 ensure_matches(&group, &db, &name, &ownership)?;
                 info!(db_instance = %db.identifier, target_group = arn, "target group exists");
@@ -54,7 +53,7 @@ impl Step for CreateTargetGroup {
             }
             None => self.create(&name, &db, &ownership).await?,
         };
-        let arn = group.target_group_arn().unwrap_or_default().to_owned();
+        let arn = target_group_arn(&group)?.to_owned();
         self.set_attributes(&arn).await?;
         self.register(&arn, &db).await?;
         Ok(TargetGroup { arn, name, registered_ip: db.ip_address })
@@ -79,12 +78,8 @@ impl CreateTargetGroup {
             .send()
             .await
             .map_err(aws::fail("CreateTargetGroup"))?;
-        let group = out.target_groups().first().cloned().ok_or_else(|| StepError::AwsRequestFailed {
-            operation: "CreateTargetGroup",
-            code: "EmptyResponse".into(),
-            message: "no target group in the response".into(),
-        })?;
-        info!(db_instance = %db.identifier, target_group = group.target_group_arn().unwrap_or_default(), "target group created");
+        let group = aws::required(out.target_groups().first().cloned(), "CreateTargetGroup's target group")?;
+        info!(db_instance = %db.identifier, target_group = target_group_arn(&group)?, "target group created");
         Ok(group)
     }
 

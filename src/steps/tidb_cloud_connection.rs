@@ -12,9 +12,8 @@ use tracing::{info, warn};
 
 use crate::naming::{resource_name, TIDB_CLOUD_ENDPOINT_TAG};
 use crate::payload::{Database, EndpointService, TiDBCloudConnection};
-use crate::runtime::Step;
 use crate::tidb_cloud::{ConnectionState, PrivateLinkConnection, TiDBCloud};
-use crate::{aws, Settings, StepError};
+use crate::{aws, Settings, Step, StepError};
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Input {

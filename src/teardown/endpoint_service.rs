@@ -7,7 +7,7 @@ use tracing::info;
 use super::{Clients, Removes, Teardown};
 use crate::naming::Ownership;
 use crate::payload::Removal;
-use crate::resources::find_endpoint_service;
+use crate::resources::{endpoint_service_id, find_endpoint_service};
 use crate::{aws, StepError};
 
 /// Connection states that keep a service from being deleted.
@@ -24,7 +24,7 @@ impl Removes for EndpointServiceRemoval {
         let Some(service) = find_endpoint_service(ec2, &ownership).await? else {
             return Ok(Removal::nothing());
         };
-        let service_id = service.service_id().unwrap_or_default().to_owned();
+        let service_id = endpoint_service_id(&service)?.to_owned();
         let by_service = || Filter::builder().name("service-id").values(&service_id).build();
 
         let connections = ec2

@@ -7,7 +7,7 @@ use super::{Clients, Removes, Teardown};
 use crate::naming::resource_name;
 use crate::naming::Ownership;
 use crate::payload::Removal;
-use crate::resources::{ensure_elb_owned, find_load_balancer};
+use crate::resources::{ensure_elb_owned, find_load_balancer, load_balancer_arn};
 use crate::{aws, StepError};
 
 pub type RemoveLoadBalancer = Teardown<LoadBalancerRemoval>;
@@ -22,7 +22,7 @@ impl Removes for LoadBalancerRemoval {
         let Some(lb) = find_load_balancer(elb, &name).await? else {
             return Ok(Removal::nothing());
         };
-        let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
+        let arn = load_balancer_arn(&lb)?.to_owned();
         ensure_elb_owned(elb, &ownership, "load balancer", &name, &arn).await?;
         let listeners =
             elb.describe_listeners().load_balancer_arn(&arn).send().await.map_err(aws::fail("DescribeListeners"))?;

@@ -16,9 +16,8 @@ use aws_config::SdkConfig;
 
 use crate::naming::{DatabaseRef, Ownership};
 use crate::payload::{DbInstanceRequest, Removal};
-use crate::runtime::Step;
 use crate::tidb_cloud::TiDBCloud;
-use crate::{Settings, StepError};
+use crate::{Settings, Step, StepError};
 
 /// What every teardown step works with.
 pub struct Clients {

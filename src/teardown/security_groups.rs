@@ -9,7 +9,7 @@ use tracing::info;
 use super::{Clients, Removes, Teardown};
 use crate::naming::Ownership;
 use crate::payload::Removal;
-use crate::resources::find_security_group;
+use crate::resources::{find_security_group, security_group_id};
 use crate::{aws, StepError};
 
 pub type RemoveSecurityGroups = Teardown<SecurityGroupsRemoval>;
@@ -23,7 +23,7 @@ impl Removes for SecurityGroupsRemoval {
         let Some(group) = find_security_group(ec2, &ownership).await? else {
             return Ok(Removal::nothing());
         };
-        let group_id = group.group_id().unwrap_or_default().to_owned();
+        let group_id = security_group_id(&group)?.to_owned();
         let mut removed = revoke_rules_referring_to(&clients.ec2, &group_id).await?;
         match ec2.delete_security_group().group_id(&group_id).send().await {
             Ok(_) => {}
@@ -50,7 +50,7 @@ async fn revoke_rules_referring_to(ec2: &aws_sdk_ec2::Client, group_id: &str) ->
         .map_err(aws::fail("DescribeSecurityGroups"))?;
     let mut removed = Vec::new();
     for other in referring.security_groups() {
-        let other_id = other.group_id().unwrap_or_default();
+        let other_id = security_group_id(other)?;
         let ours: Vec<IpPermission> = other
             .ip_permissions()
             .iter()

@@ -6,7 +6,7 @@ use super::{Clients, Removes, Teardown};
 use crate::naming::resource_name;
 use crate::naming::Ownership;
 use crate::payload::Removal;
-use crate::resources::{ensure_elb_owned, find_target_group};
+use crate::resources::{ensure_elb_owned, find_target_group, target_group_arn};
 use crate::{aws, StepError};
 
 pub type RemoveTargetGroup = Teardown<TargetGroupRemoval>;
@@ -21,7 +21,7 @@ impl Removes for TargetGroupRemoval {
         let Some(group) = find_target_group(elb, &name).await? else {
             return Ok(Removal::nothing());
         };
-        let arn = group.target_group_arn().unwrap_or_default().to_owned();
+        let arn = target_group_arn(&group)?.to_owned();
         ensure_elb_owned(elb, &ownership, "target group", &name, &arn).await?;
         match elb.delete_target_group().target_group_arn(&arn).send().await {
             Ok(_) => {}

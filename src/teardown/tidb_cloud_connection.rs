@@ -8,7 +8,7 @@ use super::{Clients, Removes, Teardown};
 use crate::naming::Ownership;
 use crate::naming::TIDB_CLOUD_CLUSTER_TAG;
 use crate::payload::Removal;
-use crate::resources::find_endpoint_service;
+use crate::resources::{find_endpoint_service, tag_value};
 use crate::tidb_cloud::ConnectionState;
 use crate::StepError;
 
@@ -22,7 +22,7 @@ impl Removes for TiDBCloudConnectionRemoval {
         let Some(service) = find_endpoint_service(&clients.ec2, &ownership).await? else {
             return Ok(Removal::nothing());
         };
-        let cluster = service.tags().iter().find(|t| t.key() == Some(TIDB_CLOUD_CLUSTER_TAG)).and_then(|t| t.value());
+        let cluster = tag_value(service.tags(), TIDB_CLOUD_CLUSTER_TAG);
         let (Some(cluster), Some(service_name)) = (cluster, service.service_name()) else {
             return Ok(Removal::nothing());
         };

@@ -17,9 +17,9 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VpcEndpointType};
 use aws_sdk_rds::operation::create_db_cluster::builders::CreateDBClusterFluentBuilder;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tidb_privatelink::naming::MANAGED_BY_TAG;
-use tidb_privatelink::runtime::Step;
 use tidb_privatelink::steps::endpoint_service::CreateEndpointService;
 use tidb_privatelink::steps::health_check::CheckTargetHealth;
 use tidb_privatelink::steps::inspect_database::InspectDatabase;
@@ -33,6 +33,7 @@ use tidb_privatelink::teardown::load_balancer::RemoveLoadBalancer;
 use tidb_privatelink::teardown::security_groups::RemoveSecurityGroups;
 use tidb_privatelink::teardown::target_group::RemoveTargetGroup;
 use tidb_privatelink::teardown::tidb_cloud_connection::RemoveTiDBCloudConnection;
+use tidb_privatelink::Step;
 use tidb_privatelink::{Settings, StepError};
 
 pub const REGION: &str = "us-east-1";
@@ -405,7 +406,10 @@ pub async fn run_step<S: Step>(
     sdk: &SdkConfig,
     document: &mut Value,
     result_key: &str,
-) -> Result<Value, StepError> {
+) -> Result<Value, StepError>
+where
+    S::Input: DeserializeOwned,
+{
     let step = S::new(sdk, settings)?;
     let input: S::Input = serde_json::from_value(document.clone()).expect("the document holds the step's input");
     let output = serde_json::to_value(step.run(input).await?).unwrap();

@@ -2,9 +2,9 @@
 //! topic how each workflow ended. Wiring only; the logic is `tidb_privatelink::notify`.
 
 use tidb_privatelink::notify::Notify;
-use tidb_privatelink::runtime::serve_step;
+use tidb_privatelink_lambda::serve_step;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
+async fn main() -> Result<(), tidb_privatelink_lambda::Error> {
     serve_step::<Notify>().await
 }

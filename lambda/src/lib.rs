@@ -1,5 +1,8 @@
-//! Lambda wiring shared by every function: logging, configuration and SDK clients are set up once
-//! per cold start, then each invocation's payload goes to the step.
+//! What knows Lambda, and nothing else: logging, configuration and SDK clients set up once per
+//! cold start, each invocation's payload given to its [`Step`], a failure reported to Lambda under
+//! its Step Functions error name. The steps themselves are `tidb_privatelink`'s.
+
+pub mod acceptor;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,11 +10,13 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tidb_privatelink::{Settings, Step, StepError};
 
-use crate::{Settings, StepError};
+/// What a function's `main` returns when the runtime cannot start or stops.
+pub use lambda_runtime::Error;
 
 /// The longest one attempt of an AWS call may take.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,24 +42,23 @@ pub async fn init() -> Result<Wiring, Error> {
     Ok(Wiring { sdk, settings })
 }
 
-/// A provisioning step: built once per cold start, run once per invocation.
-pub trait Step: Sized {
-    type Input: DeserializeOwned + Send;
-    type Output: Serialize;
-
-    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError>;
-
-    fn run(&self, input: Self::Input) -> impl Future<Output = Result<Self::Output, StepError>> + Send;
+/// A function's whole `main` when the step takes the invocation's payload as it comes.
+pub async fn serve_step<S: Step>() -> Result<(), Error>
+where
+    S::Input: DeserializeOwned,
+{
+    serve_step_adapted::<S, S::Input>(|input| input).await
 }
 
-/// A function's whole `main`: wire the step, then serve invocations until Lambda stops us.
-pub async fn serve_step<S: Step>() -> Result<(), Error> {
+/// A function's whole `main`: wire the step, then serve invocations until Lambda stops us, each
+/// payload turned into the step's input by `adapt`.
+pub async fn serve_step_adapted<S: Step, E: DeserializeOwned + Send>(adapt: fn(E) -> S::Input) -> Result<(), Error> {
     let wiring = init().await?;
     let step = S::new(&wiring.sdk, &wiring.settings)?;
     // Boxed: the steps' futures (the TiDB Cloud client's HTTP stack inside the SDK's) are deep
     // enough types to exceed the compiler's layout recursion limit in `main`.
-    serve(|input| -> Pin<Box<dyn Future<Output = Result<S::Output, StepError>> + Send + '_>> {
-        Box::pin(step.run(input))
+    serve(|event: E| -> Pin<Box<dyn Future<Output = Result<S::Output, StepError>> + Send + '_>> {
+        Box::pin(step.run(adapt(event)))
     })
     .await
 }
@@ -76,10 +80,16 @@ where
             if let Err(error) = &outcome {
                 tracing::error!(error = error.name(), transient = error.is_transient(), "{error}");
             }
-            outcome
+            outcome.map_err(diagnostic)
         }
     }))
     .await
+}
+
+/// Lambda's report of a failed invocation: the error's stable name, which Step Functions' `Retry`
+/// and `Catch` match on, rather than the Rust type's.
+pub fn diagnostic(error: StepError) -> Diagnostic {
+    Diagnostic { error_type: error.name().to_string(), error_message: error.to_string() }
 }
 
 /// How long before the invocation's deadline a step gives up, so that it still answers.
@@ -122,5 +132,13 @@ mod tests {
         let soon = SystemTime::now() + Duration::from_secs(30);
         assert_eq!(within_deadline(soon, async { Ok::<_, StepError>(7) }).await.unwrap(), 7);
         assert_eq!(within_deadline(SystemTime::UNIX_EPOCH, async { Ok::<_, StepError>(8) }).await.unwrap(), 8);
+    }
+
+    #[test]
+    fn diagnostic_carries_the_stable_name_not_the_rust_type() {
+        let diagnostic =
+            diagnostic(StepError::DatabaseNotAvailable { identifier: "orders".into(), status: "stopped".into() });
+        assert_eq!(diagnostic.error_type, "DatabaseNotAvailable");
+        assert!(diagnostic.error_message.contains("'stopped'"), "{}", diagnostic.error_message);
     }
 }
