@@ -2,6 +2,7 @@
 //! a service with available or pending connections), then its notifications and the service go.
 
 use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::Client as Ec2;
 use tracing::info;
 
 use super::{Clients, Removes, Teardown};
@@ -51,23 +52,19 @@ impl Removes for EndpointServiceRemoval {
             info!(db_instance = %ownership.identifier, service = %service_id, endpoints = ?live, "endpoint connections rejected");
         }
 
-        let notifications = ec2
-            .describe_vpc_endpoint_connection_notifications()
-            .filters(by_service())
-            .send()
-            .await
-            .map_err(aws::fail("DescribeVpcEndpointConnectionNotifications"))?;
-        let notification_ids: Vec<String> = notifications
-            .connection_notification_set()
-            .iter()
-            .filter_map(|n| n.connection_notification_id().map(str::to_owned))
-            .collect();
+        let notification_ids = notifications(ec2, by_service()).await?;
         if !notification_ids.is_empty() {
-            ec2.delete_vpc_endpoint_connection_notifications()
-                .set_connection_notification_ids(Some(notification_ids))
-                .send()
-                .await
-                .map_err(aws::fail("DeleteVpcEndpointConnectionNotifications"))?;
+            let deleted =
+                ec2.delete_vpc_endpoint_connection_notifications().set_connection_notification_ids(Some(notification_ids));
+            // When the answer to a delete that took effect is lost, the SDK's retry asks for
+            // notifications that are gone, which EC2 refuses (not as not-found: the grant's tag
+            // condition has no tags to match). What counts is whether any is left.
+            if let Err(error) = deleted.send().await {
+                if !notifications(ec2, by_service()).await?.is_empty() {
+                    return Err(aws::failure("DeleteVpcEndpointConnectionNotifications", error));
+                }
+                info!(db_instance = %ownership.identifier, service = %service_id, "connection notifications already deleted");
+            }
         }
 
         let deleted = ec2
@@ -93,4 +90,16 @@ impl Removes for EndpointServiceRemoval {
         info!(db_instance = %ownership.identifier, service = %service_id, "endpoint service deleted");
         Ok(Removal { removed: vec![service_id], done: true })
     }
+}
+
+/// The IDs of the connection notifications `filter` selects.
+async fn notifications(ec2: &Ec2, filter: Filter) -> Result<Vec<String>, StepError> {
+    let described = ec2
+        .describe_vpc_endpoint_connection_notifications()
+        .filters(filter)
+        .send()
+        .await
+        .map_err(aws::fail("DescribeVpcEndpointConnectionNotifications"))?;
+    let found = described.connection_notification_set().iter().map(|n| n.connection_notification_id());
+    found.map(|id| aws::required(id, "ConnectionNotificationId").map(str::to_owned)).collect()
 }
