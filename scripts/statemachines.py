@@ -12,7 +12,7 @@ teardown the error TeardownPending), a Choice goes on or gives up once the poll 
 limit, a Wait state waits, and a Pass counts the poll before the step runs again.
 
 Usage: statemachines.py [--check] [--root DIR]. Standard library only.
-Tests: scripts/test_statemachines.py.
+Tests: scripts/test_check_definitions.py (the last ones).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def polls_reached(counter: str, polls: int, then: str) -> State:
     return {"Variable": f"$.{counter}.count", "NumericGreaterThanEquals": polls, "Next": then}
 
 
-def is_(variable: str, value: str, then: str) -> State:
+def equals(variable: str, value: str, then: str) -> State:
     return {"Variable": variable, "StringEquals": value, "Next": then}
 
 
@@ -110,7 +110,7 @@ def present(variable: str, then: str) -> State:
 
 
 def gave_up(error: str, cause: str, then: str) -> State:
-    """The error a workflow ends with when a poll reached its limit."""
+    """An error the workflow names itself: a poll reached its limit, the load balancer failed."""
     return {"Type": "Pass", "Result": {"Error": error, "Cause": cause}, "ResultPath": "$.error", "Next": then}
 
 
@@ -127,13 +127,10 @@ def cluster_key(identifier: str) -> str:
     return f"States.Format('cluster:{{}}', {identifier})"
 
 
-def reader(comment: str | None, identifier: str, by_event: bool, start: State) -> State:
+def reader(comment: str, identifier: str, by_event: bool, start: State) -> State:
     """A Read* state: keep only the instance's key and what the workflow starts with."""
-    state: State = {"Type": "Pass"}
-    if comment:
-        state["Comment"] = comment
     parameters = {"db_instance_identifier.$": identifier, "triggered_by_event": by_event, **start}
-    return state | {"Parameters": parameters, "Next": "AwaitTurn"}
+    return {"Type": "Pass", "Comment": comment, "Parameters": parameters, "Next": "AwaitTurn"}
 
 
 def which_tagged_resource() -> State:
@@ -181,7 +178,7 @@ def turn(workflow: str, go: str, failed: str, succeeded: str, parameters: State)
         "AwaitTurn": await_turn,
         "IsItOurTurn": {
             "Type": "Choice",
-            "Choices": [is_("$.turn.decision", "go", go), is_("$.turn.decision", "skip", "ReleaseTurn"),
+            "Choices": [equals("$.turn.decision", "go", go), equals("$.turn.decision", "skip", "ReleaseTurn"),
                         polls_reached("turn_poll", TURN_POLLS, "TurnNotComingInTime")],
             "Default": "WaitForTurn",
         },
@@ -194,7 +191,7 @@ def turn(workflow: str, go: str, failed: str, succeeded: str, parameters: State)
         "ReleaseTurn": release,
         "HowItEnded": {
             "Type": "Choice",
-            "Choices": [present("$.error", failed), is_("$.turn.decision", "skip", "NothingToDo")],
+            "Choices": [present("$.error", failed), equals("$.turn.decision", "skip", "NothingToDo")],
             "Default": succeeded,
         },
         "NothingToDo": {
@@ -268,8 +265,8 @@ def provision() -> State:
             "LoadBalancer", "$.load_balancer", "IsLoadBalancerActive"),
         "IsLoadBalancerActive": {
             "Type": "Choice",
-            "Choices": [is_("$.load_balancer.state", "active", "StartTargetHealthWait"),
-                        is_("$.load_balancer.state", "failed", "LoadBalancerFailed"),
+            "Choices": [equals("$.load_balancer.state", "active", "StartTargetHealthWait"),
+                        equals("$.load_balancer.state", "failed", "LoadBalancerFailed"),
                         polls_reached("load_balancer_poll", LOAD_BALANCER_POLLS, "LoadBalancerNotActiveInTime")],
             "Default": "WaitForLoadBalancer",
         },
@@ -294,7 +291,7 @@ def provision() -> State:
             "TargetHealth", "$.target_health", "IsTargetHealthy"),
         "IsTargetHealthy": {
             "Type": "Choice",
-            "Choices": [is_("$.target_health.state", "healthy", "CreateEndpointService"),
+            "Choices": [equals("$.target_health.state", "healthy", "CreateEndpointService"),
                         polls_reached("target_health_poll", TARGET_HEALTH_POLLS, "TargetNotHealthyInTime")],
             "Default": "WaitForTargetHealth",
         },
@@ -319,7 +316,7 @@ def provision() -> State:
             "Type": "Choice",
             "Choices": [
                 {"Variable": "$.tidb_cloud.configured", "BooleanEquals": False, "Next": "RecordOnDatabase"},
-                is_("$.tidb_cloud.state", "ACTIVE", "RecordOnDatabase"),
+                equals("$.tidb_cloud.state", "ACTIVE", "RecordOnDatabase"),
                 {"And": [{"Variable": "$.tidb_cloud.state", "StringEquals": "PENDING_ACCEPTANCE"},
                          {"Variable": "$.tidb_cloud.endpoint_id", "IsString": True}],
                  "Next": "AwaitAcceptance"},
@@ -410,7 +407,170 @@ def provision() -> State:
     }
 
 
-MACHINES = {"provision": provision}
+# --- deprovision ----------------------------------------------------------------------------------
+
+# A teardown step fails with TeardownPending while what it removes is still in use or still being
+# deleted (src/teardown/); it is polled again this often, this many times.
+TEARDOWN_POLLS, TEARDOWN_WAIT = 20, 30
+DATABASE_KEY = {"db_instance_identifier.$": "$.db_instance_identifier"}
+
+
+def teardown_step(subject: str, comment: str, result: str, then: str, pending: str) -> State:
+    """Remove<subject>: the step's removal goes to $.removed.<result>; TeardownPending to the poll
+    whose Choice is `pending`."""
+    return function_step(
+        comment, f"Remove{subject}", f"$.removed.{result}", then, failure="ReleaseTurn", parameters=DATABASE_KEY,
+        catch=({"ErrorEquals": ["TeardownPending"], "ResultPath": "$.pending", "Next": pending},),
+    )
+
+
+def teardown_poll(subject: str, comment: str, result: str, then: str) -> dict[str, State]:
+    """A teardown step polled until it no longer fails with TeardownPending, at most TEARDOWN_POLLS
+    times: the step, the Choice that gives up, the Wait and the count."""
+    counter = f"{result}_poll"
+    return {
+        f"Remove{subject}": teardown_step(subject, comment, result, then, f"{subject}Pending"),
+        f"{subject}Pending": {
+            "Type": "Choice",
+            "Choices": [polls_reached(counter, TEARDOWN_POLLS, "TeardownStillPending")],
+            "Default": f"WaitFor{subject}",
+        },
+        **poll_loop(subject, counter, TEARDOWN_WAIT, f"Remove{subject}"),
+    }
+
+
+def deprovision() -> State:
+    start = {
+        **fresh_counters("turn_poll", "tidb_cloud_connection_poll", "endpoint_service_poll", "load_balancer_poll",
+                         "target_group_poll", "security_groups_poll"),
+        "removed": {},
+    }
+
+    def read(comment: str, identifier: str, by_event: bool = True) -> State:
+        return reader(comment, identifier, by_event, {**start, "parent_execution_id": None})
+
+    rollback = reader("Started by a failed provisioning to roll it back.", "$.db_instance_identifier", False,
+                      {**start, "parent_execution_id.$": "$.AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"})
+
+    states: dict[str, State] = {
+        "ReadInput": {
+            "Type": "Choice",
+            "Comment": "Started by EventBridge (opt-in tag removed, instance or DB cluster deleted), by a failed provisioning, or by hand. A cluster's key is cluster:<identifier>, as in its ARN.",
+            "Choices": [
+                present("$.AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID", "ReadRollbackRequest"),
+                present("$.detail.requestParameters.resourceName", "WhichTaggedResource"),
+                present("$.detail.requestParameters.dBInstanceIdentifier", "ReadDeleteEvent"),
+                present("$.detail.requestParameters.dBClusterIdentifier", "ReadClusterDeleteEvent"),
+                present("$.db_cluster_identifier", "ReadClusterRequest"),
+            ],
+            "Default": "ReadRequest",
+        },
+        "WhichTaggedResource": which_tagged_resource(),
+        "ReadTagEvent": read("The untagged resource's ARN is arn:aws:rds:<region>:<account>:db:<identifier>.",
+                             TAGGED_IDENTIFIER),
+        "ReadDeleteEvent": read("DeleteDBInstance.", "$.detail.requestParameters.dBInstanceIdentifier"),
+        "ReadRequest": read("Started by hand: {\"db_instance_identifier\": ...}.", "$.db_instance_identifier",
+                            by_event=False),
+        "ReadClusterTagEvent": read(
+            "The untagged DB cluster's ARN is arn:aws:rds:<region>:<account>:cluster:<identifier>.",
+            cluster_key(TAGGED_IDENTIFIER)),
+        "ReadClusterDeleteEvent": read("DeleteDBCluster.",
+                                       cluster_key("$.detail.requestParameters.dBClusterIdentifier")),
+        "ReadClusterRequest": read("Started by hand for a DB cluster: {\"db_cluster_identifier\": ...}.",
+                                   cluster_key("$.db_cluster_identifier"), by_event=False),
+        "ReadRollbackRequest": rollback,
+        **turn("deprovision", "RemoveTiDBCloudConnection", "DeprovisioningFailed", "Deprovisioned",
+               {"parent_execution_id.$": "$.parent_execution_id"}),
+        "DeprovisioningFailed": failed("End with the error that stopped the teardown."),
+        **teardown_poll(
+            "TiDBCloudConnection",
+            "TiDB Cloud first: delete its private link connection (when a cluster was linked) and wait until it is gone.",
+            "tidb_cloud_connection", "RemoveEndpointService"),
+        **teardown_poll(
+            "EndpointService", "Reject the service's connections, delete its notifications, then the service.",
+            "endpoint_service", "RemoveLoadBalancer"),
+        # The load balancer's deletion is polled by its answer (`done` once it is gone); while an
+        # endpoint service still holds it, it fails with TeardownPending, polled the same way.
+        "RemoveLoadBalancer": teardown_step(
+            "LoadBalancer", "Delete the listeners and the NLB; done once the NLB is gone.", "load_balancer",
+            "IsLoadBalancerGone", "LoadBalancerPending"),
+        "IsLoadBalancerGone": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.removed.load_balancer.done", "BooleanEquals": True, "Next": "RemoveTargetGroup"},
+                        polls_reached("load_balancer_poll", LOAD_BALANCER_POLLS, "LoadBalancerNotGoneInTime")],
+            "Default": "WaitForLoadBalancer",
+        },
+        "LoadBalancerPending": {
+            "Type": "Choice",
+            "Choices": [polls_reached("load_balancer_poll", LOAD_BALANCER_POLLS, "TeardownStillPending")],
+            "Default": "WaitForLoadBalancer",
+        },
+        **poll_loop("LoadBalancer", "load_balancer_poll", LOAD_BALANCER_WAIT, "RemoveLoadBalancer"),
+        "LoadBalancerNotGoneInTime": gave_up(
+            "LoadBalancerNotGoneInTime",
+            f"The network load balancer was still there after {LOAD_BALANCER_POLLS} polls {LOAD_BALANCER_WAIT} seconds apart (10 minutes). Run the teardown again.",
+            "ReleaseTurn"),
+        **teardown_poll("TargetGroup", "Delete the target group, now that no load balancer uses it.",
+                        "target_group", "RemoveSecurityGroups"),
+        **teardown_poll(
+            "SecurityGroups",
+            "Revoke the DB security group's rule for the NLB, then delete the NLB's group; polled while the NLB's network interfaces drain.",
+            "security_groups", "WhichDatabaseArn"),
+        "TeardownStillPending": {
+            "Type": "Pass",
+            "Comment": "A teardown step's polls ran out: end with its TeardownPending, which names what is still in use.",
+            "Parameters": {"Error.$": "$.pending.Error", "Cause.$": "$.pending.Cause"},
+            "ResultPath": "$.error",
+            "Next": "ReleaseTurn",
+        },
+        "WhichDatabaseArn": {
+            "Type": "Choice",
+            "Comment": "The database's ARN, to remove the tags provisioning put on it: arn:...:db:<id>, or arn:...:cluster:<id> for a key cluster:<id>.",
+            "Choices": [{"Variable": "$.db_instance_identifier", "StringMatches": "cluster:*", "Next": "ClusterArn"}],
+            "Default": "InstanceArn",
+        },
+        "ClusterArn": {
+            "Type": "Pass",
+            "Parameters": {"arn.$": "States.Format('${RdsArnPrefix}{}', $.db_instance_identifier)"},
+            "ResultPath": "$.forget",
+            "Next": "ForgetOnDatabase",
+        },
+        "InstanceArn": {
+            "Type": "Pass",
+            "Parameters": {"arn.$": "States.Format('${DatabaseArnPrefix}{}', $.db_instance_identifier)"},
+            "ResultPath": "$.forget",
+            "Next": "ForgetOnDatabase",
+        },
+        "ForgetOnDatabase": {
+            "Type": "Task",
+            "Comment": "Remove the tags provisioning put on the RDS instance or DB cluster, if it still exists.",
+            "Resource": "arn:${Partition}:states:::aws-sdk:rds:removeTagsFromResource",
+            "Parameters": {
+                "ResourceName.$": "$.forget.arn",
+                "TagKeys": ["tidb-privatelink:endpoint-service", "tidb-privatelink:load-balancer",
+                            "tidb-privatelink:target-group"],
+            },
+            "ResultPath": None,
+            "Retry": [RDS_UNTAGGING],
+            "Catch": [on_failure("ReleaseTurn", "$.forget_error",
+                                 "The instance is gone (or its tags are): nothing to forget.")],
+            "Next": "ReleaseTurn",
+        },
+        "Deprovisioned": {
+            "Type": "Pass",
+            "Parameters": {"db_instance_identifier.$": "$.db_instance_identifier", "removed.$": "$.removed"},
+            "End": True,
+        },
+    }
+    return {
+        "Comment": "Remove everything the stack created for an RDS instance or DB cluster, in an order AWS accepts. Every step is idempotent and tolerates resources already gone.",
+        "StartAt": "ReadInput",
+        "TimeoutSeconds": 14400,
+        "States": states,
+    }
+
+
+MACHINES = {"provision": provision, "deprovision": deprovision}
 
 
 def definitions(root: Path) -> dict[Path, str]:
