@@ -1,4 +1,5 @@
-"""Each check in check_definitions.py catches a broken copy of the real project.
+"""Each check in check_definitions.py, and statemachines.py --check, catches a broken copy of the
+real project.
 
 Every test copies template.yaml, statemachine/ and the crates' Cargo.toml files into a temporary
 directory, breaks one thing, and expects exactly the check that guards it to fail. The unbroken
@@ -22,6 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check_definitions as cd  # noqa: E402
+import statemachines  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -264,3 +266,22 @@ def test_a_tidb_cloud_function_with_the_default_timeout_is_caught(project: Path)
     found = problems(project)
     assert list(found) == ["functions that call TiDB Cloud outlast one TiDB Cloud call's worst case"], found
     assert "ConnectTiDBCloudFunction" in found[next(iter(found))][0]
+
+
+# --- statemachines.py --check ----------------------------------------------------------------------
+
+
+def test_the_definitions_are_what_statemachines_py_writes(project: Path) -> None:
+    assert statemachines.main(["--check", "--root", str(project)]) == 0
+
+
+def test_a_definition_edited_by_hand_is_caught(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = project / "statemachine" / "provision.asl.json"
+    definition = json.loads(path.read_text())
+    definition["States"]["InspectDatabase"]["Retry"][0]["MaxAttempts"] = 3
+    path.write_text(json.dumps(definition, indent=2) + "\n")
+
+    assert statemachines.main(["--check", "--root", str(project)]) == 1
+    assert "statemachine/provision.asl.json is not what scripts/statemachines.py writes" in capsys.readouterr().err
+    assert statemachines.main(["--root", str(project)]) == 0
+    assert statemachines.main(["--check", "--root", str(project)]) == 0

@@ -547,8 +547,8 @@ pub async fn managed_resources(network: &Network) -> Vec<String> {
 }
 
 /// Runs the deprovision workflow's steps in the definition's order, as the state machine does:
-/// the load balancer step is polled until it reports `done`, and a `TeardownPending` step is
-/// retried (the definition's Retry), a bounded number of times.
+/// the load balancer step is polled until it reports `done`, and a `TeardownPending` step again
+/// (the definition's poll loops), a bounded number of times.
 pub async fn deprovision(network: &Network, settings: &Settings, identifier: &str) -> Result<Value, StepError> {
     let sdk = &network.sdk;
     let mut document = json!({"db_instance_identifier": identifier});

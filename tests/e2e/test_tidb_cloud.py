@@ -306,6 +306,42 @@ def test_a_failed_putevents_entry_is_retried(tidb_cloud: dict[str, Any], tidb_aw
     assert driver.run_to_end(teardown)["status"] == "SUCCEEDED"
 
 
+# --- the connection still deleting: the teardown's poll ---------------------------------------------------
+
+
+def test_a_connection_still_deleting_is_polled_until_tidb_cloud_has_removed_it(
+        tidb_cloud: dict[str, Any], tidb_aws: Aws, tidb_driver: Any, tidb_network: scenario.Network) -> None:
+    """TiDB Cloud still shows the deleted connection (DELETING) on the read right after the delete:
+    the removal fails with TeardownPending, the teardown waits in its poll loop and removes it
+    again, and goes on only once TiDB Cloud has dropped it."""
+    double, driver, aws = tidb_cloud["double"], tidb_driver, tidb_aws
+    identifier = "deleting-db"
+    db = scenario.create_database(aws, tidb_network, identifier)
+    _, provisioned = driver.opt_in_and_follow(db["DBInstanceArn"], identifier)
+    assert provisioned["status"] == "SUCCEEDED", why(provisioned)
+    connection_id = json.loads(provisioned["output"])["tidb_cloud_connection_id"]
+    double.faults(deleting_reads=1)
+    try:
+        known = driver.known("deprovision")
+        aws("rds").remove_tags_from_resource(ResourceName=db["DBInstanceArn"], TagKeys=[scenario.OPT_IN_TAG])
+        [arn] = driver.new_executions("deprovision", identifier, known)
+        teardown = driver.run_to_end(arn)
+    finally:
+        double.faults(deleting_reads=0)
+    entered = driver.states_entered(arn)
+    first = entered.index("RemoveTiDBCloudConnection")
+    report(f"TiDB Cloud connection still deleting ({identifier}): {teardown['status']}, "
+           f"{' -> '.join(entered[first:first + 6])}")
+
+    assert teardown["status"] == "SUCCEEDED", why(teardown)
+    assert entered[first:first + 6] == ["RemoveTiDBCloudConnection", "TiDBCloudConnectionPending",
+                                        "WaitForTiDBCloudConnection", "CountTiDBCloudConnectionPoll",
+                                        "RemoveTiDBCloudConnection", "RemoveEndpointService"], entered
+    assert connection_id not in {c["id"] for c in double.state()["connections"]}
+    after = driver.inventory(identifier, tidb_network.security_group_id)
+    assert after.empty(), after.summary()
+
+
 # --- 11. metrics at the quietest log level ---------------------------------------------------------------
 
 
