@@ -40,11 +40,13 @@ def backoff(errors: list[str], *, interval: int, attempts: int, max_delay: int |
 
 
 # Every function Task retries exactly these (src/error.rs holds them against StepError's transient
-# names): throttling and unavailability, Lambda's own service errors, and a step that ran out of
-# its Lambda time (every step is safe to run again).
+# names): throttling and unavailability, Lambda's own service errors (those the Step Functions
+# Developer Guide, "Handle Lambda service exceptions", names), and a step that ran out of its Lambda
+# time (every step is safe to run again).
 TRANSIENT = backoff(
     ["Throttled", "AwsUnavailable", "Lambda.ServiceException", "Lambda.AWSLambdaException",
-     "Lambda.SdkClientException", "Lambda.TooManyRequestsException", "Lambda.Unknown", "TiDBCloudThrottled",
+     "Lambda.SdkClientException", "Lambda.ClientExecutionTimeoutException", "Lambda.TooManyRequestsException",
+     "Lambda.Unknown", "TiDBCloudThrottled",
      "TiDBCloudUnavailable", "OutOfTime", "Sandbox.Timedout"],
     interval=2, attempts=6, max_delay=60,
 )

@@ -54,8 +54,9 @@ impl Removes for EndpointServiceRemoval {
 
         let notification_ids = notifications(ec2, by_service()).await?;
         if !notification_ids.is_empty() {
-            let deleted =
-                ec2.delete_vpc_endpoint_connection_notifications().set_connection_notification_ids(Some(notification_ids));
+            let deleted = ec2
+                .delete_vpc_endpoint_connection_notifications()
+                .set_connection_notification_ids(Some(notification_ids));
             // When the answer to a delete that took effect is lost, the SDK's retry asks for
             // notifications that are gone, which EC2 refuses (not as not-found: the grant's tag
             // condition has no tags to match). What counts is whether any is left.

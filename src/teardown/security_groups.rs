@@ -1,7 +1,8 @@
 //! Teardown step 4: the rule on the database's security group that admits the load balancer, then
 //! the load balancer's security group. AWS refuses to delete a group while network interfaces of the
 //! deleted load balancer still use it (they drain for minutes), or while another group's rule
-//! refers to it; the step then fails with `TeardownPending` and the state machine retries it.
+//! refers to it; the step then fails with `TeardownPending` and the state machine runs it again
+//! after a wait.
 
 use aws_sdk_ec2::types::{Filter, IpPermission, UserIdGroupPair};
 use tracing::info;
