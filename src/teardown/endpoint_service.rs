@@ -5,23 +5,30 @@ use aws_sdk_ec2::types::Filter;
 use aws_sdk_ec2::Client as Ec2;
 use tracing::info;
 
-use super::{Clients, Removes, Teardown};
+use aws_config::SdkConfig;
+
+use super::{Removes, Teardown};
 use crate::naming::Ownership;
 use crate::payload::Removal;
 use crate::resources::{endpoint_service_id, find_endpoint_service};
-use crate::{aws, StepError};
+use crate::{aws, Settings, StepError};
 
 /// Connection states that keep a service from being deleted.
 const LIVE_STATES: &[&str] = &["pendingAcceptance", "pending", "available"];
 
 pub type RemoveEndpointService = Teardown<EndpointServiceRemoval>;
 
-#[derive(Default)]
-pub struct EndpointServiceRemoval;
+pub struct EndpointServiceRemoval {
+    ec2: Ec2,
+}
 
 impl Removes for EndpointServiceRemoval {
-    async fn remove(&self, clients: &Clients, ownership: &Ownership) -> Result<Removal, StepError> {
-        let ec2 = &clients.ec2;
+    fn new(sdk: &SdkConfig, _settings: &Settings) -> Result<Self, StepError> {
+        Ok(Self { ec2: Ec2::new(sdk) })
+    }
+
+    async fn remove(&self, ownership: &Ownership) -> Result<Removal, StepError> {
+        let ec2 = &self.ec2;
         let Some(service) = find_endpoint_service(ec2, &ownership).await? else {
             return Ok(Removal::nothing());
         };

@@ -3,21 +3,28 @@
 
 use tracing::info;
 
-use super::{Clients, Removes, Teardown};
+use aws_config::SdkConfig;
+
+use super::{Removes, Teardown};
 use crate::naming::resource_name;
 use crate::naming::Ownership;
 use crate::payload::Removal;
 use crate::resources::{ensure_elb_owned, find_load_balancer, load_balancer_arn};
-use crate::{aws, StepError};
+use crate::{aws, Settings, StepError};
 
 pub type RemoveLoadBalancer = Teardown<LoadBalancerRemoval>;
 
-#[derive(Default)]
-pub struct LoadBalancerRemoval;
+pub struct LoadBalancerRemoval {
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+}
 
 impl Removes for LoadBalancerRemoval {
-    async fn remove(&self, clients: &Clients, ownership: &Ownership) -> Result<Removal, StepError> {
-        let elb = &clients.elb;
+    fn new(sdk: &SdkConfig, _settings: &Settings) -> Result<Self, StepError> {
+        Ok(Self { elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk) })
+    }
+
+    async fn remove(&self, ownership: &Ownership) -> Result<Removal, StepError> {
+        let elb = &self.elb;
         let name = resource_name(&ownership.identifier);
         let Some(lb) = find_load_balancer(elb, &name).await? else {
             return Ok(Removal::nothing());

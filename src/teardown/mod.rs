@@ -16,30 +16,19 @@ use aws_config::SdkConfig;
 
 use crate::naming::{DatabaseRef, Ownership};
 use crate::payload::{DbInstanceRequest, Removal};
-use crate::tidb_cloud::TiDBCloud;
 use crate::{Settings, Step, StepError};
 
-/// What every teardown step works with.
-pub struct Clients {
-    pub settings: Settings,
-    pub ec2: aws_sdk_ec2::Client,
-    pub elb: aws_sdk_elasticloadbalancingv2::Client,
-    /// Present when the stack has a TiDB Cloud API key.
-    pub tidb_cloud: Option<TiDBCloud>,
-}
+/// What differs between teardown steps: the clients each needs (only those its role may call),
+/// and removing its part for one database.
+pub trait Removes: Sized + Send + Sync {
+    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError>;
 
-/// What differs between teardown steps: removing their part for one instance.
-pub trait Removes: Default + Send + Sync {
-    fn remove(
-        &self,
-        clients: &Clients,
-        ownership: &Ownership,
-    ) -> impl Future<Output = Result<Removal, StepError>> + Send;
+    fn remove(&self, ownership: &Ownership) -> impl Future<Output = Result<Removal, StepError>> + Send;
 }
 
 /// A teardown step as a Lambda step: input `{"db_instance_identifier": ...}`, output a [`Removal`].
 pub struct Teardown<R> {
-    clients: Clients,
+    stack_name: String,
     step: R,
 }
 
@@ -48,19 +37,12 @@ impl<R: Removes> Step for Teardown<R> {
     type Output = Removal;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        let clients = Clients {
-            settings: settings.clone(),
-            ec2: aws_sdk_ec2::Client::new(sdk),
-            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
-            tidb_cloud: settings.tidb_cloud(sdk)?,
-        };
-        Ok(Self { clients, step: R::default() })
+        Ok(Self { stack_name: settings.stack_name.clone(), step: R::new(sdk, settings)? })
     }
 
     async fn run(&self, request: DbInstanceRequest) -> Result<Removal, StepError> {
         let database = DatabaseRef::parse(&request.db_instance_identifier)?;
-        let ownership = Ownership::new(&self.clients.settings.stack_name, &database.key());
-        self.step.remove(&self.clients, &ownership).await
+        self.step.remove(&Ownership::new(&self.stack_name, &database.key())).await
     }
 }
 

@@ -7,25 +7,32 @@
 use aws_sdk_ec2::types::{Filter, IpPermission, UserIdGroupPair};
 use tracing::info;
 
-use super::{Clients, Removes, Teardown};
+use aws_config::SdkConfig;
+
+use super::{Removes, Teardown};
 use crate::naming::Ownership;
 use crate::payload::Removal;
 use crate::resources::{find_security_group, security_group_id};
-use crate::{aws, StepError};
+use crate::{aws, Settings, StepError};
 
 pub type RemoveSecurityGroups = Teardown<SecurityGroupsRemoval>;
 
-#[derive(Default)]
-pub struct SecurityGroupsRemoval;
+pub struct SecurityGroupsRemoval {
+    ec2: aws_sdk_ec2::Client,
+}
 
 impl Removes for SecurityGroupsRemoval {
-    async fn remove(&self, clients: &Clients, ownership: &Ownership) -> Result<Removal, StepError> {
-        let ec2 = &clients.ec2;
+    fn new(sdk: &SdkConfig, _settings: &Settings) -> Result<Self, StepError> {
+        Ok(Self { ec2: aws_sdk_ec2::Client::new(sdk) })
+    }
+
+    async fn remove(&self, ownership: &Ownership) -> Result<Removal, StepError> {
+        let ec2 = &self.ec2;
         let Some(group) = find_security_group(ec2, &ownership).await? else {
             return Ok(Removal::nothing());
         };
         let group_id = security_group_id(&group)?.to_owned();
-        let mut removed = revoke_rules_referring_to(&clients.ec2, &group_id).await?;
+        let mut removed = revoke_rules_referring_to(ec2, &group_id).await?;
         match ec2.delete_security_group().group_id(&group_id).send().await {
             Ok(_) => {}
             Err(e) if aws::error_code(&e) == Some("DependencyViolation") => {

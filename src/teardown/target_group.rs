@@ -2,21 +2,28 @@
 
 use tracing::info;
 
-use super::{Clients, Removes, Teardown};
+use aws_config::SdkConfig;
+
+use super::{Removes, Teardown};
 use crate::naming::resource_name;
 use crate::naming::Ownership;
 use crate::payload::Removal;
 use crate::resources::{ensure_elb_owned, find_target_group, target_group_arn};
-use crate::{aws, StepError};
+use crate::{aws, Settings, StepError};
 
 pub type RemoveTargetGroup = Teardown<TargetGroupRemoval>;
 
-#[derive(Default)]
-pub struct TargetGroupRemoval;
+pub struct TargetGroupRemoval {
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+}
 
 impl Removes for TargetGroupRemoval {
-    async fn remove(&self, clients: &Clients, ownership: &Ownership) -> Result<Removal, StepError> {
-        let elb = &clients.elb;
+    fn new(sdk: &SdkConfig, _settings: &Settings) -> Result<Self, StepError> {
+        Ok(Self { elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk) })
+    }
+
+    async fn remove(&self, ownership: &Ownership) -> Result<Removal, StepError> {
+        let elb = &self.elb;
         let name = resource_name(&ownership.identifier);
         let Some(group) = find_target_group(elb, &name).await? else {
             return Ok(Removal::nothing());

@@ -4,29 +4,38 @@
 
 use tracing::{info, warn};
 
-use super::{Clients, Removes, Teardown};
+use aws_config::SdkConfig;
+
+use super::{Removes, Teardown};
 use crate::naming::Ownership;
 use crate::naming::TIDB_CLOUD_CLUSTER_TAG;
 use crate::payload::Removal;
 use crate::resources::{find_endpoint_service, tag_value};
-use crate::tidb_cloud::ConnectionState;
-use crate::StepError;
+use crate::tidb_cloud::{ConnectionState, TiDBCloud};
+use crate::{Settings, StepError};
 
 pub type RemoveTiDBCloudConnection = Teardown<TiDBCloudConnectionRemoval>;
 
-#[derive(Default)]
-pub struct TiDBCloudConnectionRemoval;
+pub struct TiDBCloudConnectionRemoval {
+    ec2: aws_sdk_ec2::Client,
+    /// Present when the stack has a TiDB Cloud API key.
+    tidb_cloud: Option<TiDBCloud>,
+}
 
 impl Removes for TiDBCloudConnectionRemoval {
-    async fn remove(&self, clients: &Clients, ownership: &Ownership) -> Result<Removal, StepError> {
-        let Some(service) = find_endpoint_service(&clients.ec2, &ownership).await? else {
+    fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
+        Ok(Self { ec2: aws_sdk_ec2::Client::new(sdk), tidb_cloud: settings.tidb_cloud(sdk)? })
+    }
+
+    async fn remove(&self, ownership: &Ownership) -> Result<Removal, StepError> {
+        let Some(service) = find_endpoint_service(&self.ec2, &ownership).await? else {
             return Ok(Removal::nothing());
         };
         let cluster = tag_value(service.tags(), TIDB_CLOUD_CLUSTER_TAG);
         let (Some(cluster), Some(service_name)) = (cluster, service.service_name()) else {
             return Ok(Removal::nothing());
         };
-        let Some(api) = &clients.tidb_cloud else {
+        let Some(api) = &self.tidb_cloud else {
             // Without a key the AWS side must still go: TiDB Cloud shows the connection as failed.
             warn!(db_instance = %ownership.identifier, cluster, "no TiDB Cloud API key: delete the private link connection in TiDB Cloud by hand");
             return Ok(Removal::nothing());
