@@ -99,13 +99,14 @@ def function(emu: dict[str, Any], name: str, timeout: int = 3, **route_extra: An
     return arn
 
 
-def state_machine(emu: dict[str, Any], name: str, definition: dict[str, Any], actions: list[str]) -> str:
+def state_machine(emu: dict[str, Any], name: str, definition: dict[str, Any], actions: list[str],
+                  resource: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:*") -> str:
+    """A state machine whose role (``<name>-role``) may do ``actions`` on ``resource``."""
     iam = client(emu, "iam")
     role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
     if actions:
         iam.put_role_policy(RoleName=f"{name}-role", PolicyName="p", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions,
-                                                     "Resource": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:*"}]}))
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}]}))
     return client(emu, "stepfunctions").create_state_machine(name=name, definition=json.dumps(definition), roleArn=role)["stateMachineArn"]
 
 
@@ -224,13 +225,7 @@ def test_a_put_events_task_fails_under_awss_names(emu: dict[str, Any], fault: st
     definition = {"StartAt": "Tell", "States": {"Tell": {
         "Type": "Task", "Resource": "arn:aws:states:::events:putEvents", "End": True,
         "Parameters": {"Entries": [{"Source": "custom.tell", "DetailType": "t", "Detail": {"x": 1}}]}}}}
-    name = f"sm-put-events-{fault}"
-    iam = client(emu, "iam")
-    role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
-    iam.put_role_policy(RoleName=f"{name}-role", PolicyName="p", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "events:PutEvents", "Resource": "*"}]}))
-    machine = client(emu, "stepfunctions").create_state_machine(name=name, definition=json.dumps(definition),
-                                                                 roleArn=role)["stateMachineArn"]
+    machine = state_machine(emu, f"sm-put-events-{fault}", definition, ["events:PutEvents"], resource="*")
     with faults(emu, {"action": "events:PutEvents", "fault": fault}):
         failed = run(emu, machine, {})
     assert (failed["status"], failed["error"]) == ("FAILED", error), failed
@@ -282,19 +277,11 @@ def test_a_duplicate_delivery_fault_delivers_one_message_twice(emu: dict[str, An
     sns = client(emu, "sns")
     topic = sns.create_topic(Name="twice")["TopicArn"]
     sns.subscribe(TopicArn=topic, Protocol="lambda", Endpoint=arn)
-    post(emu, "/_emulator/faults", json.dumps({"faults": [{"action": "sns:Publish", "fault": "duplicate-delivery"}]}).encode())
-    try:
+    with faults(emu, {"action": "sns:Publish", "fault": "duplicate-delivery"}):
         first = sns.publish(TopicArn=topic, Message="once")["MessageId"]
         second = sns.publish(TopicArn=topic, Message="and again")["MessageId"]
-        for _ in range(50):
-            ids = [body["Records"][0]["Sns"]["MessageId"] for name, body in emu["watch"].calls if name == "bin-twice"]
-            if len(ids) >= 3:
-                break
-            time.sleep(0.1)
-        assert sorted(ids) == sorted([first, first, second]), ids
-    finally:
-        request = urllib.request.Request(emu["url"] + "/_emulator/faults", method="DELETE")
-        urllib.request.urlopen(request, timeout=10).read()
+        ids = [body["Records"][0]["Sns"]["MessageId"] for body in calls_of(emu, "bin-twice", 3)]
+    assert sorted(ids) == sorted([first, first, second]), ids
 
 
 def test_a_failed_async_invocation_is_retried_then_recorded_to_its_on_failure_queue(emu: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import datetime
 import functools
-from typing import Any
+from typing import Any, Callable
 
 from ._common import wrap
 
@@ -109,51 +109,26 @@ def _from_boto(value: Any, shape: Any) -> Any:
     return value
 
 
-def lambda_service_error(ex: Exception) -> tuple[str, str] | None:
-    """(error, cause) of a Lambda invocation that failed in the Lambda service or on the way."""
-    from botocore.exceptions import ClientError, HTTPClientError
-
-    if isinstance(ex, ClientError):
-        return f"Lambda.{ex.response['Error']['Code']}", ex.response["Error"].get("Message", "")
-    if isinstance(ex, HTTPClientError):
-        return "Lambda.SdkClientException", f"Unable to execute HTTP request: {ex}"
-    return None
-
-
-def events_service_error(ex: Exception) -> tuple[str, str] | None:
-    """(error, cause) of a PutEvents call that EventBridge refused or did not answer."""
+def service_error(service: str, ex: Exception, refused: Callable[[str], str]) -> tuple[str, str] | None:
+    """(error, cause) of an integration's call that ``service`` refused (its error named by
+    ``refused`` from the service's error code) or left unanswered; None for any other failure."""
     from botocore.exceptions import ClientError, HTTPClientError
 
     if isinstance(ex, ClientError):
         error = ex.response["Error"]
-        return "EventBridge.EventBridgeException", f"{error.get('Message', '')} (Service: EventBridge, " \
-                                                   f"Error Code: {error.get('Code')})"
+        return f"{service}.{refused(error.get('Code', ''))}", f"{error.get('Message', '')} (Service: {service}, " \
+                                                              f"Error Code: {error.get('Code')})"
     if isinstance(ex, HTTPClientError):
-        return "EventBridge.SdkClientException", f"Unable to execute HTTP request: {ex}"
+        return f"{service}.SdkClientException", f"Unable to execute HTTP request: {ex}"
     return None
 
 
-def task_failure(task: Any, env: Any, error: str, cause: str) -> Any:
-    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+def failure(env: Any, error: str, event_type: Any, details: Any) -> Any:
     from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
-    return FailureEvent(env=env, error_name=CustomErrorName(error), event_type=HistoryEventType.TaskFailed,
-                        event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
-                            resource=task._get_sfn_resource(), resourceType=task._get_sfn_resource_type(),
-                            error=error, cause=cause)))
-
-
-def lambda_failure(env: Any, error: str, cause: str) -> Any:
-    from moto.stepfunctions.parser.api import HistoryEventType, LambdaFunctionFailedEventDetails
-    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
-
-    return FailureEvent(env=env, error_name=CustomErrorName(error), event_type=HistoryEventType.LambdaFunctionFailed,
-                        event_details=EventDetails(lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(
-                            error=error, cause=cause)))
+    return FailureEvent(env=env, error_name=CustomErrorName(error), event_type=event_type,
+                        event_details=details)
 
 
 def apply() -> None:
@@ -170,25 +145,36 @@ def apply() -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
         StateTaskServiceSfn,
     )
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import StateTaskLambda
-
+    from moto.stepfunctions.parser.api import (
+        HistoryEventType,
+        LambdaFunctionFailedEventDetails,
+        TaskFailedEventDetails,
+    )
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_events import (
         StateTaskServiceEvents,
     )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import StateTaskLambda
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
     @wrap(StateTaskLambda, "_from_error")
     def _from_error(original, self, env, ex):  # type: ignore[no-untyped-def]
-        named = lambda_service_error(ex)
+        named = service_error("Lambda", ex, lambda code: code)
         if named is None:
             return original(self, env, ex)
-        return lambda_failure(env, *named)
+        error, cause = named
+        return failure(env, error, HistoryEventType.LambdaFunctionFailed, EventDetails(
+            lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(error=error, cause=cause)))
 
     @wrap(StateTaskServiceEvents, "_from_error")
     def _events_from_error(original, self, env, ex):  # type: ignore[no-untyped-def]
-        named = events_service_error(ex)
+        # The Java SDK's EventBridgeException for every refusal (PutEvents models no error of its own
+        # that the emulator answers).
+        named = service_error("EventBridge", ex, lambda code: "EventBridgeException")
         if named is None:
             return original(self, env, ex)
-        return task_failure(self, env, *named)
+        error, cause = named
+        return failure(env, error, HistoryEventType.TaskFailed, EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
+            resource=self._get_sfn_resource(), resourceType=self._get_sfn_resource_type(), error=error, cause=cause)))
 
     @wrap(StateTaskServiceSfn, "_normalise_parameters")
     def _normalise_parameters(original, self, parameters, boto_service_name=None,  # type: ignore[no-untyped-def]
