@@ -144,13 +144,19 @@ class Matrix:
 
     def run(self, workflow: str) -> dict[str, Any]:
         """Starts ``workflow`` as a user does (tag on, tag off) and follows it to its end."""
+        [execution] = self.runs(workflow, 1)
+        return execution
+
+    def runs(self, workflow: str, executions: int) -> list[dict[str, Any]]:
+        """The tag change of ``run``, and the ``executions`` it starts (more than one for a
+        duplicated event), each followed to its end."""
         known = self.driver.known(workflow)
         if workflow == "provision":
             scenario.opt_in(self.aws, self.db["DBInstanceArn"])
         else:
             self.aws("rds").remove_tags_from_resource(ResourceName=self.db["DBInstanceArn"], TagKeys=[scenario.OPT_IN_TAG])
-        [arn] = self.driver.new_executions(workflow, IDENTIFIER, known)
-        return self.driver.run_to_end(arn, timeout=300)
+        arns = self.driver.new_executions(workflow, IDENTIFIER, known, count=executions)
+        return [self.driver.run_to_end(arn, timeout=300) for arn in arns]
 
     def start(self, workflow: str) -> dict[str, Any]:
         """Runs ``workflow`` again as an operator does (StartExecution with the database), to its end."""
@@ -172,9 +178,13 @@ class Matrix:
             left = self.double.faults()[name]
             self.double.faults(**{name: 0})
             return 1 - left
-        fired = sum(f["fired"] for f in control.route(self.stack["endpoint"], "/_emulator/faults")[1]["faults"])
+        return sum(self.disarm_all().values())
+
+    def disarm_all(self) -> dict[str, int]:
+        """Disarms the emulator's faults; how often each action's fault fired."""
+        armed = control.route(self.stack["endpoint"], "/_emulator/faults")[1]["faults"]
         control.faults(self.stack["endpoint"], None)
-        return fired
+        return {f["action"]: f["fired"] for f in armed}
 
     # -- one cell -------------------------------------------------------------------------------
 
@@ -341,20 +351,11 @@ def test_every_delivery_made_twice_duplicates_nothing(matrix: Matrix, clean: Any
     if matrix.counts() != nothing:
         assert matrix.run("deprovision")["status"] == "SUCCEEDED"
     for workflow, want in (("provision", leaves), ("deprovision", nothing)):
-        known = matrix.driver.known(workflow)
         control.faults(matrix.stack["endpoint"], DUPLICATES)
         try:
-            if workflow == "provision":
-                scenario.opt_in(matrix.aws, matrix.db["DBInstanceArn"])
-            else:
-                matrix.aws("rds").remove_tags_from_resource(ResourceName=matrix.db["DBInstanceArn"],
-                                                            TagKeys=[scenario.OPT_IN_TAG])
-            arns = matrix.driver.new_executions(workflow, IDENTIFIER, known, count=2)
-            ended = [matrix.driver.run_to_end(arn, timeout=300) for arn in arns]
+            ended = matrix.runs(workflow, 2)
         finally:
-            armed = control.route(matrix.stack["endpoint"], "/_emulator/faults")[1]["faults"]
-            fired = {f["action"]: f["fired"] for f in armed}
-            control.faults(matrix.stack["endpoint"], None)
+            fired = matrix.disarm_all()
         report(f"every delivery twice, {workflow}: executions {[e['status'] for e in ended]}, duplicates {fired}, "
                f"left {matrix.counts()}")
         assert [e["status"] for e in ended] == ["SUCCEEDED", "SUCCEEDED"], [why(e) for e in ended]
