@@ -1,6 +1,6 @@
 """scripts/bench: what the product costs, one table per part (README, "Benchmarks").
 
-  cold-start    every function's release binary: exec -> its first request to a minimal Lambda
+  cold-start    each function (the release binary, its Handler as _HANDLER): exec -> its first request to a minimal Lambda
                 Runtime API on 127.0.0.1 (init), and -> its first answer to an invocation against
                 a local emulator (init + first invocation); peak RSS at init; medians of --runs.
                 Beside them, bench/bare-lambda (lambda_runtime + aws-config + the SDK clients,
@@ -10,8 +10,10 @@
                 minus the waits AWS imposes (NLB, target health, acceptance).
   wave          --wave-sizes instances tagged at once, then untagged at once, under the emulator's
                 API throttling with AWS's token buckets.
-  build         the release binaries' sizes; with --cold-build, the time of a release build from
-                nothing (a fresh target directory).
+  build         the release binary's size (this machine's architecture); with --cold-build, the
+                time of a release build from nothing (a fresh target directory).
+  sam-build     (only when named) `sam build` as a user runs it, arm64, from nothing: its time and
+                each function's bootstrap size.
   faults        (only when named: `scripts/bench faults`) the fault matrix in full, every fault
                 kind at every mutating call of a provisioning and a teardown
                 (tests/e2e/test_fault_matrix.py with FAULT_MATRIX=full): the matrix and its totals.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,11 +39,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tests/emulator"))
+from check_definitions import load_template, resources_of  # noqa: E402
 from local_stack import scenario, wave  # noqa: E402
 
-FUNCTIONS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "Cargo.toml").exists())
+# Every function runs the one binary of functions/; its Handler (the process's _HANDLER) names its step.
+BINARY = "tidb-privatelink-functions"
+FUNCTIONS = sorted(f["Properties"]["Handler"] for _, f in resources_of(load_template(ROOT / "template.yaml"),
+                                                                       "AWS::Serverless::Function"))
 PARTS = ("cold-start", "provisioning", "wave", "build")
-OPTIONAL_PARTS = ("faults",)  # run only when named
+OPTIONAL_PARTS = ("sam-build", "faults")  # run only when named
 # What the template's Globals give every function, with values that let each one start.
 FUNCTION_ENV = {"STACK_NAME": "bench", "TIDB_CLOUD_ACCOUNT_ID": "380838443567", "TIDB_CLOUD_AZ_IDS": "use1-az1,use1-az2",
                 "OPT_IN_TAG_KEY": "tidb-privatelink", "CONNECTION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench",
@@ -126,9 +133,9 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
-def cold_start_once(argv: list[str], endpoint: str) -> dict[str, Any]:
+def cold_start_once(argv: list[str], handler: str, endpoint: str) -> dict[str, Any]:
     api = RuntimeApi()
-    env = {"PATH": os.environ.get("PATH", ""), **FUNCTION_ENV, "AWS_ENDPOINT_URL": endpoint,
+    env = {"PATH": os.environ.get("PATH", ""), **FUNCTION_ENV, "_HANDLER": handler, "AWS_ENDPOINT_URL": endpoint,
            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.server.server_port}", "AWS_LAMBDA_FUNCTION_NAME": "bench"}
     started = time.perf_counter()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -153,14 +160,14 @@ def cold_start(functions: list[str], runs: int, release: Path) -> None:
 
     process, ready = start_emulator("--watch-pid", str(os.getpid()))
     endpoint = f"http://127.0.0.1:{ready['port']}"
-    candidates = [(f, [str(release / f)]) for f in functions]
+    candidates = [(f, [str(release / BINARY)]) for f in functions]
     candidates += [("bare-lambda (baseline)", [str(release / "bare-lambda")]),
                    ("boto3 (Python)", [str(ROOT / ".venv/bin/python"), str(ROOT / "bench/boto3_lambda.py")])]
     medians: dict[str, dict[str, float]] = {}
     rows = []
     try:
         for name, argv in candidates:
-            samples = [cold_start_once(argv, endpoint) for _ in range(runs)]
+            samples = [cold_start_once(argv, name, endpoint) for _ in range(runs)]
             m = {k: statistics.median(s[k] for s in samples) for k in ("init_ms", "first_ms", "rss_mib")}
             medians[name] = m
             rows.append([name, f"{m['init_ms']:.1f}", f"{m['first_ms']:.1f}", f"{m['rss_mib']:.1f}",
@@ -305,21 +312,37 @@ def waves(sizes: list[int]) -> None:
 # --- build -------------------------------------------------------------------------------------------
 
 
-def build(functions: list[str], cold: bool) -> Path:
-    """Release binaries of ``functions`` and the baseline; with ``cold``, from a fresh target dir."""
-    packages = [a for f in [*functions, "bare-lambda"] for a in ("-p", f)]
+def build(cold: bool) -> Path:
+    """The release binary and the baseline, for this machine; with ``cold``, from a fresh target dir."""
     target = Path(tempfile.mkdtemp(prefix="bench-target-")) if cold else ROOT / "target"
     started = time.time()
-    subprocess.run(["cargo", "build", "--release", "--locked", *packages], cwd=ROOT, check=True,
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", BINARY, "-p", "bare-lambda"], cwd=ROOT, check=True,
                    env={**os.environ, "CARGO_TARGET_DIR": str(target)})
     seconds = time.time() - started
     release = target / "release"
-    rows = [[f, f"{(release / f).stat().st_size / 2**20:.2f}"] for f in [*functions, "bare-lambda"]]
-    table(f"Build (cargo build --release: opt-level z, fat LTO, 1 codegen unit, stripped; {os.cpu_count()} cores)",
+    rows = [[b, f"{(release / b).stat().st_size / 2**20:.2f}"] for b in [BINARY, "bare-lambda"]]
+    table(f"Build (cargo build --release: opt-level z, fat LTO, stripped; {os.cpu_count()} cores; {os.uname().machine})",
           ["binary", "size MiB"], rows)
-    print(f"\n{'cold' if cold else 'incremental'} release build of {len(functions)} functions + baseline: "
+    print(f"\n{'cold' if cold else 'incremental'} release build of the functions' binary + baseline: "
           f"{seconds:.0f} s{'' if cold else ' (run with --cold-build for the time from nothing)'}")
     return release
+
+
+def sam_build() -> None:
+    """`sam build` as a user runs it (arm64, samconfig.toml's options), from nothing: a fresh cargo
+    target directory and build directory; its time and the size of each function's bootstrap."""
+    scratch = Path(tempfile.mkdtemp(prefix="bench-sam-build-"))
+    env = {**os.environ, "CARGO_TARGET_DIR": str(scratch / "target"), "SAM_CLI_TELEMETRY": "0",
+           "PATH": f"{ROOT / '.venv-tools/bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    started = time.time()
+    subprocess.run([str(ROOT / ".venv-tools/bin/sam"), "build", "--beta-features", "--build-dir", str(scratch / "build")],
+                   cwd=ROOT, check=True, env=env)
+    seconds = time.time() - started
+    sizes = Counter(f"{p.stat().st_size / 2**20:.2f}" for p in (scratch / "build").glob("*/bootstrap"))
+    table(f"sam build (arm64, cold: no cargo target or build directory; {os.cpu_count()} cores)",
+          ["bootstrap size MiB", "functions"], [[size, count] for size, count in sorted(sizes.items())])
+    print(f"\nsam build from nothing: {seconds:.0f} s")
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -329,8 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated subset of {','.join(PARTS + OPTIONAL_PARTS)}")
     parser.add_argument("--functions", default=",".join(FUNCTIONS),
-                        help="comma-separated functions to build and cold-start (default: all; a release build "
-                             "of all takes about 40 minutes on 2 cores)")
+                        help="comma-separated functions (Handlers) to cold-start (default: all)")
     parser.add_argument("--runs", type=int, default=10, help="cold starts per binary (median)")
     parser.add_argument("--wave-sizes", default="10,100", help="comma-separated wave sizes")
     parser.add_argument("--cold-build", action="store_true", help="time the release build from a fresh target dir")
@@ -342,7 +364,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown part or function: {', '.join(unknown)}")
     release = ROOT / "target/release"
     if "build" in parts or "cold-start" in parts:
-        release = build(functions, args.cold_build)
+        release = build(args.cold_build)
+    if "sam-build" in parts:
+        sam_build()
     if "cold-start" in parts:
         cold_start(functions, args.runs, release)
     if "provisioning" in parts:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Cross-checks that neither `sam validate --lint` nor asl-validator makes: the wiring between
-template.yaml, the state machine definitions under statemachine/, and the Rust crates under
+template.yaml, the state machine definitions under statemachine/, and the Rust crate
 functions/, plus the IAM red lines.
 
 1. Every `${...}` placeholder in a state machine's definition file (its DefinitionUri) is a key of
@@ -8,8 +8,9 @@ functions/, plus the IAM red lines.
 2. Every Task's Lambda placeholder (`Resource`, or `Parameters.FunctionName` of lambda:invoke)
    maps to `!GetAtt <Function>.Arn` of a function in the template.
 3. Every statemachine/*.asl.json is the DefinitionUri of some state machine.
-4. Every function is built by cargo lambda from `functions/<Binary>/`, whose Cargo.toml names
-   that package (and binary).
+4. Every function is the one binary of the crate `functions/`, built by cargo lambda, and its
+   Handler is a step that binary's table (functions/src/main.rs) serves; every step is some
+   function's.
 5. Every function has a role of its own with inline policy statements, and no Allow statement
    anywhere grants "*", "<service>:*", NotAction, or iam:PassRole on "*".
 
@@ -201,36 +202,48 @@ def check_orphan_definitions(root: Path, template: dict[str, Any]) -> Result:
     return result
 
 
+FUNCTIONS_CRATE = "functions"
+# One arm of the binary's step table (functions/src/main.rs): `"inspect-database" => ...`.
+_STEP_ARM = re.compile(r'^\s*"([a-z0-9-]+)"\s*=>', re.MULTILINE)
+
+
+def _functions_crate(root: Path, result: Result) -> tuple[str | None, set[str]]:
+    """The binary the crate functions/ builds, and the handlers its step table serves."""
+    manifest = root / FUNCTIONS_CRATE / "Cargo.toml"
+    main = root / FUNCTIONS_CRATE / "src" / "main.rs"
+    try:
+        cargo = tomllib.loads(manifest.read_text(encoding="utf-8"))
+        source = main.read_text(encoding="utf-8")
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        result.problems.append(f"{FUNCTIONS_CRATE}/: cannot read the functions crate: {e}")
+        return None, set()
+    bins = [b.get("name") for b in cargo.get("bin") or []] or [(cargo.get("package") or {}).get("name")]
+    if len(bins) != 1:
+        result.problems.append(f"{FUNCTIONS_CRATE}/Cargo.toml builds {bins}, not one binary")
+        return None, set()
+    return bins[0], set(_STEP_ARM.findall(source))
+
+
 def check_binaries(root: Path, template: dict[str, Any]) -> Result:
-    result = Result("each function's Binary is the crate functions/<Binary>/")
-    seen: dict[str, str] = {}
+    result = Result("every function runs the one binary of functions/, its Handler a step that binary serves")
+    binary, served = _functions_crate(root, result)
+    handled: dict[str, str] = {}
     for name, function in resources_of(template, SERVERLESS_FUNCTION):
         result.checked += 1
         metadata = function.get("Metadata") or {}
-        binary = (metadata.get("BuildProperties") or {}).get("Binary")
         if metadata.get("BuildMethod") != "rust-cargolambda":
             result.problems.append(f"{name}: Metadata.BuildMethod is not rust-cargolambda")
-        if not isinstance(binary, str) or not binary:
-            result.problems.append(f"{name}: Metadata.BuildProperties.Binary is missing")
-            continue
-        if binary in seen:
-            result.problems.append(f"{name}: Binary {binary} is also {seen[binary]}'s")
-        seen[binary] = name
-        manifest = root / "functions" / binary / "Cargo.toml"
-        if not manifest.is_file():
-            result.problems.append(f"{name}: Binary {binary} has no crate (functions/{binary}/Cargo.toml)")
-            continue
-        try:
-            cargo = tomllib.loads(manifest.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as e:
-            result.problems.append(f"{name}: functions/{binary}/Cargo.toml does not parse: {e}")
-            continue
-        package = (cargo.get("package") or {}).get("name")
-        if package != binary:
-            result.problems.append(f"{name}: functions/{binary}/Cargo.toml names package {package!r}, not {binary!r}")
-        bins = [b.get("name") for b in cargo.get("bin") or []]
-        if bins and binary not in bins:
-            result.problems.append(f"{name}: functions/{binary}/Cargo.toml builds binaries {bins}, not {binary!r}")
+        named = (metadata.get("BuildProperties") or {}).get("Binary")
+        if binary and named != binary:
+            result.problems.append(f"{name}: Metadata.BuildProperties.Binary is {named!r}, not {binary!r}")
+        handler = (function.get("Properties") or {}).get("Handler")
+        if handler in handled:
+            result.problems.append(f"{name}: Handler {handler} is also {handled[handler]}'s")
+        elif binary and handler not in served:
+            result.problems.append(f"{name}: Handler {handler!r} is not a step {FUNCTIONS_CRATE}/src/main.rs serves")
+        handled[handler] = name
+    for unused in sorted(served - set(handled)):
+        result.problems.append(f"{FUNCTIONS_CRATE}/src/main.rs serves {unused!r}, the Handler of no function")
     return result
 
 
@@ -300,6 +313,30 @@ def check_timeouts(root: Path, template: dict[str, Any]) -> Result:
     return result
 
 
+SECRET_VARIABLE = "TIDB_CLOUD_API_KEY_SECRET_ARN"
+
+
+def _variables(node: dict[str, Any]) -> dict[str, Any]:
+    return ((node.get("Environment") or {}).get("Variables")) or {}
+
+
+def check_secret_environment(root: Path, template: dict[str, Any]) -> Result:
+    result = Result(f"{SECRET_VARIABLE} reaches exactly the functions whose role may read the secret")
+    if SECRET_VARIABLE in _variables((template.get("Globals") or {}).get("Function") or {}):
+        result.problems.append(f"Globals.Function: {SECRET_VARIABLE} would reach every function")
+    for name, function in resources_of(template, SERVERLESS_FUNCTION):
+        result.checked += 1
+        properties = function.get("Properties") or {}
+        actions = {a for _, s in _statements(properties.get("Policies"), name) for a in _as_list(s.get("Action"))}
+        reads = "secretsmanager:GetSecretValue" in actions
+        told = SECRET_VARIABLE in _variables(properties)
+        if told and not reads:
+            result.problems.append(f"{name}: has {SECRET_VARIABLE} but its role may not read the secret")
+        elif reads and not told:
+            result.problems.append(f"{name}: may read the secret but has no {SECRET_VARIABLE}")
+    return result
+
+
 CHECKS: list[Callable[[Path, dict[str, Any]], Result]] = [
     check_substitutions,
     check_task_functions,
@@ -307,6 +344,7 @@ CHECKS: list[Callable[[Path, dict[str, Any]], Result]] = [
     check_binaries,
     check_policies,
     check_timeouts,
+    check_secret_environment,
 ]
 
 

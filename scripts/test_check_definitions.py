@@ -32,10 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 def project(tmp_path: Path) -> Path:
     shutil.copy(REPO / "template.yaml", tmp_path / "template.yaml")
     shutil.copytree(REPO / "statemachine", tmp_path / "statemachine")
-    for manifest in (REPO / "functions").glob("*/Cargo.toml"):
-        target = tmp_path / "functions" / manifest.parent.name
-        target.mkdir(parents=True)
-        shutil.copy(manifest, target / "Cargo.toml")
+    (tmp_path / "functions" / "src").mkdir(parents=True)
+    for part in ("Cargo.toml", "src/main.rs"):
+        shutil.copy(REPO / "functions" / part, tmp_path / "functions" / part)
     return tmp_path
 
 
@@ -180,26 +179,40 @@ def test_definition_without_state_machine(project: Path) -> None:
     only_failure(project, cd.check_orphan_definitions, "forgotten.asl.json")
 
 
-# --- 4. Binary names a crate ----------------------------------------------------------------------
+# --- 4. One binary, each Handler a step it serves --------------------------------------------------
 
 
-def test_binary_without_crate(project: Path) -> None:
+def test_a_function_built_from_another_binary(project: Path) -> None:
     edit_template(
         project,
-        lambda t: resources(t)["PlanZonesFunction"]["Metadata"]["BuildProperties"].update(Binary="plan-zone"),
+        lambda t: resources(t)["PlanZonesFunction"]["Metadata"]["BuildProperties"].update(Binary="plan-zones"),
     )
-    only_failure(project, cd.check_binaries, "has no crate")
+    only_failure(project, cd.check_binaries, "PlanZonesFunction: Metadata.BuildProperties.Binary is 'plan-zones'")
 
 
-def test_crate_with_another_package_name(project: Path) -> None:
-    manifest = project / "functions" / "target-group" / "Cargo.toml"
-    manifest.write_text(manifest.read_text().replace('name = "target-group"', 'name = "target-groups"'))
-    only_failure(project, cd.check_binaries, "names package 'target-groups'")
+def test_a_handler_the_binary_does_not_serve(project: Path) -> None:
+    edit_template(project, lambda t: resources(t)["PlanZonesFunction"]["Properties"].update(Handler="plan-zone"))
+    found = problems(project)
+    assert list(found) == [cd.check_binaries(project, cd.load_template(project / "template.yaml")).title], found
+    # Both ends: the misspelt Handler, and the step no function runs any more.
+    assert any("'plan-zone' is not a step" in p for p in next(iter(found.values()))), found
+    assert any("serves 'plan-zones', the Handler of no function" in p for p in next(iter(found.values()))), found
+
+
+def test_two_functions_with_one_handler(project: Path) -> None:
+    edit_template(project, lambda t: resources(t)["TargetGroupFunction"]["Properties"].update(Handler="plan-zones"))
+    only_failure(project, cd.check_binaries, "Handler plan-zones is also")
+
+
+def test_a_step_table_arm_removed(project: Path) -> None:
+    main = project / "functions" / "src" / "main.rs"
+    main.write_text("\n".join(l for l in main.read_text().splitlines() if '"notify" =>' not in l))
+    only_failure(project, cd.check_binaries, "NotifyFunction: Handler 'notify' is not a step")
 
 
 def test_function_without_cargo_lambda_build(project: Path) -> None:
     edit_template(project, lambda t: resources(t)["LoadBalancerFunction"].pop("Metadata"))
-    only_failure(project, cd.check_binaries, "Binary is missing")
+    only_failure(project, cd.check_binaries, "BuildMethod is not rust-cargolambda")
 
 
 # --- 5. policies ----------------------------------------------------------------------------------
@@ -266,6 +279,29 @@ def test_a_tidb_cloud_function_with_the_default_timeout_is_caught(project: Path)
     found = problems(project)
     assert list(found) == ["functions that call TiDB Cloud outlast one TiDB Cloud call's worst case"], found
     assert "ConnectTiDBCloudFunction" in found[next(iter(found))][0]
+
+
+def test_the_tidb_cloud_secret_in_globals_is_caught(project: Path) -> None:
+    def to_globals(t: dict[str, Any]) -> None:
+        t["Globals"]["Function"]["Environment"]["Variables"][cd.SECRET_VARIABLE] = {"Ref": "TiDBCloudApiKeySecretArn"}
+
+    edit_template(project, to_globals)
+    only_failure(project, cd.check_secret_environment, "Globals.Function")
+
+
+def test_the_tidb_cloud_secret_given_to_a_function_that_may_not_read_it_is_caught(project: Path) -> None:
+    def to_target_group(t: dict[str, Any]) -> None:
+        t["Resources"]["TargetGroupFunction"]["Properties"]["Environment"] = {
+            "Variables": {cd.SECRET_VARIABLE: {"Ref": "TiDBCloudApiKeySecretArn"}}}
+
+    edit_template(project, to_target_group)
+    only_failure(project, cd.check_secret_environment, "TargetGroupFunction: has")
+
+
+def test_a_function_that_may_read_the_secret_without_its_arn_is_caught(project: Path) -> None:
+    edit_template(project, lambda t: t["Resources"]["PlanZonesFunction"]["Properties"]["Environment"]["Variables"]
+                  .pop(cd.SECRET_VARIABLE))
+    only_failure(project, cd.check_secret_environment, "PlanZonesFunction: may read")
 
 
 # --- statemachines.py --check ----------------------------------------------------------------------

@@ -3,7 +3,7 @@
 //! Each provisioning step of the state machine lives in its own module under [`steps`], each a
 //! [`Step`]: built from the SDK configuration and [`Settings`], run on plain inputs. Nothing here
 //! knows Lambda; the crate `tidb-privatelink-lambda` (`lambda/`) adapts Lambda's events and error
-//! reports, and the crates under `functions/` only name the step each Lambda runs. Everything a
+//! reports, and the binary of `functions/` runs the step its Handler names. Everything a
 //! step needs to find its earlier work (names, tags) is in [`naming`]; what flows between states
 //! is in [`payload`].
 

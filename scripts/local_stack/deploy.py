@@ -31,6 +31,7 @@ class Function:
     arn: str
     role_arn: str
     binary: str
+    handler: str
     timeout: int
     environment: dict[str, str]
     log_format: str | None
@@ -267,6 +268,7 @@ class Deployer:
                 arn=created["FunctionArn"],
                 role_arn=p["Role"],
                 binary=binary,
+                handler=kwargs["Handler"],
                 timeout=kwargs["Timeout"],
                 environment=environment,
                 log_format=logging.get("LogFormat"),

@@ -162,7 +162,7 @@ def build(packages: list[str]) -> None:
     args = ["cargo", "build"]
     for package in sorted(set(packages)):
         args += ["-p", package]
-    _say(f"building {len(set(packages))} functions: {' '.join(args)}")
+    _say(f"building {', '.join(sorted(set(packages)))}: {' '.join(args)}")
     started = time.time()
     result = subprocess.run(args, cwd=ROOT)
     if result.returncode != 0:
@@ -217,10 +217,11 @@ def _env_file_line(key: str, value: str) -> str:
 
 def function_environment(function: Function, endpoint: str, region: str, dns_port: int,
                          credentials: dict[str, str]) -> dict[str, str]:
-    """What Lambda gives the function's process: the template's variables, the region, the role's
-    credentials, the log settings; plus where AWS and DNS are on this machine."""
+    """What Lambda gives the function's process: the template's variables, its handler, the
+    region, the role's credentials, the log settings; plus where AWS and DNS are on this machine."""
     env = dict(function.environment)
     env.update({
+        "_HANDLER": function.handler,
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
         "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
@@ -431,7 +432,7 @@ def up(options: Options) -> dict[str, Any]:
     if missing:
         raise StackError(f"no cargo package builds the binaries {missing} named in {options.template}")
     if options.build:
-        build([packages[b["binary"]] for b in binaries.values()])
+        build(sorted({packages[b["binary"]] for b in binaries.values()}))
 
     port = options.port or free_port()
     dns_port = options.dns_port or free_port()
