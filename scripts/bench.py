@@ -1,8 +1,9 @@
 """scripts/bench: what the product costs, one table per part (README, "Benchmarks").
 
-  cold-start    each function (the release binary, its Handler as _HANDLER): exec -> its first request to a minimal Lambda
-                Runtime API on 127.0.0.1 (init), and -> its first answer to an invocation against
-                a local emulator (init + first invocation); peak RSS at init; medians of --runs.
+  cold-start    each function (the release binary, its Handler as _HANDLER): exec -> its first
+                request to a minimal Lambda Runtime API on 127.0.0.1 (init), and -> its first
+                answer to an invocation against a local emulator (init + first invocation); peak
+                RSS at init; medians of --runs.
                 Beside them, bench/bare-lambda (lambda_runtime + aws-config + the SDK clients,
                 built the same way) and bench/boto3_lambda.py (the same clients in Python/boto3).
   provisioning  one provisioning and one teardown on a local stack: AWS calls by action, Lambda
@@ -42,10 +43,11 @@ sys.path.insert(0, str(ROOT / "tests/emulator"))
 from check_definitions import load_template, resources_of  # noqa: E402
 from local_stack import scenario, wave  # noqa: E402
 
-# Every function runs the one binary of functions/; its Handler (the process's _HANDLER) names its step.
-BINARY = "tidb-privatelink-functions"
-FUNCTIONS = sorted(f["Properties"]["Handler"] for _, f in resources_of(load_template(ROOT / "template.yaml"),
-                                                                       "AWS::Serverless::Function"))
+# Every function runs the one binary of functions/ (its Metadata's Binary, the same for all, as
+# check_definitions.py holds); its Handler (the process's _HANDLER) names its step.
+_FUNCTIONS = [f for _, f in resources_of(load_template(ROOT / "template.yaml"), "AWS::Serverless::Function")]
+(BINARY,) = {f["Metadata"]["BuildProperties"]["Binary"] for f in _FUNCTIONS}
+FUNCTIONS = sorted(f["Properties"]["Handler"] for f in _FUNCTIONS)
 PARTS = ("cold-start", "provisioning", "wave", "build")
 OPTIONAL_PARTS = ("sam-build", "faults")  # run only when named
 # What the template's Globals give every function, with values that let each one start.
@@ -334,16 +336,18 @@ def sam_build() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-sam-build-"))
     env = {**os.environ, "CARGO_TARGET_DIR": str(scratch / "target"), "SAM_CLI_TELEMETRY": "0",
            "PATH": f"{ROOT / '.venv-tools/bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
-    started = time.time()
-    subprocess.run([str(ROOT / ".venv-tools/bin/sam"), "build", "--beta-features", "--build-dir", str(scratch / "build")],
-                   cwd=ROOT, check=True, env=env)
-    seconds = time.time() - started
-    # Functions with one build definition share one artifact directory, hence one file for all.
-    sizes = Counter(f"{p.stat().st_size / 2**20:.2f}" for p in (scratch / "build").glob("*/bootstrap"))
+    try:
+        started = time.time()
+        subprocess.run([str(ROOT / ".venv-tools/bin/sam"), "build", "--beta-features", "--build-dir",
+                        str(scratch / "build")], cwd=ROOT, check=True, env=env)
+        seconds = time.time() - started
+        # Functions with one build definition share one artifact directory, hence one file for all.
+        sizes = Counter(f"{p.stat().st_size / 2**20:.2f}" for p in (scratch / "build").glob("*/bootstrap"))
+    finally:  # a cold target directory is gigabytes
+        shutil.rmtree(scratch, ignore_errors=True)
     table(f"sam build (arm64, cold: no cargo target or build directory; {os.cpu_count()} cores)",
           ["bootstrap size MiB", "bootstrap files built"], [[size, count] for size, count in sorted(sizes.items())])
     print(f"\nsam build from nothing: {seconds:.0f} s")
-    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:

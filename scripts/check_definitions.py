@@ -298,13 +298,18 @@ def check_policies(root: Path, template: dict[str, Any]) -> Result:
 TIDB_CLOUD_CALL_WORST_CASE_SECONDS = 80
 
 
+def _reads_tidb_cloud_key(name: str, properties: dict[str, Any]) -> bool:
+    """Whether the function's role may read the TiDB Cloud key's secret, so it calls TiDB Cloud."""
+    actions = {a for _, s in _statements(properties.get("Policies"), name) for a in _as_list(s.get("Action"))}
+    return "secretsmanager:GetSecretValue" in actions
+
+
 def check_timeouts(root: Path, template: dict[str, Any]) -> Result:
     result = Result("functions that call TiDB Cloud outlast one TiDB Cloud call's worst case")
     default = ((template.get("Globals") or {}).get("Function") or {}).get("Timeout", 3)
     for name, function in resources_of(template, SERVERLESS_FUNCTION):
         properties = function.get("Properties") or {}
-        actions = {a for _, s in _statements(properties.get("Policies"), name) for a in _as_list(s.get("Action"))}
-        if "secretsmanager:GetSecretValue" not in actions:  # reads the API key: calls TiDB Cloud
+        if not _reads_tidb_cloud_key(name, properties):
             continue
         result.checked += 1
         timeout = properties.get("Timeout", default)
@@ -327,8 +332,7 @@ def check_secret_environment(root: Path, template: dict[str, Any]) -> Result:
     for name, function in resources_of(template, SERVERLESS_FUNCTION):
         result.checked += 1
         properties = function.get("Properties") or {}
-        actions = {a for _, s in _statements(properties.get("Policies"), name) for a in _as_list(s.get("Action"))}
-        reads = "secretsmanager:GetSecretValue" in actions
+        reads = _reads_tidb_cloud_key(name, properties)
         told = SECRET_VARIABLE in _variables(properties)
         if told and not reads:
             result.problems.append(f"{name}: has {SECRET_VARIABLE} but its role may not read the secret")

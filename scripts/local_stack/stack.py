@@ -432,7 +432,7 @@ def up(options: Options) -> dict[str, Any]:
     if missing:
         raise StackError(f"no cargo package builds the binaries {missing} named in {options.template}")
     if options.build:
-        build(sorted({packages[b["binary"]] for b in binaries.values()}))
+        build([packages[b["binary"]] for b in binaries.values()])
 
     port = options.port or free_port()
     dns_port = options.dns_port or free_port()
