@@ -23,6 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check_definitions as cd  # noqa: E402
+import check_linked  # noqa: E402
 import statemachines  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -321,3 +322,18 @@ def test_a_definition_edited_by_hand_is_caught(project: Path, capsys: pytest.Cap
     assert "statemachine/provision.asl.json is not what scripts/statemachines.py writes" in capsys.readouterr().err
     assert statemachines.main(["--root", str(project)]) == 0
     assert statemachines.main(["--check", "--root", str(project)]) == 0
+
+
+# check_linked.py reads the real workspace's dependency tree (cargo tree), not a copy; that the
+# deployed build passes is scripts/check-static's own run of it.
+
+
+def test_a_build_with_the_local_stacks_name_server_client_is_caught() -> None:
+    found = check_linked.forbidden(check_linked.linked(REPO, ["tidb-privatelink/name-server"]))
+    assert [f.split(":")[0].split("@")[0] for f in found] == ["hickory-resolver"], found
+
+
+def test_forbidden_crates_match_by_name_and_version_prefix() -> None:
+    found = check_linked.forbidden({"hyper@0.14.32", "hyper@1.8.1", "rustls@0.23.46", "rustls@0.21.12",
+                                    "aws-lc-sys@0.39.0", "ring@0.17.14"})
+    assert [f.split(":")[0] for f in found] == ["aws-lc-sys@0.39.0", "hyper@0.14.32", "rustls@0.21.12"]

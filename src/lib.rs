@@ -26,6 +26,7 @@ pub mod sync_targets;
 pub mod target_health;
 pub mod teardown;
 pub mod tidb_cloud;
+pub mod tls;
 pub mod turn;
 
 pub use error::StepError;

@@ -12,8 +12,9 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde_json::Value;
 use tidb_privatelink::{Settings, Step, StepError};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 
 /// What a function's `main` returns when the runtime cannot start or stops.
 pub use lambda_runtime::Error;
@@ -30,7 +31,7 @@ pub struct Wiring {
 /// JSON logs when the function's log format is JSON (the template sets it), configuration from
 /// the environment, and the SDK's default credential and region chain.
 pub async fn init() -> Result<Wiring, Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    init_logging();
     let settings = Settings::from_env()?;
     // The SDK sets no time limit on a call by default; one that hangs would take the whole
     // invocation with it. Bounded, a hung attempt is retried by the SDK like other failures.
@@ -38,8 +39,33 @@ pub async fn init() -> Result<Wiring, Error> {
         .connect_timeout(Duration::from_secs(3))
         .operation_attempt_timeout(ATTEMPT_TIMEOUT)
         .build();
-    let sdk = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts).load().await;
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(tidb_privatelink::tls::aws_http_client())
+        .timeout_config(timeouts)
+        .load()
+        .await;
     Ok(Wiring { sdk, settings })
+}
+
+/// Logs as Lambda's logging controls ask, as lambda_runtime's default subscriber does: JSON lines
+/// when `AWS_LAMBDA_LOG_FORMAT` is `JSON`, the level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`
+/// (`level` or `target=level,...`), else info; no timestamps (Lambda adds them). Its filter is
+/// tracing-subscriber's `Targets`, not the regex-based `EnvFilter`, which would add a regex engine
+/// to the bootstrap for span and field filters nobody sets (README, "Build").
+pub fn init_logging() {
+    use tracing_subscriber::prelude::*;
+
+    let filter = log_filter(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok(), std::env::var("RUST_LOG").ok());
+    let lines = tracing_subscriber::fmt::layer().with_target(false).without_time();
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
+    let lines = if json { lines.json().boxed() } else { lines.boxed() };
+    tracing_subscriber::registry().with(lines.with_filter(filter)).init();
+}
+
+/// What is logged: Lambda's level if set, else `RUST_LOG`'s directives; info when neither reads.
+fn log_filter(lambda_level: Option<String>, rust_log: Option<String>) -> Targets {
+    let directives = lambda_level.or(rust_log).and_then(|directives| directives.parse::<Targets>().ok());
+    directives.unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
 }
 
 /// A function's whole `main` when the step takes the invocation's payload as it comes.
@@ -50,29 +76,36 @@ where
     serve_step_adapted::<S, S::Input>(|input| input).await
 }
 
+/// What a step's invocation comes to: its answer as JSON, boxed so that every step's future has
+/// one type (the steps' own futures, the TiDB Cloud client's HTTP stack inside the SDK's, are also
+/// deep enough to exceed the compiler's layout recursion limit in `main`).
+pub type Answer<'a> = Pin<Box<dyn Future<Output = Result<Value, StepError>> + 'a>>;
+
 /// A function's whole `main`: wire the step, then serve invocations until Lambda stops us, each
-/// payload turned into the step's input by `adapt`.
-pub async fn serve_step_adapted<S: Step, E: DeserializeOwned + Send>(adapt: fn(E) -> S::Input) -> Result<(), Error> {
+/// payload read as `E` and turned into the step's input by `adapt`.
+pub async fn serve_step_adapted<S: Step, E: DeserializeOwned>(adapt: fn(E) -> S::Input) -> Result<(), Error> {
     let wiring = init().await?;
     let step = S::new(&wiring.sdk, &wiring.settings)?;
-    // Boxed: the steps' futures (the TiDB Cloud client's HTTP stack inside the SDK's) are deep
-    // enough types to exceed the compiler's layout recursion limit in `main`.
-    serve(|event: E| -> Pin<Box<dyn Future<Output = Result<S::Output, StepError>> + Send + '_>> {
-        Box::pin(step.run(adapt(event)))
+    serve(&|payload| answer(&step, adapt, payload)).await
+}
+
+/// One invocation of `step` on `payload`, read as `E` and adapted to the step's input.
+fn answer<'s, S: Step, E: DeserializeOwned + 's>(step: &'s S, adapt: fn(E) -> S::Input, payload: Value) -> Answer<'s> {
+    Box::pin(async move {
+        let input = serde_json::from_value::<E>(payload).map_err(|e| {
+            StepError::InvalidInput(format!("the payload is not what {} takes: {e}", std::any::type_name::<S>()))
+        })?;
+        let output = step.run(adapt(input)).await?;
+        // A step's output is plain data (derived Serialize, string keys): it always has a JSON form.
+        Ok(serde_json::to_value(output).expect("a step's output serializes to JSON"))
     })
-    .await
 }
 
 /// Runs `step` for each invocation; a failure is logged with its Step Functions error name and
-/// returned to Lambda under that name.
-pub async fn serve<I, O, F, Fut>(step: F) -> Result<(), Error>
-where
-    I: DeserializeOwned + Send,
-    O: Serialize,
-    F: Fn(I) -> Fut,
-    Fut: Future<Output = Result<O, StepError>>,
-{
-    lambda_runtime::run(service_fn(|event: LambdaEvent<I>| {
+/// returned to Lambda under that name. Payloads and answers cross it as JSON, so the runtime's
+/// machinery is compiled once for all the binary's steps, not once per step (README, "Build").
+pub async fn serve<'s>(step: &'s dyn Fn(Value) -> Answer<'s>) -> Result<(), Error> {
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let deadline = event.context.deadline();
         let outcome = within_deadline(deadline, step(event.payload));
         async move {
@@ -112,6 +145,52 @@ pub async fn within_deadline<O>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// A step that answers its number plus one.
+    struct Increment;
+
+    impl Step for Increment {
+        type Input = u32;
+        type Output = u32;
+
+        fn new(_: &SdkConfig, _: &Settings) -> Result<Self, StepError> {
+            Ok(Self)
+        }
+
+        async fn run(&self, input: u32) -> Result<u32, StepError> {
+            Ok(input + 1)
+        }
+    }
+
+    #[test]
+    fn lambdas_log_level_comes_first_then_rust_log_then_info() {
+        use tracing::Level;
+        let some = |s: &str| Some(s.to_string());
+        // Lambda's logging controls give upper-case levels.
+        let lambda = log_filter(some("DEBUG"), some("error"));
+        assert!(lambda.would_enable("tidb_privatelink", &Level::DEBUG));
+        let per_target = log_filter(None, some("warn,tidb_privatelink=debug"));
+        assert!(per_target.would_enable("tidb_privatelink::steps", &Level::DEBUG));
+        assert!(!per_target.would_enable("aws_smithy_runtime", &Level::INFO));
+        for unreadable in [None, some("tidb_privatelink=loud")] {
+            let default = log_filter(None, unreadable);
+            assert!(default.would_enable("tidb_privatelink", &Level::INFO));
+            assert!(!default.would_enable("tidb_privatelink", &Level::DEBUG));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_payload_is_read_as_the_steps_input_and_its_answer_written_as_json() {
+        assert_eq!(answer(&Increment, |n: u32| n * 10, json!(4)).await.unwrap(), json!(41));
+    }
+
+    #[tokio::test]
+    async fn a_payload_of_another_shape_is_invalid_input_naming_the_step() {
+        let error = answer(&Increment, |n: u32| n, json!({"db_instance_identifier": "orders"})).await.unwrap_err();
+        assert_eq!(error.name(), "InvalidInput");
+        assert!(error.to_string().contains("Increment"), "{error}");
+    }
 
     #[tokio::test]
     async fn a_step_about_to_outlive_its_invocation_ends_out_of_time() {

@@ -158,8 +158,13 @@ def cargo_packages() -> dict[str, str]:
     return out
 
 
+# The functions resolve the emulated RDS endpoints through the stack's DNS (DNS_RESOLVER), a client
+# that deployed builds leave out (Cargo.toml, feature `name-server`).
+FEATURES = ["--features", "tidb-privatelink/name-server"]
+
+
 def build(packages: list[str]) -> None:
-    args = ["cargo", "build"]
+    args = ["cargo", "build", *FEATURES]
     for package in sorted(set(packages)):
         args += ["-p", package]
     _say(f"building {', '.join(sorted(set(packages)))}: {' '.join(args)}")
@@ -517,7 +522,7 @@ def up(options: Options) -> dict[str, Any]:
             function_port = function_ports[function.logical_id]
             argv = ["cargo", "lambda", "watch", "--package", packages[function.binary], "--invoke-address",
                     "127.0.0.1", "--invoke-port", str(function_port), "--env-file", str(env_file),
-                    "--concurrency", str(options.function_concurrency)]
+                    "--concurrency", str(options.function_concurrency), *FEATURES]
             if not options.reload:
                 argv.append("--ignore-changes")
             pid = processes.start(function.name, [str(ROOT / ".venv-tools/bin/cargo-lambda"), *argv[1:]],

@@ -69,7 +69,10 @@ impl TiDBCloud {
         let misconfigured = |why: String| StepError::Misconfigured(format!("TiDB Cloud API URL '{url}' {why}"));
         let base_url = Url::parse(url).ok().filter(|url| url.has_host() && matches!(url.scheme(), "https" | "http"));
         let base_url = base_url.ok_or_else(|| misconfigured("is not an absolute http(s) URL".into()))?;
-        let http = reqwest::Client::builder().user_agent(USER_AGENT).timeout(options.timeout).no_proxy();
+        let tls = crate::tls::client_config()
+            .map_err(|e| StepError::Misconfigured(format!("no TLS configuration for the TiDB Cloud client: {e}")))?;
+        let http = reqwest::Client::builder().tls_backend_preconfigured(tls);
+        let http = http.user_agent(USER_AGENT).timeout(options.timeout).no_proxy();
         // A connection idle for long is likely dead (Lambda freezes between invocations); a redirect
         // would be answered with the wrong digest URI (TiDB Cloud sends none).
         let http = http.pool_idle_timeout(Duration::from_secs(20)).redirect(reqwest::redirect::Policy::none()).build();

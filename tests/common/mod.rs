@@ -161,6 +161,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 /// An SDK configuration for the emulator. SDK retries are off so that a failure shows at once.
 pub async fn sdk_config(credentials: aws_sdk_sts::config::Credentials) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(tidb_privatelink::tls::aws_http_client())
         .region(Region::new(REGION))
         .endpoint_url(&emulator().endpoint)
         .credentials_provider(credentials)

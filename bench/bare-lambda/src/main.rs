@@ -6,11 +6,15 @@
 use aws_config::BehaviorVersion;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
+// The functions' HTTP client (rustls on ring) and logging, so that the baseline carries the same
+// TLS stack and subscriber.
+use tidb_privatelink::tls::aws_http_client;
+use tidb_privatelink_lambda::init_logging;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    init_logging();
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).http_client(aws_http_client()).load().await;
     let rds = aws_sdk_rds::Client::new(&sdk);
     let _ec2 = aws_sdk_ec2::Client::new(&sdk);
     let rds = &rds;
