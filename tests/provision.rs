@@ -8,7 +8,9 @@ use aws_sdk_ec2::types::Filter;
 use aws_sdk_elasticloadbalancingv2::types::Tag as ElbTag;
 use common::*;
 use serde_json::{json, Value};
-use tidb_privatelink::naming::{resource_name, DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG};
+use tidb_privatelink::naming::{
+    resource_name, DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, TIDB_CLOUD_ACCOUNT_TAG,
+};
 use tidb_privatelink::steps::endpoint_service::CreateEndpointService;
 use tidb_privatelink::steps::health_check::CheckTargetHealth;
 use tidb_privatelink::steps::inspect_database::InspectDatabase;
@@ -201,6 +203,8 @@ async fn provisions_an_endpoint_service_for_a_mysql_instance() {
     let service_tags: Vec<(&str, &str)> =
         service.tags().iter().map(|t| (t.key().unwrap(), t.value().unwrap())).collect();
     assert!(service_tags.contains(&(MANAGED_BY_TAG, STACK)) && service_tags.contains(&(DB_INSTANCE_TAG, id.as_str())));
+    // Tagged when created, for the acceptor: whose endpoints to accept.
+    assert!(service_tags.contains(&(TIDB_CLOUD_ACCOUNT_TAG, TIDB_CLOUD_ACCOUNT)), "{service_tags:?}");
     let permissions = ec2.describe_vpc_endpoint_service_permissions().service_id(service_id).send().await.unwrap();
     let principals: Vec<&str> = permissions.allowed_principals().iter().filter_map(|p| p.principal()).collect();
     assert_eq!(principals, [format!("arn:aws:iam::{TIDB_CLOUD_ACCOUNT}:root")]);
@@ -382,6 +386,26 @@ async fn principals_added_by_hand_are_removed() {
     let permissions = ec2.describe_vpc_endpoint_service_permissions().service_id(service_id).send().await.unwrap();
     let principals: Vec<&str> = permissions.allowed_principals().iter().filter_map(|p| p.principal()).collect();
     assert_eq!(principals, [format!("arn:aws:iam::{TIDB_CLOUD_ACCOUNT}:root")]);
+}
+
+#[tokio::test]
+async fn a_rerun_for_another_tidb_cloud_account_retags_and_repermits_the_service() {
+    let network = Network::new().await;
+    let id = network.database("orders-db", "mysql", false).await;
+    let settings = network.settings();
+    let mut document = provision(&network, &settings, &id).await.unwrap();
+    let other = "999988887777";
+    document["zones"]["tidb_cloud_account_id"] = json!(other);
+    run_step::<CreateEndpointService>(&settings, &network.sdk, &mut document, "endpoint_service").await.unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&network.sdk);
+    let service_id = str_of(&document, "/endpoint_service/service_id");
+    let services = ec2.describe_vpc_endpoint_service_configurations().service_ids(service_id).send().await.unwrap();
+    let tags = services.service_configurations()[0].tags();
+    let account = tags.iter().find(|t| t.key() == Some(TIDB_CLOUD_ACCOUNT_TAG)).and_then(|t| t.value());
+    assert_eq!(account, Some(other));
+    let permissions = ec2.describe_vpc_endpoint_service_permissions().service_id(service_id).send().await.unwrap();
+    let principals: Vec<&str> = permissions.allowed_principals().iter().filter_map(|p| p.principal()).collect();
+    assert_eq!(principals, [format!("arn:aws:iam::{other}:root")]);
 }
 
 /// The zones (by name) the load balancer of the provisioned `document` is enabled in.

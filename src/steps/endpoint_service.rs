@@ -42,16 +42,20 @@ impl Step for CreateEndpointService {
         let topic_arn = self.settings.connection_topic_arn()?.to_owned();
         let identifier = &input.database.identifier;
         let ownership = Ownership::new(&self.settings.stack_name, identifier);
-        let service = match find_endpoint_service(&self.ec2, &ownership).await? {
-            Some(service) => self.ensure_fronts(service, &input.load_balancer, &ownership)?,
-            None => self.create(&input.load_balancer, &ownership).await?,
+        let tidb_cloud_tags = tidb_cloud_tags(&input);
+        // A service this run created carries its tags and has no principal or notification yet.
+        let (service, created) = match find_endpoint_service(&self.ec2, &ownership).await? {
+            Some(service) => (self.ensure_fronts(service, &input.load_balancer, &ownership)?, false),
+            None => (self.create(&input.load_balancer, &ownership, &tidb_cloud_tags).await?, true),
         };
         let service_id = endpoint_service_id(&service)?.to_owned();
         let partition = partition_of(&input.database.arn)?;
         let principal = account_root(partition, &input.zones.tidb_cloud_account_id);
-        self.allow_only(&service_id, &principal).await?;
-        self.record_tidb_cloud(&service_id, &input).await?;
-        let connection_notification_id = self.ensure_notification(&service_id, &topic_arn).await?;
+        self.allow_only(&service_id, &principal, created).await?;
+        if !tidb_cloud_tags.iter().all(|tag| service.tags().contains(tag)) {
+            self.record_tidb_cloud(&service_id, tidb_cloud_tags).await?;
+        }
+        let connection_notification_id = self.ensure_notification(&service_id, &topic_arn, created).await?;
         let service_name = aws::required(service.service_name(), "an endpoint service's ServiceName")?.to_owned();
         info!(db_instance = %identifier, service = %service_name, principal = %principal, "endpoint service ready");
         Ok(EndpointService { service_id, service_name, allowed_principal: principal, connection_notification_id })
@@ -80,8 +84,15 @@ impl CreateEndpointService {
         })
     }
 
-    async fn create(&self, lb: &LoadBalancer, ownership: &Ownership) -> Result<ServiceConfiguration, StepError> {
+    async fn create(
+        &self,
+        lb: &LoadBalancer,
+        ownership: &Ownership,
+        tidb_cloud_tags: &[Tag],
+    ) -> Result<ServiceConfiguration, StepError> {
         let name = resource_name(&ownership.identifier);
+        let mut tags = ec2_tags(ResourceType::VpcEndpointService, ownership, &name);
+        tags.tags.get_or_insert_with(Vec::new).extend_from_slice(tidb_cloud_tags);
         let out = self
             .ec2
             .create_vpc_endpoint_service_configuration()
@@ -90,7 +101,7 @@ impl CreateEndpointService {
             // The load balancer's ARN is unique to this provisioning, so a retried call after a
             // lost response returns the same service instead of a second one.
             .client_token(client_token(&lb.arn))
-            .tag_specifications(ec2_tags(ResourceType::VpcEndpointService, ownership, &name))
+            .tag_specifications(tags)
             .send()
             .await
             .map_err(aws::fail("CreateVpcEndpointServiceConfiguration"))?;
@@ -100,13 +111,8 @@ impl CreateEndpointService {
         Ok(service)
     }
 
-    /// Tags the acceptor and the teardown read: whose endpoints to accept, which cluster to unlink.
-    async fn record_tidb_cloud(&self, service_id: &str, input: &Input) -> Result<(), StepError> {
-        let tag = |key: &str, value: &str| Tag::builder().key(key).value(value).build();
-        let mut tags = vec![tag(TIDB_CLOUD_ACCOUNT_TAG, &input.zones.tidb_cloud_account_id)];
-        tags.extend(
-            input.database.tidb_cloud_cluster_id.as_deref().map(|cluster| tag(TIDB_CLOUD_CLUSTER_TAG, cluster)),
-        );
+    /// A service found with other TiDB Cloud tags (the account or the cluster changed) gets today's.
+    async fn record_tidb_cloud(&self, service_id: &str, tags: Vec<Tag>) -> Result<(), StepError> {
         self.ec2
             .create_tags()
             .resources(service_id)
@@ -118,16 +124,21 @@ impl CreateEndpointService {
     }
 
     /// Exactly one allowed principal: TiDB Cloud's account. Anything else found there (added by
-    /// hand, or left from another TiDB Cloud account) is removed.
-    async fn allow_only(&self, service_id: &str, principal: &str) -> Result<(), StepError> {
-        let current = self
-            .ec2
-            .describe_vpc_endpoint_service_permissions()
-            .service_id(service_id)
-            .send()
-            .await
-            .map_err(aws::fail("DescribeVpcEndpointServicePermissions"))?;
-        let allowed: Vec<&str> = current.allowed_principals().iter().filter_map(|p| p.principal()).collect();
+    /// hand, or left from another TiDB Cloud account) is removed; a new service has none.
+    async fn allow_only(&self, service_id: &str, principal: &str, created: bool) -> Result<(), StepError> {
+        let current = match created {
+            true => None,
+            false => Some(
+                self.ec2
+                    .describe_vpc_endpoint_service_permissions()
+                    .service_id(service_id)
+                    .send()
+                    .await
+                    .map_err(aws::fail("DescribeVpcEndpointServicePermissions"))?,
+            ),
+        };
+        let allowed: Vec<&str> =
+            current.iter().flat_map(|c| c.allowed_principals()).filter_map(|p| p.principal()).collect();
         let extra: Vec<String> = allowed.iter().filter(|p| **p != principal).map(|p| p.to_string()).collect();
         let missing = !allowed.contains(&principal);
         if !missing && extra.is_empty() {
@@ -149,20 +160,23 @@ impl CreateEndpointService {
         Ok(())
     }
 
-    async fn ensure_notification(&self, service_id: &str, topic_arn: &str) -> Result<String, StepError> {
-        let existing = self
-            .ec2
-            .describe_vpc_endpoint_connection_notifications()
-            .filters(Filter::builder().name("service-id").values(service_id).build())
-            .send()
-            .await
-            .map_err(aws::fail("DescribeVpcEndpointConnectionNotifications"))?;
-        let ours = existing
-            .connection_notification_set()
-            .iter()
-            .find(|n| n.service_id() == Some(service_id) && n.connection_notification_arn() == Some(topic_arn));
-        if let Some(id) = ours.and_then(|n| n.connection_notification_id()) {
-            return Ok(id.to_owned());
+    /// The service's notification to the stack's topic; a new service has none to look for.
+    async fn ensure_notification(&self, service_id: &str, topic_arn: &str, created: bool) -> Result<String, StepError> {
+        if !created {
+            let existing = self
+                .ec2
+                .describe_vpc_endpoint_connection_notifications()
+                .filters(Filter::builder().name("service-id").values(service_id).build())
+                .send()
+                .await
+                .map_err(aws::fail("DescribeVpcEndpointConnectionNotifications"))?;
+            let ours = existing
+                .connection_notification_set()
+                .iter()
+                .find(|n| n.service_id() == Some(service_id) && n.connection_notification_arn() == Some(topic_arn));
+            if let Some(id) = ours.and_then(|n| n.connection_notification_id()) {
+                return Ok(id.to_owned());
+            }
         }
         let out = self
             .ec2
@@ -179,6 +193,13 @@ impl CreateEndpointService {
         info!(service = service_id, notification = %id, topic = topic_arn, "connection notifications go to the stack's topic");
         Ok(id)
     }
+}
+
+/// Tags the acceptor and the teardown read: whose endpoints to accept, which cluster to unlink.
+fn tidb_cloud_tags(input: &Input) -> Vec<Tag> {
+    let tag = |key: &str, value: &str| Tag::builder().key(key).value(value).build();
+    let cluster = input.database.tidb_cloud_cluster_id.as_deref().map(|cluster| tag(TIDB_CLOUD_CLUSTER_TAG, cluster));
+    [tag(TIDB_CLOUD_ACCOUNT_TAG, &input.zones.tidb_cloud_account_id)].into_iter().chain(cluster).collect()
 }
 
 /// An idempotency token derived from what makes a request unique.

@@ -47,20 +47,21 @@ impl Step for CreateLoadBalancer {
         let db = &input.database;
         let ownership = Ownership::new(&self.stack_name, &db.identifier);
         let name = resource_name(&db.identifier);
-        let lb = match find_load_balancer(&self.elb, &name).await? {
+        // A load balancer this run created has AWS's defaults and no listener: nothing to read.
+        let (lb, created) = match find_load_balancer(&self.elb, &name).await? {
             Some(lb) => {
                 ensure_elb_owned(&self.elb, &ownership, "load balancer", &name, load_balancer_arn(&lb)?).await?;
                 self.add_missing_zones(&lb, &input.zones).await?;
-                lb
+                (lb, false)
             }
-            None => self.create(&name, &input, &ownership).await?,
+            None => (self.create(&name, &input, &ownership).await?, true),
         };
         let arn = load_balancer_arn(&lb)?.to_owned();
-        self.enable_cross_zone(&arn).await?;
+        self.enable_cross_zone(&arn, created).await?;
         if lb.enforce_security_group_inbound_rules_on_private_link_traffic() != Some("off") {
             self.exempt_private_link_traffic(&arn, &input.security_groups.nlb_security_group_id).await?;
         }
-        let listener_arn = self.ensure_listener(&arn, db.port, &input.target_group.arn, &ownership).await?;
+        let listener_arn = self.ensure_listener(&arn, db.port, &input.target_group.arn, &ownership, created).await?;
         let state =
             lb.state().and_then(|s| s.code()).map(|c| c.as_str().to_owned()).unwrap_or_else(|| "unknown".into());
         info!(db_instance = %db.identifier, load_balancer = %arn, state = %state, "load balancer checked");
@@ -112,17 +113,20 @@ impl CreateLoadBalancer {
         Ok(())
     }
 
-    /// Off by default on NLBs; a single-AZ database behind endpoints in other zones needs it.
-    async fn enable_cross_zone(&self, arn: &str) -> Result<(), StepError> {
-        let current = self
-            .elb
-            .describe_load_balancer_attributes()
-            .load_balancer_arn(arn)
-            .send()
-            .await
-            .map_err(aws::fail("DescribeLoadBalancerAttributes"))?;
-        if current.attributes().iter().any(|a| a.key() == Some(CROSS_ZONE) && a.value() == Some("true")) {
-            return Ok(());
+    /// Off by default on NLBs; a single-AZ database behind endpoints in other zones needs it. Read
+    /// first on a load balancer found, as the state machine's polls run this step again and again.
+    async fn enable_cross_zone(&self, arn: &str, created: bool) -> Result<(), StepError> {
+        if !created {
+            let current = self
+                .elb
+                .describe_load_balancer_attributes()
+                .load_balancer_arn(arn)
+                .send()
+                .await
+                .map_err(aws::fail("DescribeLoadBalancerAttributes"))?;
+            if current.attributes().iter().any(|a| a.key() == Some(CROSS_ZONE) && a.value() == Some("true")) {
+                return Ok(());
+            }
         }
         self.elb
             .modify_load_balancer_attributes()
@@ -155,16 +159,19 @@ impl CreateLoadBalancer {
         port: u16,
         target_group_arn: &str,
         ownership: &Ownership,
+        created: bool,
     ) -> Result<String, StepError> {
-        let listeners = self
-            .elb
-            .describe_listeners()
-            .load_balancer_arn(arn)
-            .send()
-            .await
-            .map_err(aws::fail("DescribeListeners"))?;
-        if let Some(listener) = listeners.listeners().iter().find(|l| l.port() == Some(i32::from(port))) {
-            return Ok(aws::required(listener.listener_arn(), "a listener's ListenerArn")?.to_owned());
+        if !created {
+            let listeners = self
+                .elb
+                .describe_listeners()
+                .load_balancer_arn(arn)
+                .send()
+                .await
+                .map_err(aws::fail("DescribeListeners"))?;
+            if let Some(listener) = listeners.listeners().iter().find(|l| l.port() == Some(i32::from(port))) {
+                return Ok(aws::required(listener.listener_arn(), "a listener's ListenerArn")?.to_owned());
+            }
         }
         let forward = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(target_group_arn).build();
         let out = self

@@ -39,11 +39,15 @@ impl Step for CreateSecurityGroups {
         let name = resource_name(&db.identifier);
         let found = match self.find(&db.vpc_id, &name).await? {
             None => self.create(&name, &db, &ownership).await?,
-            found => found,
+            Some(group) => Group::Found(group),
         };
-        let nlb_group = match found {
-            Some(group) if ownership.owns(tag_pairs(group.tags())) => group,
-            Some(group) => {
+        let (nlb_group_id, egress) = match found {
+            // What AWS gives every new group: one rule allowing all outbound IPv4 traffic.
+            Group::Created(id) => (id, vec![all_ipv4_traffic()]),
+            Group::Found(group) if ownership.owns(tag_pairs(group.tags())) => {
+                (security_group_id(&group)?.to_owned(), group.ip_permissions_egress().to_vec())
+            }
+            Group::Found(group) => {
                 return Err(StepError::ResourceConflict {
                     kind: "security group",
                     name,
@@ -51,13 +55,17 @@ impl Step for CreateSecurityGroups {
                     reason: ownership.mismatch(tag_pairs(group.tags())),
                 })
             }
-            None => return Err(StepError::InvalidInput(format!("security group {name} was created but is not found"))),
         };
-        let nlb_group_id = security_group_id(&nlb_group)?.to_owned();
-        self.restrict_egress(&nlb_group, &db_group_id, db.port).await?;
+        self.restrict_egress(&nlb_group_id, &egress, &db_group_id, db.port).await?;
         self.admit_load_balancer(&db_group_id, &nlb_group_id, &db, &ownership).await?;
         Ok(SecurityGroups { nlb_security_group_id: nlb_group_id, db_security_group_id: db_group_id })
     }
+}
+
+/// The load balancer's group: made by this run (its rules are AWS's defaults), or found by name.
+enum Group {
+    Created(String),
+    Found(SecurityGroup),
 }
 
 impl CreateSecurityGroups {
@@ -73,28 +81,9 @@ impl CreateSecurityGroups {
         Ok(out.security_groups().first().cloned())
     }
 
-    async fn describe(&self, group_id: &str) -> Result<SecurityGroup, StepError> {
-        let out = self
-            .ec2
-            .describe_security_groups()
-            .group_ids(group_id)
-            .send()
-            .await
-            .map_err(aws::fail("DescribeSecurityGroups"))?;
-        out.security_groups()
-            .first()
-            .cloned()
-            .ok_or_else(|| StepError::InvalidInput(format!("security group {group_id} not found")))
-    }
-
     /// The new group; or, when the name is taken after all (a retried call whose first answer was
     /// lost made it), the group of that name, for the caller's ownership check.
-    async fn create(
-        &self,
-        name: &str,
-        db: &Database,
-        ownership: &Ownership,
-    ) -> Result<Option<SecurityGroup>, StepError> {
+    async fn create(&self, name: &str, db: &Database, ownership: &Ownership) -> Result<Group, StepError> {
         let created = self
             .ec2
             .create_security_group()
@@ -106,22 +95,25 @@ impl CreateSecurityGroups {
             .await;
         let created = match created {
             Err(e) if aws::error_code(&e) == Some("InvalidGroup.Duplicate") => {
-                return self.find(&db.vpc_id, name).await
+                let found = self.find(&db.vpc_id, name).await?;
+                let missing = || StepError::InvalidInput(format!("security group {name} exists but is not found"));
+                return found.map(Group::Found).ok_or_else(missing);
             }
             other => other.map_err(aws::fail("CreateSecurityGroup"))?,
         };
         let group_id = aws::required(created.group_id(), "CreateSecurityGroup's GroupId")?;
         info!(db_instance = %db.identifier, security_group = group_id, "load balancer security group created");
-        self.describe(group_id).await.map(Some)
+        Ok(Group::Created(group_id.to_owned()))
     }
 
     /// A new group allows all egress; the load balancer only needs the database port.
-    async fn restrict_egress(&self, group: &SecurityGroup, db_group_id: &str, port: u16) -> Result<(), StepError> {
-        let group_id = security_group_id(group)?;
-        let egress = group.ip_permissions_egress();
-        let open = egress
-            .iter()
-            .find(|p| p.ip_protocol() == Some("-1") && p.ip_ranges().iter().any(|r| r.cidr_ip() == Some("0.0.0.0/0")));
+    async fn restrict_egress(
+        &self,
+        group_id: &str,
+        egress: &[IpPermission],
+        db_group_id: &str,
+        port: u16,
+    ) -> Result<(), StepError> {
         if !egress.iter().any(|p| admits(p, port, db_group_id)) {
             self.ec2
                 .authorize_security_group_egress()
@@ -131,15 +123,14 @@ impl CreateSecurityGroups {
                 .await
                 .map_err(aws::fail("AuthorizeSecurityGroupEgress"))?;
         }
-        if open.is_some() {
-            let all = IpPermission::builder()
-                .ip_protocol("-1")
-                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                .build();
+        let open = |p: &IpPermission| {
+            p.ip_protocol() == Some("-1") && p.ip_ranges().iter().any(|r| r.cidr_ip() == Some(ANYWHERE))
+        };
+        if egress.iter().any(open) {
             self.ec2
                 .revoke_security_group_egress()
                 .group_id(group_id)
-                .ip_permissions(all)
+                .ip_permissions(all_ipv4_traffic())
                 .send()
                 .await
                 .map_err(aws::fail("RevokeSecurityGroupEgress"))?;
@@ -148,6 +139,9 @@ impl CreateSecurityGroups {
         Ok(())
     }
 
+    /// The database's group admits the port from the load balancer's group. Only this step adds
+    /// rules naming that group, so AWS's duplicate answer means the rule is there: a read first
+    /// would cost a call on every run to save one on a repeated run.
     async fn admit_load_balancer(
         &self,
         db_group_id: &str,
@@ -155,10 +149,6 @@ impl CreateSecurityGroups {
         db: &Database,
         ownership: &Ownership,
     ) -> Result<(), StepError> {
-        let db_group = self.describe(db_group_id).await?;
-        if db_group.ip_permissions().iter().any(|p| admits(p, db.port, nlb_group_id)) {
-            return Ok(());
-        }
         let rule_name = format!("{}-ingress", resource_name(&db.identifier));
         let result = self
             .ec2
@@ -169,14 +159,21 @@ impl CreateSecurityGroups {
             .send()
             .await;
         match result {
-            Ok(_) => {}
-            // Another run added it between our read and write: the rule is there, as wanted.
-            Err(e) if aws::error_code(&e) == Some("InvalidPermission.Duplicate") => {}
-            Err(e) => return Err(aws::failure("AuthorizeSecurityGroupIngress", e)),
+            Ok(_) => {
+                info!(db_instance = %db.identifier, db_security_group = db_group_id, from = nlb_group_id, port = db.port, "database security group admits the load balancer");
+                Ok(())
+            }
+            Err(e) if aws::error_code(&e) == Some("InvalidPermission.Duplicate") => Ok(()),
+            Err(e) => Err(aws::failure("AuthorizeSecurityGroupIngress", e)),
         }
-        info!(db_instance = %db.identifier, db_security_group = db_group_id, from = nlb_group_id, port = db.port, "database security group admits the load balancer");
-        Ok(())
     }
+}
+
+const ANYWHERE: &str = "0.0.0.0/0";
+
+/// Every protocol to every IPv4 address.
+fn all_ipv4_traffic() -> IpPermission {
+    IpPermission::builder().ip_protocol("-1").ip_ranges(IpRange::builder().cidr_ip(ANYWHERE).build()).build()
 }
 
 fn tcp_from_group(port: u16, group_id: &str, description: &str) -> IpPermission {

@@ -43,19 +43,19 @@ impl Step for CreateTargetGroup {
         let db = input.database;
         let ownership = Ownership::new(&self.stack_name, &db.identifier);
         let name = resource_name(&db.identifier);
-        let group = match find_target_group(&self.elb, &name).await? {
+        let (group, created) = match find_target_group(&self.elb, &name).await? {
             Some(group) => {
                 let arn = target_group_arn(&group)?;
                 ensure_elb_owned(&self.elb, &ownership, KIND, &name, arn).await?;
                 ensure_matches(&group, &db, &name, &ownership)?;
                 info!(db_instance = %db.identifier, target_group = arn, "target group exists");
-                group
+                (group, false)
             }
-            None => self.create(&name, &db, &ownership).await?,
+            None => (self.create(&name, &db, &ownership).await?, true),
         };
         let arn = target_group_arn(&group)?.to_owned();
         self.set_attributes(&arn).await?;
-        self.register(&arn, &db).await?;
+        self.register(&arn, &db, created).await?;
         Ok(TargetGroup { arn, name, registered_ip: db.ip_address })
     }
 }
@@ -95,11 +95,12 @@ impl CreateTargetGroup {
         Ok(())
     }
 
-    /// Registers the database address unless it already is. Other targets are left alone: moving
-    /// the target after a failover is the target sync's job, which registers before it removes.
-    async fn register(&self, arn: &str, db: &Database) -> Result<(), StepError> {
+    /// Registers the database address unless it already is (a group this run created has no
+    /// targets yet). Other targets are left alone: moving the target after a failover is the
+    /// target sync's job, which registers before it removes.
+    async fn register(&self, arn: &str, db: &Database, created: bool) -> Result<(), StepError> {
         let ip = db.ip_address.to_string();
-        if target_state(&self.elb, arn, &ip, db.port).await?.is_some() {
+        if !created && target_state(&self.elb, arn, &ip, db.port).await?.is_some() {
             return Ok(());
         }
         self.elb

@@ -47,7 +47,9 @@ impl Step for ConnectTiDBCloud {
             ))
         })?;
         let service_name = &input.endpoint_service.service_name;
-        let recreated = input.tidb_cloud.is_some_and(|previous| previous.recreated);
+        let recreated = input.tidb_cloud.as_ref().is_some_and(|previous| previous.recreated);
+        let tagged = input.tidb_cloud.filter(|previous| previous.state.as_deref() == Some(PENDING_ACCEPTANCE));
+        let tagged = tagged.and_then(|previous| previous.endpoint_id);
         let connection = match api.find_private_link_connection(&cluster, service_name).await? {
             Some(connection) => connection,
             None => {
@@ -79,7 +81,9 @@ impl Step for ConnectTiDBCloud {
                     message: connection.message.unwrap_or_default(),
                 })
             }
-            ConnectionState::PendingAcceptance => {
+            // Tagged once: a poll that found the connection pending tagged its endpoint before it
+            // returned.
+            ConnectionState::PendingAcceptance if result.endpoint_id != tagged => {
                 if let Some(endpoint_id) = &result.endpoint_id {
                     self.expect_endpoint(&input.endpoint_service.service_id, endpoint_id).await?;
                 }
@@ -103,6 +107,8 @@ impl ConnectTiDBCloud {
         Ok(())
     }
 }
+
+const PENDING_ACCEPTANCE: &str = "PENDING_ACCEPTANCE";
 
 /// The state as TiDB Cloud spells it, which the state machine's Choice compares.
 fn state_name(connection: &PrivateLinkConnection) -> String {
