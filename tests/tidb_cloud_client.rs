@@ -77,7 +77,7 @@ async fn a_connection_goes_from_creating_to_active_once_accepted() {
     assert_eq!(pending.state, ConnectionState::PendingAcceptance);
     let endpoint = pending.endpoint_id().expect("TiDB Cloud's endpoint").to_owned();
     assert_eq!(
-        tidb.find_private_link_connection(CLUSTER, &service_name).await.unwrap().unwrap().endpoint_id(),
+        tidb.find_private_link_connection(CLUSTER, &service_name, None).await.unwrap().unwrap().endpoint_id(),
         Some(endpoint.as_str())
     );
 

@@ -47,10 +47,12 @@ impl Step for ConnectTiDBCloud {
             ))
         })?;
         let service_name = &input.endpoint_service.service_name;
-        let recreated = input.tidb_cloud.as_ref().is_some_and(|previous| previous.recreated);
-        let tagged = input.tidb_cloud.filter(|previous| previous.state.as_deref() == Some(PENDING_ACCEPTANCE));
-        let tagged = tagged.and_then(|previous| previous.endpoint_id);
-        let connection = match api.find_private_link_connection(&cluster, service_name).await? {
+        let previous = input.tidb_cloud.unwrap_or_default();
+        let recreated = previous.recreated;
+        let pending = previous.state.as_deref() == Some(PENDING_ACCEPTANCE);
+        let tagged = previous.endpoint_id.filter(|_| pending);
+        let known = previous.connection_id.as_deref();
+        let connection = match api.find_private_link_connection(&cluster, service_name, known).await? {
             Some(connection) => connection,
             None => {
                 let display_name = resource_name(&input.database.identifier);

@@ -40,7 +40,7 @@ impl Removes for TiDBCloudConnectionRemoval {
             warn!(db_instance = %ownership.identifier, cluster, "no TiDB Cloud API key: delete the private link connection in TiDB Cloud by hand");
             return Ok(Removal::nothing());
         };
-        let Some(connection) = api.find_private_link_connection(cluster, service_name).await? else {
+        let Some(connection) = api.find_private_link_connection(cluster, service_name, None).await? else {
             return Ok(Removal::nothing());
         };
         let id = connection.private_link_connection_id;
@@ -51,7 +51,7 @@ impl Removes for TiDBCloudConnectionRemoval {
             }
             info!(db_instance = %ownership.identifier, cluster, connection = %id, "TiDB Cloud private link connection deleted");
         }
-        match api.find_private_link_connection(cluster, service_name).await? {
+        match api.find_private_link_connection(cluster, service_name, Some(&id)).await? {
             None => Ok(Removal { removed: vec![id], done: true }),
             Some(_) => Err(StepError::TeardownPending(format!("TiDB Cloud private link connection {id}"))),
         }

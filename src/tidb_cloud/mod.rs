@@ -128,7 +128,7 @@ impl TiDBCloud {
         call.body = Some(json!({ "privateLinkConnection": connection }).to_string());
         match self.json(call).await {
             Err(conflict @ StepError::TiDBCloudRequestFailed { status: 409, .. }) => {
-                self.find_private_link_connection(cluster, service).await?.ok_or(conflict)
+                self.find_private_link_connection(cluster, service, None).await?.ok_or(conflict)
             }
             created => created,
         }
@@ -157,8 +157,22 @@ impl TiDBCloud {
     }
 
     /// The cluster's connection to the endpoint service `service`, if any: how a retried step finds
-    /// its earlier work instead of creating a second connection.
-    pub async fn find_private_link_connection(&self, cluster: &str, service: &str) -> Result<Option<Connection>> {
+    /// its earlier work instead of creating a second connection. `known`, the ID an earlier answer
+    /// gave, is read alone (one small answer however many connections the cluster has); the
+    /// cluster's list only when that one is gone or is another service's.
+    pub async fn find_private_link_connection(
+        &self,
+        cluster: &str,
+        service: &str,
+        known: Option<&str>,
+    ) -> Result<Option<Connection>> {
+        if let Some(id) = known {
+            match self.get_private_link_connection(cluster, id).await {
+                Ok(found) if found.endpoint_service_name() == Some(service) => return Ok(Some(found)),
+                Ok(_) | Err(StepError::TiDBCloudNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let connections = self.list_private_link_connections(cluster).await?;
         Ok(connections.into_iter().find(|c| c.endpoint_service_name() == Some(service)))
     }

@@ -538,11 +538,47 @@ async fn lists_every_page_and_finds_by_service_name() {
     assert_eq!(server.requests()[0].target, "/v1beta1/clusters/42/privateLinkConnections?pageSize=100");
 
     let found = tidb
-        .find_private_link_connection("42", "com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0")
+        .find_private_link_connection("42", "com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0", None)
         .await
         .unwrap();
     assert_eq!(found.map(|c| c.private_link_connection_id), Some("plc-7f3a".into()));
-    assert_eq!(tidb.find_private_link_connection("42", "com.amazonaws.vpce.us-east-1.vpce-svc-1").await.unwrap(), None);
+    assert_eq!(
+        tidb.find_private_link_connection("42", "com.amazonaws.vpce.us-east-1.vpce-svc-1", None).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_known_connection_is_read_alone_and_the_list_is_read_only_once_it_is_gone() {
+    const SERVICE: &str = "com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0";
+    let server = serve(|request, _| match request.target.as_str() {
+        "/v1beta1/clusters/42/privateLinkConnections/plc-7f3a" => reply("200 OK", &[], PENDING),
+        "/v1beta1/clusters/42/privateLinkConnections/plc-gone" => {
+            reply("404 Not Found", &[], r#"{"code": 5, "message": "not found"}"#)
+        }
+        _ => reply("200 OK", &[], &format!(r#"{{"privateLinkConnections": [{PENDING}]}}"#)),
+    });
+    let tidb = client(&server, rfc_key());
+    let targets = || server.requests().into_iter().map(|r| r.target).collect::<Vec<_>>();
+
+    let found = tidb.find_private_link_connection("42", SERVICE, Some("plc-7f3a")).await.unwrap();
+    assert_eq!(found.map(|c| c.private_link_connection_id), Some("plc-7f3a".into()));
+    assert_eq!(targets(), ["/v1beta1/clusters/42/privateLinkConnections/plc-7f3a"], "no list");
+
+    let other = tidb.find_private_link_connection("42", "com.amazonaws.vpce.us-east-1.vpce-svc-1", Some("plc-7f3a"));
+    assert_eq!(other.await.unwrap(), None, "a known ID of another service's connection is not it");
+    let found = tidb.find_private_link_connection("42", SERVICE, Some("plc-gone")).await.unwrap();
+    assert_eq!(found.map(|c| c.private_link_connection_id), Some("plc-7f3a".into()));
+    let list = "/v1beta1/clusters/42/privateLinkConnections?pageSize=100";
+    assert_eq!(
+        targets()[1..],
+        [
+            "/v1beta1/clusters/42/privateLinkConnections/plc-7f3a",
+            list,
+            "/v1beta1/clusters/42/privateLinkConnections/plc-gone",
+            list,
+        ]
+    );
 }
 
 #[tokio::test]

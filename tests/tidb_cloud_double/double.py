@@ -81,6 +81,8 @@ class Connection:
     hold_reads: int = 0  # reads left in CREATING / DELETING before the next step
     hold_until: float = 0.0  # time.monotonic() before which it stays CREATING (--creating-seconds)
     fail_with: str = ""  # fault injection: FAILED with this message instead of creating the endpoint
+    endpoint_at: float = 0.0  # time.monotonic() once its endpoint existed: older reads of AWS do not judge it
+    creating_endpoint: bool = False  # a read is creating its endpoint right now
 
     def set_state(self, state: str, message: str = "") -> None:
         self.state, self.message, self.update_time = state, message, now()
@@ -118,38 +120,49 @@ class TiDBCloudAws:
         self._subnets: dict[str, tuple[str, str]] | None = None  # AZ name -> (subnet id, AZ id)
         self._vpc = ""
         self._sg = ""
+        # Its client and network are made once, whichever read comes first (reads run in parallel).
+        self._setup_lock = threading.RLock()
+        # One read of the endpoints serves every request that arrived before it began.
+        self._states_lock = threading.Lock()
+        self._states: tuple[float, dict[str, str]] = (float("-inf"), {})
 
     def ec2(self) -> Any:
-        if self._ec2 is None:
-            import boto3
-            from botocore.config import Config
+        with self._setup_lock:
+            return self._ec2 or self._make_ec2()
 
-            config = Config(retries={"max_attempts": 1, "mode": "standard"})
-            key = os.environ.get("TIDB_CLOUD_AWS_ACCESS_KEY_ID"), os.environ.get("TIDB_CLOUD_AWS_SECRET_ACCESS_KEY")
-            if all(key):
-                # Ordinary credentials of TiDB Cloud's account, as TiDB Cloud acts with its own
-                # (the local stack makes such a user and passes its keys).
-                credentials = {"aws_access_key_id": key[0], "aws_secret_access_key": key[1]}
-            else:
-                # Standalone (IAM enforcement off): bootstrap the account with an administrator
-                # role the emulator's management account assumes.
-                role_arn = control.bootstrap_account(self.emulator_url, self.account_id, "tidb-cloud")
-                sts = boto3.client(
-                    "sts", endpoint_url=self.emulator_url, region_name=self.region,
-                    aws_access_key_id=control.MANAGEMENT_KEY[0], aws_secret_access_key=control.MANAGEMENT_KEY[1],
-                    config=config,
-                )
-                creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="tidb-cloud-double")["Credentials"]
-                credentials = {"aws_access_key_id": creds["AccessKeyId"], "aws_secret_access_key": creds["SecretAccessKey"],
-                               "aws_session_token": creds["SessionToken"]}
-            self._ec2 = boto3.client("ec2", endpoint_url=self.emulator_url, region_name=self.region, config=config,
-                                     **credentials)
+    def _make_ec2(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        # TiDB Cloud retries AWS's throttling as any AWS client does; no read waits on it.
+        config = Config(retries={"max_attempts": 5, "mode": "standard"})
+        key = os.environ.get("TIDB_CLOUD_AWS_ACCESS_KEY_ID"), os.environ.get("TIDB_CLOUD_AWS_SECRET_ACCESS_KEY")
+        if all(key):
+            # Ordinary credentials of TiDB Cloud's account, as TiDB Cloud acts with its own
+            # (the local stack makes such a user and passes its keys).
+            credentials = {"aws_access_key_id": key[0], "aws_secret_access_key": key[1]}
+        else:
+            # Standalone (IAM enforcement off): bootstrap the account with an administrator
+            # role the emulator's management account assumes.
+            role_arn = control.bootstrap_account(self.emulator_url, self.account_id, "tidb-cloud")
+            sts = boto3.client(
+                "sts", endpoint_url=self.emulator_url, region_name=self.region,
+                aws_access_key_id=control.MANAGEMENT_KEY[0], aws_secret_access_key=control.MANAGEMENT_KEY[1],
+                config=config,
+            )
+            creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="tidb-cloud-double")["Credentials"]
+            credentials = {"aws_access_key_id": creds["AccessKeyId"], "aws_secret_access_key": creds["SecretAccessKey"],
+                           "aws_session_token": creds["SessionToken"]}
+        self._ec2 = boto3.client("ec2", endpoint_url=self.emulator_url, region_name=self.region, config=config,
+                                 **credentials)
         return self._ec2
 
     def subnets(self) -> dict[str, tuple[str, str]]:
+        with self._setup_lock:
+            return self._subnets or self._make_subnets()
+
+    def _make_subnets(self) -> dict[str, tuple[str, str]]:
         """Created on first use: a VPC with one subnet in each configured AZ ID."""
-        if self._subnets is not None:
-            return self._subnets
         ec2 = self.ec2()
         zones = ec2.describe_availability_zones()["AvailabilityZones"]
         name_of = {z["ZoneId"]: z["ZoneName"] for z in zones}
@@ -199,11 +212,17 @@ class TiDBCloudAws:
             raise ValueError(f"creating the endpoint failed: {code}: {message}") from None
         return endpoint["VpcEndpointId"], endpoint["State"], sorted(subnets[az][1] for az in shared)
 
-    def endpoint_states(self) -> dict[str, str]:
-        """The state of every endpoint in TiDB Cloud's account (all of them the double's), in one
-        paginated read; an endpoint not listed is gone."""
-        pages = self.ec2().get_paginator("describe_vpc_endpoints").paginate()
-        return {e["VpcEndpointId"]: e["State"] for page in pages for e in page["VpcEndpoints"]}
+    def endpoint_states(self, asked_at: float) -> tuple[float, dict[str, str]]:
+        """(when the read began, the state of every endpoint in TiDB Cloud's account): one
+        paginated read begun at or after ``asked_at`` (time.monotonic()), shared by the requests
+        that wait for it, so a hundred clients polling at once cost AWS a read or two, not a
+        hundred. An endpoint not listed is gone."""
+        with self._states_lock:
+            if self._states[0] < asked_at:
+                began = time.monotonic()
+                pages = self.ec2().get_paginator("describe_vpc_endpoints").paginate()
+                self._states = began, {e["VpcEndpointId"]: e["State"] for page in pages for e in page["VpcEndpoints"]}
+            return self._states
 
     def delete_endpoint(self, endpoint_id: str) -> None:
         from botocore.exceptions import ClientError
@@ -374,6 +393,9 @@ class Double:
         if not match:
             raise ApiError(404, NOT_FOUND, "Not Found")
         cluster, rest = match["cluster"], match["rest"]
+        single = rest.startswith("/") and "/" not in rest[1:] and ":" not in rest
+        if method == "GET" and (rest == "" or single):
+            self.work(cluster, rest[1:] if single else None)
         with self.lock:
             if cluster not in self.clusters:
                 raise ApiError(404, NOT_FOUND, f"cluster {cluster} not found")
@@ -385,7 +407,7 @@ class Double:
                 return self.dropping("drop_create", self.create(cluster, body))
             if rest.startswith("/") and (rest.endswith(":attachDomains") or rest.endswith(":detachDomains")):
                 raise ApiError(501, UNIMPLEMENTED, "domains are not emulated")
-            if rest.startswith("/") and "/" not in rest[1:] and ":" not in rest:
+            if single:
                 connection = self.find(cluster, rest[1:])
                 if method == "GET":
                     return connection.to_api(self.args.region, detail=True)
@@ -437,9 +459,6 @@ class Double:
 
     def find(self, cluster: str, connection_id: str) -> Connection:
         connection = self.connections.get(connection_id)
-        if connection is not None and connection.cluster_id == cluster:
-            self.advance(connection, self.aws.endpoint_states() if connection.endpoint_id else {})
-        connection = self.connections.get(connection_id)
         if connection is None or connection.cluster_id != cluster:
             raise ApiError(404, NOT_FOUND, f"private link connection {connection_id} not found")
         return connection
@@ -455,12 +474,6 @@ class Double:
             raise ApiError(400, INVALID_ARGUMENT, "pageSize and pageToken must be what this API returned") from None
         if not 0 < size <= 100 or offset < 0:
             raise ApiError(400, INVALID_ARGUMENT, "pageSize must be 1 to 100")
-        listed = [c for c in self.connections.values() if c.cluster_id == cluster]
-        # One read of the endpoints for the whole list, not one a connection: a list of a hundred
-        # connections stays one AWS call, as TiDB Cloud's own answers do not wait on AWS.
-        states = self.aws.endpoint_states() if any(c.endpoint_id for c in listed) else {}
-        for connection in listed:
-            self.advance(connection, states)
         mine = [c for c in self.connections.values() if c.cluster_id == cluster and state in (None, c.state)]
         page: dict[str, Any] = {
             "privateLinkConnections": [c.to_api(self.args.region) for c in mine[offset:offset + size]],
@@ -478,29 +491,74 @@ class Double:
             connection.set_state("DELETING")
         return connection.to_api(self.args.region)
 
-    def advance(self, connection: Connection, endpoint_states: dict[str, str]) -> None:
-        """One step of TiDB Cloud's work on a connection, taken when a client looks at it
-        (``endpoint_states``: AWS's state of each of TiDB Cloud's endpoints, read just before)."""
+    def work(self, cluster: str, connection_id: str | None) -> None:
+        """One step of TiDB Cloud's work on each connection a client reads (``connection_id``, or
+        all of the cluster's), done before the answer. Its AWS calls (creating an endpoint,
+        reading the endpoints' states) run outside the lock, as TiDB Cloud's answers do not wait
+        on AWS: a read of one connection never queues behind another's AWS call."""
+        with self.lock:
+            looked = [c for c in self.connections.values()
+                      if c.cluster_id == cluster and connection_id in (None, c.id)]
+            due = [c for c in looked if self.advance(c)]
+            watched = [c for c in looked if c.endpoint_id and c.state in ("PENDING_ACCEPTANCE", "ACTIVE")]
+        asked_at = time.monotonic()
+        created: dict[str, tuple[str, str, list[str]] | str] = {}
+        try:
+            for connection in due:
+                created[connection.id] = self.create_endpoint(connection)
+        finally:
+            with self.lock:
+                orphans = [c for c in due if not self.took_endpoint(c, created.get(c.id))]
+            for connection in orphans:
+                self.aws.delete_endpoint(created[connection.id][0])
+        if not watched:
+            return
+        read_at, states = self.aws.endpoint_states(asked_at)
+        with self.lock:
+            for connection in watched:
+                if self.connections.get(connection.id) is connection and connection.endpoint_at <= read_at:
+                    self.follow(connection, states.get(connection.endpoint_id, "deleted"))
+
+    def took_endpoint(self, connection: Connection, answer: tuple[str, str, list[str]] | str | None) -> bool:
+        """Under the lock: the outcome of creating the connection's endpoint (None: the attempt
+        raised). False when the connection was deleted meanwhile: its new endpoint is an orphan."""
+        connection.creating_endpoint = False
+        if answer is None:
+            return True
+        if isinstance(answer, str):
+            connection.set_state("FAILED", answer)
+            return True
+        if self.connections.get(connection.id) is not connection or connection.state != "CREATING":
+            return False
+        connection.endpoint_id, aws_state, connection.az_ids = answer
+        connection.endpoint_at = time.monotonic()
+        self.follow(connection, aws_state)
+        return True
+
+    def advance(self, connection: Connection) -> bool:
+        """The part of a step that needs no AWS call, under the lock; True when the connection's
+        endpoint is to be created now (the caller does it, outside the lock)."""
         if connection.state in ("CREATING", "DELETING") and connection.hold_reads > 0:
             connection.hold_reads -= 1
-            return
-        if connection.state == "CREATING" and time.monotonic() < connection.hold_until:
-            return
+            return False
+        if connection.state == "CREATING" and (time.monotonic() < connection.hold_until or connection.creating_endpoint):
+            return False
         if connection.state == "DELETING":
             del self.connections[connection.id]
         elif connection.state == "CREATING":
             if connection.fail_with:
                 connection.set_state("FAILED", connection.fail_with)
-                return
-            try:
-                endpoint_id, aws_state, az_ids = self.aws.create_endpoint(connection.service_name)
-            except ValueError as failure:
-                connection.set_state("FAILED", str(failure))
-                return
-            connection.endpoint_id, connection.az_ids = endpoint_id, az_ids
-            self.follow(connection, aws_state)
-        elif connection.state in ("PENDING_ACCEPTANCE", "ACTIVE"):
-            self.follow(connection, endpoint_states.get(connection.endpoint_id, "deleted"))
+                return False
+            connection.creating_endpoint = True
+            return True
+        return False
+
+    def create_endpoint(self, connection: Connection) -> tuple[str, str, list[str]] | str:
+        """TiDB Cloud's endpoint to the connection's service, or why the connection FAILED."""
+        try:
+            return self.aws.create_endpoint(connection.service_name)
+        except ValueError as failure:
+            return str(failure)
 
     def follow(self, connection: Connection, aws_state: str) -> None:
         state, message = {

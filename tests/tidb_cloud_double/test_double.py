@@ -15,6 +15,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -457,6 +458,34 @@ def test_a_list_reads_tidb_clouds_endpoints_once_however_many_connections(api: A
     assert status == 200 and len([c for c in page["privateLinkConnections"] if c["awsEndpointService"]["endpointId"]]) == 3
     assert reads() - before == 1, "one read of the endpoints for the page, not one a connection"
 
+
+
+def test_an_answer_never_waits_on_another_clients_aws_call(api: Api, emulator: str):
+    """TiDB Cloud's answers do not wait on AWS: while one client's read is held up in AWS (its
+    DescribeVpcEndpoints hangs), other clients are answered, and the held read ends right."""
+    _, service = endpoint_service(emulator)
+    plc = create(api, service["ServiceName"])["privateLinkConnectionId"]
+    assert get(api, plc)[1]["state"] == "PENDING_ACCEPTANCE"
+    emulator_fixtures.control.faults(emulator, [{"action": "ec2:DescribeVpcEndpoints", "fault": "hang", "hold": 8}])
+    held: dict[str, Any] = {}
+    reader = threading.Thread(target=lambda: held.update(answer=get(api, plc)))
+    try:
+        reader.start()
+        def fired() -> int:
+            return emulator_fixtures.control.route(emulator, "/_emulator/faults")[1]["faults"][0]["fired"]
+
+        deadline = time.time() + 5
+        while time.time() < deadline and not fired():
+            time.sleep(0.05)  # polling for the read to reach AWS, not waiting out a race
+        assert fired(), "the read reached AWS"
+        other = create(Api(api.base), endpoint_service(emulator)[1]["ServiceName"])
+        zones = Api(api.base).call("GET", ZONES.format(clusterId=CLUSTER))
+        assert reader.is_alive(), "answered while the other read was still held in AWS"
+        assert other["state"] == "CREATING" and zones[0] == 200
+    finally:
+        reader.join(timeout=60)
+        emulator_fixtures.control.faults(emulator, [])
+    assert held["answer"][0] == 200 and held["answer"][1]["state"] == "PENDING_ACCEPTANCE", held
 
 # -- faults ---------------------------------------------------------------------------------------
 
