@@ -505,7 +505,10 @@ class Double:
         created: dict[str, tuple[str, str, list[str]] | str] = {}
         try:
             for connection in due:
-                created[connection.id] = self.create_endpoint(connection)
+                try:
+                    created[connection.id] = self.aws.create_endpoint(connection.service_name)
+                except ValueError as failure:  # why TiDB Cloud reports the connection FAILED
+                    created[connection.id] = str(failure)
         finally:
             with self.lock:
                 orphans = [c for c in due if not self.took_endpoint(c, created.get(c.id))]
@@ -552,13 +555,6 @@ class Double:
             connection.creating_endpoint = True
             return True
         return False
-
-    def create_endpoint(self, connection: Connection) -> tuple[str, str, list[str]] | str:
-        """TiDB Cloud's endpoint to the connection's service, or why the connection FAILED."""
-        try:
-            return self.aws.create_endpoint(connection.service_name)
-        except ValueError as failure:
-            return str(failure)
 
     def follow(self, connection: Connection, aws_state: str) -> None:
         state, message = {
