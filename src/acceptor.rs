@@ -1,6 +1,8 @@
 //! Accepting TiDB Cloud's endpoint connection, and only TiDB Cloud's. A connection notification on
-//! the stack's topic is only a trigger: the truth is read with DescribeVpcEndpointConnections for
-//! every endpoint service this stack manages. A pending connection is accepted when its endpoint
+//! the stack's topic is only a trigger: the truth is read with one DescribeVpcEndpointConnections
+//! of the account's pending connections, of which those to services this stack manages are
+//! answered, so a trigger costs the same few calls however many services there are (a wave of
+//! a hundred provisionings triggers it hundreds of times). A pending connection is accepted when its endpoint
 //! belongs to TiDB Cloud's account (and, once the provisioning knows the endpoint TiDB Cloud
 //! created, only that endpoint); any other is rejected, even if someone widened the service's
 //! allowed principals by hand. Services without this stack's tag are never touched.
@@ -141,7 +143,13 @@ impl Step for AcceptConnections {
             }
         };
         let mut decisions = Vec::new();
-        for service in self.managed_services().await? {
+        // One read of the pending connections, and of the services only when one waits: a trigger
+        // costs the same few calls however many services exist. An announced wait looks at its own
+        // service alone, so that a wave's other acceptances never hold up its resumption.
+        let scope = awaited.as_ref().map(|awaited| awaited.service_id.as_str());
+        let pending = self.pending_connections(scope).await?;
+        let services = if pending.is_empty() { Vec::new() } else { self.managed_services(scope).await? };
+        for service in services {
             let service_id = endpoint_service_id(&service)?;
             let tag = |key: &str| tag_value(service.tags(), key);
             let expected = tag(TIDB_CLOUD_ENDPOINT_TAG);
@@ -157,7 +165,7 @@ impl Step for AcceptConnections {
             };
             let mut accept = Vec::new();
             let mut reject = Vec::new();
-            for connection in self.pending_connections(service_id).await? {
+            for connection in pending.iter().filter(|c| c.service_id() == Some(service_id)) {
                 let endpoint_id =
                     aws::required(connection.vpc_endpoint_id(), "a connection's VpcEndpointId")?.to_owned();
                 let owner =
@@ -230,10 +238,12 @@ impl AcceptConnections {
         }
     }
 
-    async fn managed_services(&self) -> Result<Vec<ServiceConfiguration>, StepError> {
+    /// The services this stack manages (`only`: that one, if it is).
+    async fn managed_services(&self, only: Option<&str>) -> Result<Vec<ServiceConfiguration>, StepError> {
         let mut pages = self
             .ec2
             .describe_vpc_endpoint_service_configurations()
+            .set_filters(only.map(|id| vec![Filter::builder().name("service-id").values(id).build()]))
             .filters(Filter::builder().name(format!("tag:{MANAGED_BY_TAG}")).values(&self.settings.stack_name).build())
             .into_paginator()
             .send();
@@ -251,11 +261,12 @@ impl AcceptConnections {
         Ok(services)
     }
 
-    async fn pending_connections(&self, service_id: &str) -> Result<Vec<VpcEndpointConnection>, StepError> {
+    /// The connections waiting for an answer, to any of the account's services (`only`: to that one).
+    async fn pending_connections(&self, only: Option<&str>) -> Result<Vec<VpcEndpointConnection>, StepError> {
         let mut pages = self
             .ec2
             .describe_vpc_endpoint_connections()
-            .filters(Filter::builder().name("service-id").values(service_id).build())
+            .set_filters(only.map(|id| vec![Filter::builder().name("service-id").values(id).build()]))
             .filters(Filter::builder().name("vpc-endpoint-state").values(PENDING).build())
             .into_paginator()
             .send();
@@ -265,7 +276,6 @@ impl AcceptConnections {
             pending.extend(
                 page.vpc_endpoint_connections()
                     .iter()
-                    .filter(|c| c.service_id() == Some(service_id))
                     .filter(|c| c.vpc_endpoint_state().is_some_and(|s| s.as_str().eq_ignore_ascii_case(PENDING)))
                     .cloned(),
             );

@@ -6,7 +6,7 @@ mod common;
 
 use aws_sdk_ec2::types::Filter;
 use common::*;
-use tidb_privatelink::acceptor::{AcceptConnections, Notification, Trigger};
+use tidb_privatelink::acceptor::{AcceptConnections, Awaited, Notification, Trigger};
 use tidb_privatelink::naming::TIDB_CLOUD_ENDPOINT_TAG;
 use tidb_privatelink::Step;
 
@@ -34,7 +34,11 @@ async fn endpoint_state(consumer: &aws_config::SdkConfig, endpoint_id: &str) -> 
 }
 
 async fn provisioned_service(network: &Network) -> (String, String) {
-    let id = network.database("orders-db", "mysql", false).await;
+    provisioned_service_of(network, "orders-db").await
+}
+
+async fn provisioned_service_of(network: &Network, identifier: &str) -> (String, String) {
+    let id = network.database(identifier, "mysql", false).await;
     let document = provision(network, &network.settings(), &id).await.unwrap();
     (
         str_of(&document, "/endpoint_service/service_id").to_owned(),
@@ -143,4 +147,27 @@ async fn a_known_endpoint_id_is_the_only_one_accepted() {
     assert_eq!(decisions, want);
     assert_eq!(endpoint_state(&tidb_cloud, &expected).await, "pending");
     assert_eq!(endpoint_state(&tidb_cloud, &stray).await, "rejected");
+}
+
+#[tokio::test]
+async fn an_announced_wait_answers_its_own_service_alone() {
+    let network = Network::new().await;
+    let (service_id, service_name) = provisioned_service_of(&network, "orders-db").await;
+    let (_, other_service_name) = provisioned_service_of(&network, "billing-db").await;
+    let tidb_cloud = account(TIDB_CLOUD_ACCOUNT).await;
+    let endpoint = request_connection(&tidb_cloud, &service_name).await;
+    let other_endpoint = request_connection(&tidb_cloud, &other_service_name).await;
+
+    // A wave announces a hundred waits at once: each looks at its own service, not at all of them.
+    let acceptor = AcceptConnections::new(&network.sdk, &network.settings()).unwrap();
+    let awaited = Awaited { service_id, endpoint_id: endpoint.clone(), task_token: "token-of-no-execution".into() };
+    let decisions = acceptor.run(Trigger::Awaited(awaited)).await.unwrap();
+    let decided: Vec<_> = decisions.decisions.into_iter().map(|d| (d.vpc_endpoint_id, d.accepted)).collect();
+    assert_eq!(decided, [(endpoint.clone(), true)]);
+    assert_eq!(endpoint_state(&tidb_cloud, &endpoint).await, "pending");
+    assert_eq!(endpoint_state(&tidb_cloud, &other_endpoint).await, "pendingAcceptance");
+
+    // A notification still answers every service that has a request waiting.
+    assert_eq!(accept(&network).await, [(other_endpoint.clone(), true)]);
+    assert_eq!(endpoint_state(&tidb_cloud, &other_endpoint).await, "pending");
 }
