@@ -352,6 +352,18 @@ async fn long_identifiers_get_distinct_valid_names() {
 }
 
 #[tokio::test]
+async fn a_same_named_security_group_of_someone_else_is_a_conflict() {
+    let network = Network::new().await;
+    let id = network.database("orders-db", "mysql", false).await;
+    let ec2 = aws_sdk_ec2::Client::new(&network.sdk);
+    let create = ec2.create_security_group().group_name(resource_name(&id)).vpc_id(&network.vpc_id);
+    create.description("someone else's").send().await.unwrap();
+    // The step creates first; AWS's duplicate answer makes it read the group, which is not ours.
+    let result = provision(&network, &network.settings(), &id).await.map(|_| Value::Null);
+    assert_named(result, "ResourceConflict", "security group");
+}
+
+#[tokio::test]
 async fn a_same_named_target_group_of_someone_else_is_a_conflict() {
     let network = Network::new().await;
     let id = network.database("orders-db", "mysql", false).await;

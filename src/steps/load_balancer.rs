@@ -26,6 +26,10 @@ pub struct Input {
     pub zones: ZonePlan,
     pub target_group: TargetGroup,
     pub security_groups: SecurityGroups,
+    /// This step's answer from its previous run in the same execution, when the state machine
+    /// polls: that run made or checked everything but the state.
+    #[serde(default)]
+    pub load_balancer: Option<LoadBalancer>,
 }
 
 const CROSS_ZONE: &str = "load_balancing.cross_zone.enabled";
@@ -47,8 +51,17 @@ impl Step for CreateLoadBalancer {
         let db = &input.database;
         let ownership = Ownership::new(&self.stack_name, &db.identifier);
         let name = resource_name(&db.identifier);
+        let found = find_load_balancer(&self.elb, &name).await?;
+        // A poll reads the state alone, so each poll costs one call.
+        if let (Some(lb), Some(previous)) = (&found, &input.load_balancer) {
+            if lb.load_balancer_arn() == Some(previous.arn.as_str()) {
+                let state = state_code(lb);
+                info!(db_instance = %db.identifier, load_balancer = %previous.arn, state = %state, "load balancer polled");
+                return Ok(LoadBalancer { state, ..previous.clone() });
+            }
+        }
         // A load balancer this run created has AWS's defaults and no listener: nothing to read.
-        let (lb, created) = match find_load_balancer(&self.elb, &name).await? {
+        let (lb, created) = match found {
             Some(lb) => {
                 ensure_elb_owned(&self.elb, &ownership, "load balancer", &name, load_balancer_arn(&lb)?).await?;
                 self.add_missing_zones(&lb, &input.zones).await?;
@@ -62,8 +75,7 @@ impl Step for CreateLoadBalancer {
             self.exempt_private_link_traffic(&arn, &input.security_groups.nlb_security_group_id).await?;
         }
         let listener_arn = self.ensure_listener(&arn, db.port, &input.target_group.arn, &ownership, created).await?;
-        let state =
-            lb.state().and_then(|s| s.code()).map(|c| c.as_str().to_owned()).unwrap_or_else(|| "unknown".into());
+        let state = state_code(&lb);
         info!(db_instance = %db.identifier, load_balancer = %arn, state = %state, "load balancer checked");
         let dns_name = aws::required(lb.dns_name(), "a load balancer's DNSName")?.to_owned();
         Ok(LoadBalancer { arn, name, dns_name, state, listener_arn })
@@ -190,6 +202,10 @@ impl CreateLoadBalancer {
         info!(load_balancer = arn, listener = %listener_arn, port, "listener created");
         Ok(listener_arn)
     }
+}
+
+fn state_code(lb: &ElbLoadBalancer) -> String {
+    lb.state().and_then(|s| s.code()).map_or_else(|| "unknown".into(), |c| c.as_str().to_owned())
 }
 
 /// The subnets to give SetSubnets so that every planned zone is enabled: the current subnets (by

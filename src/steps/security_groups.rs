@@ -37,11 +37,8 @@ impl Step for CreateSecurityGroups {
             StepError::InvalidInput(format!("RDS {} has no VPC security group", ownership.database()))
         })?;
         let name = resource_name(&db.identifier);
-        let found = match self.find(&db.vpc_id, &name).await? {
-            None => self.create(&name, &db, &ownership).await?,
-            Some(group) => Group::Found(group),
-        };
-        let (nlb_group_id, egress) = match found {
+        // Created first, found only when the name is taken: a first run, the usual one, reads nothing.
+        let (nlb_group_id, egress) = match self.create(&name, &db, &ownership).await? {
             // What AWS gives every new group: one rule allowing all outbound IPv4 traffic.
             Group::Created(id) => (id, vec![all_ipv4_traffic()]),
             Group::Found(group) if ownership.owns(tag_pairs(group.tags())) => {
@@ -81,8 +78,8 @@ impl CreateSecurityGroups {
         Ok(out.security_groups().first().cloned())
     }
 
-    /// The new group; or, when the name is taken after all (a retried call whose first answer was
-    /// lost made it), the group of that name, for the caller's ownership check.
+    /// The new group; or, when the name is taken (an earlier run made it, or a retried call whose
+    /// first answer was lost), the group of that name, for the caller's ownership check.
     async fn create(&self, name: &str, db: &Database, ownership: &Ownership) -> Result<Group, StepError> {
         let created = self
             .ec2

@@ -22,7 +22,8 @@ emulator records it as a problem. Other principals (administrators of the tests)
 resource ``*``. A denial is answered as the service answers it (``DENIALS``).
 
 ``--record-authorizations FILE`` (launch.py) appends one JSON line per evaluated authorization,
-for tests/emulator/iam/necessity.py.
+for tests/emulator/iam/necessity.py; ``check`` is its place among its call's authorizations, so
+the lines with ``check`` 0 are the calls themselves (scripts/bench counts them).
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def record(entry: dict[str, Any]) -> None:
         out.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
-def evaluate(principal: Principal, authorization: Authorization, operation: str, region: str) -> str:
+def evaluate(principal: Principal, authorization: Authorization, operation: str, region: str, check: int = 0) -> str:
     account = authorization.resource.split(":")[4] if authorization.resource.count(":") >= 5 else principal.account
     answer = evaluator().authorize(
         principal=principal.caller, action=authorization.action, resource=authorization.resource,
@@ -208,7 +209,8 @@ def evaluate(principal: Principal, authorization: Authorization, operation: str,
     decision = answer["decision"]
     if decision == "Error" and not principal.product and authorization.resource != "*":
         # A test's administrator: what the data cannot place is evaluated on "*".
-        return evaluate(principal, Authorization(authorization.action, "*", authorization.context), operation, region)
+        return evaluate(principal, Authorization(authorization.action, "*", authorization.context), operation, region,
+                        check)
     if decision == "Error":
         log.error("iam: cannot evaluate %s on %s for %s: %s", authorization.action, authorization.resource,
                   principal.arn, answer.get("error"))
@@ -217,7 +219,7 @@ def evaluate(principal: Principal, authorization: Authorization, operation: str,
             "operation": operation, "region": region, "action": authorization.action,
             "resource": authorization.resource, "account": account or principal.account,
             "context": authorization.context, "resourcePolicy": authorization.resource_policy,
-            "asAwsBehaves": authorization.as_aws_behaves, "decision": decision})
+            "asAwsBehaves": authorization.as_aws_behaves, "decision": decision, "check": check})
     return decision
 
 
@@ -232,10 +234,10 @@ def authorize_call(call: Call, principal: Principal) -> None:
             raise denial(call.service, principal.caller, call.action, f"(the emulator cannot map {call.action}: "
                          f"{unmapped})", "ImplicitlyDenied", call.content_type)
         checks = [Authorization(call.action, "*", base_context(call))]
-    for check in checks:
+    for index, check in enumerate(checks):
         if check.action == "sts:AssumeRole":
             check.resource_policy = _trust_policy(check.resource)
-        decision = evaluate(principal, check, call.action, call.region)
+        decision = evaluate(principal, check, call.action, call.region, index)
         if decision != "Allowed":
             raise denial(call.service, principal.caller, check.action, check.resource, decision, call.content_type)
 
