@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 
 use crate::dns::Resolver;
 use crate::net::cidr_contains;
+use crate::payload::VpcSubnet;
 use crate::{aws, StepError};
 
 /// What the address is looked up for.
@@ -17,13 +18,15 @@ pub struct Endpoint<'a> {
     pub publicly_accessible: bool,
 }
 
-/// The endpoint's address inside its VPC, and the VPC's CIDR blocks.
+/// The endpoint's address inside its VPC (inside one of the VPC's subnets, where every address of
+/// the VPC that an instance can hold lies), and those subnets.
 pub async fn address_in_vpc(
     resolver: &Resolver,
     ec2: &aws_sdk_ec2::Client,
     endpoint: &Endpoint<'_>,
-) -> Result<(Ipv4Addr, Vec<String>), StepError> {
-    let cidrs = vpc_cidr_blocks(ec2, endpoint.vpc_id).await?;
+) -> Result<(Ipv4Addr, Vec<VpcSubnet>), StepError> {
+    let subnets = vpc_subnets(ec2, endpoint.vpc_id).await?;
+    let cidrs: Vec<String> = subnets.iter().map(|s| s.cidr_block.clone()).collect();
     let resolved = resolver.ipv4(endpoint.address).await.map_err(|reason| StepError::DatabaseEndpointUnresolved {
         identifier: endpoint.identifier.to_owned(),
         address: endpoint.address.to_owned(),
@@ -41,23 +44,25 @@ pub async fn address_in_vpc(
             ""
         },
     })?;
-    Ok((ip, cidrs))
+    Ok((ip, subnets))
 }
 
-async fn vpc_cidr_blocks(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<Vec<String>, StepError> {
-    let out = ec2.describe_vpcs().vpc_ids(vpc_id).send().await.map_err(aws::fail("DescribeVpcs"))?;
-    let vpc = out.vpcs().first().ok_or_else(|| StepError::InvalidInput(format!("VPC {vpc_id} not found")))?;
-    let mut blocks: Vec<String> = vpc
-        .cidr_block_association_set()
-        .iter()
-        .filter(|a| a.cidr_block_state().and_then(|s| s.state()).is_none_or(|s| s.as_str() == "associated"))
-        .filter_map(|a| a.cidr_block())
-        .map(str::to_owned)
-        .collect();
-    if blocks.is_empty() {
-        blocks.extend(vpc.cidr_block().map(str::to_owned));
+async fn vpc_subnets(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<Vec<VpcSubnet>, StepError> {
+    let filter = aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(vpc_id).build();
+    let mut pages = ec2.describe_subnets().filters(filter).into_paginator().send();
+    let mut subnets = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(aws::fail("DescribeSubnets"))?;
+        subnets.extend(page.subnets().iter().filter_map(|s| {
+            Some(VpcSubnet {
+                subnet_id: s.subnet_id()?.to_owned(),
+                availability_zone_id: s.availability_zone_id()?.to_owned(),
+                availability_zone: s.availability_zone()?.to_owned(),
+                cidr_block: s.cidr_block()?.to_owned(),
+            })
+        }));
     }
-    Ok(blocks)
+    Ok(subnets)
 }
 
 /// The first resolved address inside one of the VPC's CIDR blocks.

@@ -23,7 +23,9 @@ pub struct Database {
     /// The private address the endpoint resolved to; the load balancer's target.
     pub ip_address: Ipv4Addr,
     pub vpc_id: String,
-    pub vpc_cidr_blocks: Vec<String>,
+    /// The VPC's subnets, read once at inspection: the address must lie in one, and the zone plan
+    /// picks the load balancer's from them.
+    pub vpc_subnets: Vec<VpcSubnet>,
     /// Subnets of the DB subnet group, preferred for the load balancer.
     pub subnet_ids: Vec<String>,
     pub security_group_ids: Vec<String>,
@@ -31,6 +33,15 @@ pub struct Database {
     /// Cloud side to the user.
     #[serde(default)]
     pub tidb_cloud_cluster_id: Option<String>,
+}
+
+/// A subnet of the database's VPC, as far as placing the address and planning zones care.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcSubnet {
+    pub subnet_id: String,
+    pub availability_zone_id: String,
+    pub availability_zone: String,
+    pub cidr_block: String,
 }
 
 /// Step 2: where the load balancer goes, and whom the endpoint service admits.

@@ -70,7 +70,7 @@ impl Step for InspectDatabase {
             vpc_id: &network.vpc_id,
             publicly_accessible: described.publicly_accessible,
         };
-        let (ip_address, vpc_cidr_blocks) = address_in_vpc(&self.resolver, &self.ec2, &endpoint).await?;
+        let (ip_address, vpc_subnets) = address_in_vpc(&self.resolver, &self.ec2, &endpoint).await?;
         let inspected = Database {
             arn: described.arn.clone(),
             engine: described.engine.clone(),
@@ -78,7 +78,7 @@ impl Step for InspectDatabase {
             port,
             ip_address,
             vpc_id: network.vpc_id,
-            vpc_cidr_blocks,
+            vpc_subnets,
             subnet_ids: network.subnet_ids,
             security_group_ids: described.security_group_ids.clone(),
             tidb_cloud_cluster_id: self.settings.cluster_for_tag(described.tag(&self.settings.opt_in_tag_key)),

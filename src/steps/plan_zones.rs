@@ -9,28 +9,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_config::SdkConfig;
-use aws_sdk_ec2::types::Filter;
 use tracing::info;
 
-use crate::payload::{Database, PlannedSubnet, ZonePlan};
+use crate::payload::{Database, PlannedSubnet, VpcSubnet as Subnet, ZonePlan};
 use crate::tidb_cloud::TiDBCloud;
-use crate::{aws, Settings, Step, StepError};
+use crate::{Settings, Step, StepError};
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Input {
     pub database: Database,
 }
 
-/// A subnet of the VPC, as far as planning cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subnet {
-    pub subnet_id: String,
-    pub availability_zone_id: String,
-    pub availability_zone: String,
-}
-
 pub struct PlanZones {
-    ec2: aws_sdk_ec2::Client,
     tidb_cloud: Option<TiDBCloud>,
     settings: Settings,
 }
@@ -40,18 +30,13 @@ impl Step for PlanZones {
     type Output = ZonePlan;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self {
-            ec2: aws_sdk_ec2::Client::new(sdk),
-            tidb_cloud: settings.tidb_cloud(sdk)?,
-            settings: settings.clone(),
-        })
+        Ok(Self { tidb_cloud: settings.tidb_cloud(sdk)?, settings: settings.clone() })
     }
 
     async fn run(&self, input: Input) -> Result<ZonePlan, StepError> {
         let database = input.database;
         let (account_id, az_ids) = self.tidb_cloud_side(database.tidb_cloud_cluster_id.as_deref()).await?;
-        let subnets = self.vpc_subnets(&database.vpc_id).await?;
-        let planned = plan(&database.vpc_id, &subnets, &az_ids, &database.subnet_ids)?;
+        let planned = plan(&database.vpc_id, &database.vpc_subnets, &az_ids, &database.subnet_ids)?;
         let zones = |keep: fn(&PlannedSubnet) -> bool| {
             planned.iter().filter(|s| keep(s)).map(|s| s.availability_zone_id.as_str()).collect::<Vec<_>>()
         };
@@ -83,27 +68,6 @@ impl PlanZones {
                 Ok((self.settings.tidb_cloud_account_id()?.to_owned(), self.settings.tidb_cloud_az_ids.clone()))
             }
         }
-    }
-
-    async fn vpc_subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>, StepError> {
-        let mut pages = self
-            .ec2
-            .describe_subnets()
-            .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
-            .into_paginator()
-            .send();
-        let mut subnets = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(aws::fail("DescribeSubnets"))?;
-            subnets.extend(page.subnets().iter().filter_map(|s| {
-                Some(Subnet {
-                    subnet_id: s.subnet_id()?.to_owned(),
-                    availability_zone_id: s.availability_zone_id()?.to_owned(),
-                    availability_zone: s.availability_zone()?.to_owned(),
-                })
-            }));
-        }
-        Ok(subnets)
     }
 }
 
@@ -165,7 +129,8 @@ mod tests {
     use super::*;
 
     fn subnet(id: &str, az: &str) -> Subnet {
-        Subnet { subnet_id: id.into(), availability_zone_id: az.into(), availability_zone: format!("name-of-{az}") }
+        let (subnet_id, availability_zone_id, availability_zone) = (id.into(), az.into(), format!("name-of-{az}"));
+        Subnet { subnet_id, availability_zone_id, availability_zone, cidr_block: "10.0.0.0/24".into() }
     }
 
     fn summary(planned: &[PlannedSubnet]) -> Vec<(&str, &str, bool, bool)> {
