@@ -35,7 +35,12 @@ impl Removes for LoadBalancerRemoval {
             elb.describe_listeners().load_balancer_arn(&arn).send().await.map_err(aws::fail("DescribeListeners"))?;
         let mut removed = Vec::new();
         for listener in listeners.listeners().iter().filter_map(|l| l.listener_arn()) {
-            elb.delete_listener().listener_arn(listener).send().await.map_err(aws::fail("DeleteListener"))?;
+            match elb.delete_listener().listener_arn(listener).send().await {
+                Ok(_) => {}
+                // A retried call whose first answer was lost finds it gone.
+                Err(e) if aws::error_code(&e) == Some("ListenerNotFound") => {}
+                Err(e) => return Err(aws::failure("DeleteListener", e)),
+            }
             removed.push(listener.to_owned());
         }
         match elb.delete_load_balancer().load_balancer_arn(&arn).send().await {

@@ -319,10 +319,11 @@ def test_every_fault_at_every_mutating_call_converges_and_leaves_nothing_behind(
 
 
 # Calls whose retry, after a lost answer, meets AWS's answer that the work is done already (the
-# group of that name exists; the rule is not there; the notifications are gone): the workflow goes
+# group of that name exists; the rule, the listener, the notifications are gone): the workflow goes
 # on rather than failing.
 WORK_DONE = ("provision SecurityGroupsFunctionRole ec2:CreateSecurityGroup",
              "deprovision RemoveSecurityGroupsFunctionRole ec2:RevokeSecurityGroupIngress",
+             "deprovision RemoveLoadBalancerFunctionRole elasticloadbalancing:DeleteListener",
              "deprovision RemoveEndpointServiceFunctionRole ec2:DeleteVpcEndpointConnectionNotifications")
 
 

@@ -205,10 +205,12 @@ def calls_of(emu: dict[str, Any], binary: str, count: int) -> list[Any]:
 
 
 @pytest.mark.parametrize("fault, error", [("http-500", "Lambda.ServiceException"),
+                                          ("http-503", "Lambda.AWSLambdaException"),
                                           ("throttling", "Lambda.TooManyRequestsException"),
                                           ("applied-then-dropped", "Lambda.SdkClientException")])
 def test_a_lambda_service_failure_reaches_the_task_under_awss_name(emu: dict[str, Any], fault: str, error: str) -> None:
     """Not the function's error but the Lambda service's: Step Functions names it Lambda.<error>,
+    an error Lambda's API does not model (the common ServiceUnavailable) Lambda.AWSLambdaException,
     and a call left unanswered Lambda.SdkClientException (what the state machines' Retry lists)."""
     arn = function(emu, f"fn-service-{fault}")
     definition = {"StartAt": "Step", "States": {"Step": {"Type": "Task", "Resource": arn, "End": True}}}

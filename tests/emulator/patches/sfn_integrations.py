@@ -28,7 +28,9 @@ UUID, as AWS does; moto's interpreter backend named it ``None``, so the second
 unnamed start of a state machine failed with ``ExecutionAlreadyExists``.
 A Task whose Lambda invocation fails in the Lambda service, not in the function, fails with
 ``Lambda.<the service's error>`` as AWS reports it (Step Functions developer guide, "Handle Lambda
-service exceptions": ``Lambda.ServiceException``, ``Lambda.TooManyRequestsException``, ...), and a
+service exceptions": ``Lambda.ServiceException``, ``Lambda.TooManyRequestsException``, ...; an
+error the Invoke API does not model, such as the common ``ServiceUnavailable``, is the Java SDK's
+generic ``Lambda.AWSLambdaException``), and a
 call that got no answer (the connection closed or timed out) with ``Lambda.SdkClientException``;
 moto's interpreter named the first ``Exception`` and the second ``States.TaskFailed``, which no
 Retry written for AWS matches. The same for the optimized ``events:putEvents`` integration: a
@@ -109,6 +111,20 @@ def _from_boto(value: Any, shape: Any) -> Any:
     return value
 
 
+# The errors the Lambda Invoke API reference lists (its "Errors" section).
+INVOKE_ERRORS = {
+    "EC2AccessDeniedException", "EC2ThrottledException", "EC2UnexpectedException", "EFSIOException",
+    "EFSMountConnectivityException", "EFSMountFailureException", "EFSMountTimeoutException",
+    "ENILimitReachedException", "InvalidParameterValueException", "InvalidRequestContentException",
+    "InvalidRuntimeException", "InvalidSecurityGroupIDException", "InvalidSubnetIDException",
+    "InvalidZipFileException", "KMSAccessDeniedException", "KMSDisabledException", "KMSInvalidStateException",
+    "KMSNotFoundException", "RecursiveInvocationException", "RequestTooLargeException",
+    "ResourceConflictException", "ResourceNotFoundException", "ResourceNotReadyException", "ServiceException",
+    "SnapStartException", "SnapStartNotReadyException", "SnapStartTimeoutException",
+    "SubnetIPAddressLimitReachedException", "TooManyRequestsException", "UnsupportedMediaTypeException",
+}
+
+
 def service_error(service: str, ex: Exception, refused: Callable[[str], str]) -> tuple[str, str] | None:
     """(error, cause) of an integration's call that ``service`` refused (its error named by
     ``refused`` from the service's error code) or left unanswered; None for any other failure."""
@@ -158,7 +174,7 @@ def apply() -> None:
 
     @wrap(StateTaskLambda, "_from_error")
     def _from_error(original, self, env, ex):  # type: ignore[no-untyped-def]
-        named = service_error("Lambda", ex, lambda code: code)
+        named = service_error("Lambda", ex, lambda code: code if code in INVOKE_ERRORS else "AWSLambdaException")
         if named is None:
             return original(self, env, ex)
         error, cause = named
