@@ -65,7 +65,7 @@ async fn vpc_subnets(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<Vec<VpcS
     Ok(subnets)
 }
 
-/// The first resolved address inside one of the VPC's CIDR blocks.
+/// The first resolved address inside one of the CIDR blocks (the VPC's subnets').
 pub fn pick_address_in_vpc(resolved: &[Ipv4Addr], cidrs: &[String]) -> Option<Ipv4Addr> {
     resolved.iter().copied().find(|ip| cidrs.iter().any(|cidr| cidr_contains(cidr, *ip)))
 }

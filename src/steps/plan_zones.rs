@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_config::SdkConfig;
 use tracing::info;
 
-use crate::payload::{Database, PlannedSubnet, VpcSubnet as Subnet, ZonePlan};
+use crate::payload::{Database, PlannedSubnet, VpcSubnet, ZonePlan};
 use crate::tidb_cloud::TiDBCloud;
 use crate::{Settings, Step, StepError};
 
@@ -77,7 +77,7 @@ impl PlanZones {
 /// shared with TiDB Cloud.
 pub fn plan(
     vpc_id: &str,
-    subnets: &[Subnet],
+    subnets: &[VpcSubnet],
     tidb_cloud_az_ids: &[String],
     db_subnets: &[String],
 ) -> Result<Vec<PlannedSubnet>, StepError> {
@@ -87,7 +87,7 @@ pub fn plan(
         ));
     }
     let shared: BTreeSet<&str> = tidb_cloud_az_ids.iter().map(String::as_str).collect();
-    let in_group = |s: &Subnet| db_subnets.contains(&s.subnet_id);
+    let in_group = |s: &VpcSubnet| db_subnets.contains(&s.subnet_id);
     let database: BTreeSet<&str> =
         subnets.iter().filter(|s| in_group(s)).map(|s| s.availability_zone_id.as_str()).collect();
     if !subnets.iter().any(|s| shared.contains(s.availability_zone_id.as_str())) {
@@ -98,12 +98,12 @@ pub fn plan(
             tidb_cloud: shared.into_iter().collect::<Vec<_>>().join(", "),
         });
     }
-    let mut best: BTreeMap<&str, &Subnet> = BTreeMap::new();
-    let wanted = |s: &&Subnet| {
+    let mut best: BTreeMap<&str, &VpcSubnet> = BTreeMap::new();
+    let wanted = |s: &&VpcSubnet| {
         shared.contains(s.availability_zone_id.as_str()) || database.contains(s.availability_zone_id.as_str())
     };
     for subnet in subnets.iter().filter(wanted) {
-        let rank = |s: &Subnet| (!in_group(s), s.subnet_id.clone());
+        let rank = |s: &VpcSubnet| (!in_group(s), s.subnet_id.clone());
         best.entry(subnet.availability_zone_id.as_str())
             .and_modify(|current| {
                 if rank(subnet) < rank(current) {
@@ -128,9 +128,9 @@ pub fn plan(
 mod tests {
     use super::*;
 
-    fn subnet(id: &str, az: &str) -> Subnet {
+    fn subnet(id: &str, az: &str) -> VpcSubnet {
         let (subnet_id, availability_zone_id, availability_zone) = (id.into(), az.into(), format!("name-of-{az}"));
-        Subnet { subnet_id, availability_zone_id, availability_zone, cidr_block: "10.0.0.0/24".into() }
+        VpcSubnet { subnet_id, availability_zone_id, availability_zone, cidr_block: "10.0.0.0/24".into() }
     }
 
     fn summary(planned: &[PlannedSubnet]) -> Vec<(&str, &str, bool, bool)> {
