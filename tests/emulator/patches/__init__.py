@@ -16,7 +16,7 @@ def apply_all() -> None:
         return
     from . import ec2, elbv2, elbv2_health, rds, vpce_connections, vpce_notifications, vpce_services
     from . import events_targets, faults, iam_enforcement, iam_evaluation, lambda_forward, rds_events
-    from . import quotas, sfn_events, sfn_integrations, throttling
+    from . import quotas, sfn_events, sfn_integrations, sfn_waits, throttling
 
     ec2.apply()
     rds.apply()
@@ -32,6 +32,7 @@ def apply_all() -> None:
     iam_evaluation.apply()
     sfn_integrations.apply()
     sfn_events.apply()
+    sfn_waits.apply()
     faults.apply()
     throttling.apply()
     quotas.apply()
