@@ -293,8 +293,8 @@ def check_policies(root: Path, template: dict[str, Any]) -> Result:
     return result
 
 
-# The longest one TiDB Cloud call can take (src/tidb_cloud/mod.rs, ClientOptions::worst_case: a digest
-# challenge, 3 attempts of 10 s, 2 throttle waits of 20 s).
+# The longest one TiDB Cloud call can take (src/tidb_cloud/tests.rs,
+# one_call_fits_in_the_functions_timeout: a digest challenge, 3 attempts of 10 s, 2 throttle waits of 20 s).
 TIDB_CLOUD_CALL_WORST_CASE_SECONDS = 80
 
 

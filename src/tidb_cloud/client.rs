@@ -112,7 +112,7 @@ impl TiDBCloud {
         let lost = |e| (unavailable(call.operation, self.options.timeout, e), None);
         let mut response = self.request(call, key).await.map_err(lost)?;
         // The first request, or a nonce no longer taken: answer the fresh challenge, once a call
-        // (as ClientOptions::worst_case counts). Another 401 means the key is wrong; it may be
+        // (as the worst case in the tests counts). Another 401 means the key is wrong; it may be
         // fixed since we read it, so read it again next time.
         if response.status() == StatusCode::UNAUTHORIZED && !challenged.swap(true, Ordering::Relaxed) {
             if let Some(challenge) = Challenge::pick(response.headers()) {

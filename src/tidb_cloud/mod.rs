@@ -20,8 +20,8 @@ use crate::StepError;
 type Result<T, E = StepError> = std::result::Result<T, E>;
 type Secret = (aws_sdk_secretsmanager::Client, String);
 
-/// A TiDB Cloud API key pair. It acts as organization owner: `Debug`, `Display` and errors never show
-/// its private key.
+/// A TiDB Cloud API key pair. It acts as organization owner: `Debug` and errors never show its
+/// private key.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 pub struct ApiKey {
     public_key: String,
@@ -52,12 +52,6 @@ impl fmt::Debug for ApiKey {
     }
 }
 
-impl fmt::Display for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TiDB Cloud API key {} (private key redacted)", self.public_key)
-    }
-}
-
 /// How the client talks to TiDB Cloud.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -76,15 +70,6 @@ impl Default for ClientOptions {
     fn default() -> Self {
         let (base_url, timeout) = ("https://serverless.tidbapi.com".into(), Duration::from_secs(10));
         Self { base_url, timeout, max_attempts: 3, max_throttle_wait: Duration::from_secs(20) }
-    }
-}
-
-impl ClientOptions {
-    /// The longest one call can take: a digest challenge, then every attempt timing out, with the
-    /// longest throttle wait between attempts. The functions that call TiDB Cloud outlast it
-    /// (template.yaml, held there by scripts/check_definitions.py).
-    pub fn worst_case(&self) -> Duration {
-        self.timeout * (1 + self.max_attempts) + self.max_throttle_wait * self.max_attempts.saturating_sub(1)
     }
 }
 

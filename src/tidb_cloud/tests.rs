@@ -53,9 +53,12 @@ fn challenge(header: &'static str) -> Option<Challenge> {
 
 #[test]
 fn one_call_fits_in_the_functions_timeout() {
-    // template.yaml gives the TiDB Cloud functions 120 s, and scripts/check_definitions.py
-    // holds them above this figure.
-    assert_eq!(ClientOptions::default().worst_case(), Duration::from_secs(80));
+    // The longest one call can take: a digest challenge, then every attempt timing out, with the
+    // longest throttle wait between attempts. template.yaml gives the TiDB Cloud functions 120 s,
+    // and scripts/check_definitions.py holds them above this figure.
+    let ClientOptions { timeout, max_attempts, max_throttle_wait, .. } = ClientOptions::default();
+    let worst_case = timeout * (1 + max_attempts) + max_throttle_wait * (max_attempts - 1);
+    assert_eq!(worst_case, Duration::from_secs(80));
 }
 
 #[test]
@@ -311,7 +314,8 @@ async fn an_expired_nonce_is_answered_once_more() {
 
 #[tokio::test]
 async fn one_challenge_is_answered_per_call() {
-    // After a 429, a fresh challenge is not answered again: one call stays within worst_case().
+    // After a 429, a fresh challenge is not answered again: one call stays within the worst case
+    // that one_call_fits_in_the_functions_timeout counts.
     let server = digest_server(
         |n| if n <= 2 { CHALLENGE } else { SHA256_CHALLENGE },
         |_, _| reply("429 Too Many Requests", &[("Retry-After", "0")], "{}"),
@@ -609,7 +613,6 @@ fn the_private_key_never_shows() {
     let secret = "sk-this-must-stay-hidden";
     let key = ApiKey::new("PUB123", secret);
     assert_eq!(format!("{key:?}"), r#"ApiKey { public_key: "PUB123", private_key: "<redacted>" }"#);
-    assert!(!key.to_string().contains(secret) && key.to_string().contains("PUB123"));
 
     let parsed =
         ApiKey::from_secret_json("tidb", &format!(r#"{{"public_key": " PUB123 ", "private_key": "{secret}"}}"#));
