@@ -34,8 +34,8 @@ def code(call: Any) -> str:
 def test_aws_default_quotas_are_in_force() -> None:
     from patches.quotas import DEFAULTS
 
-    assert DEFAULTS == {"network-load-balancers": 50, "target-groups": 3000, "security-groups": 2500,
-                        "rules-per-security-group": 60}
+    assert DEFAULTS == {"network-load-balancers": 50, "target-groups": 3000, "listeners-per-load-balancer": 50,
+                        "security-groups": 2500, "rules-per-security-group": 60}
 
 
 def test_a_create_beyond_a_quota_fails_and_creates_nothing(restored: str, aws) -> None:
@@ -68,6 +68,30 @@ def test_a_create_beyond_a_quota_fails_and_creates_nothing(restored: str, aws) -
     # Raised, as Service Quotas would: the call goes through.
     quotas(restored, "POST", {"network-load-balancers": 2})
     elbv2.create_load_balancer(Name="q-second", **nlb)
+
+
+def test_a_load_balancer_takes_50_listeners_and_no_more(restored: str, aws) -> None:
+    net = make_network(aws("ec2"))
+    elbv2 = aws("elbv2")
+    nlb = elbv2.create_load_balancer(Name="q-listeners", Type="network", Scheme="internal",
+                                     Subnets=net["subnets"])["LoadBalancers"][0]["LoadBalancerArn"]
+    other = elbv2.create_load_balancer(Name="q-other", Type="network", Scheme="internal",
+                                       Subnets=net["subnets"])["LoadBalancers"][0]["LoadBalancerArn"]
+    # One target group for each load balancer, as AWS wants.
+    groups = {arn: elbv2.create_target_group(Name=name, Protocol="TCP", Port=3306, VpcId=net["vpc"], TargetType="ip")[
+        "TargetGroups"][0]["TargetGroupArn"] for arn, name in ((nlb, "q-listeners"), (other, "q-other"))}
+    listen = lambda arn, port: elbv2.create_listener(  # noqa: E731
+        LoadBalancerArn=arn, Protocol="TCP", Port=port,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": groups[arn]}])["Listeners"][0]["ListenerArn"]
+    arns = [listen(nlb, 4000 + i) for i in range(50)]
+    # The same listener again is the existing one, not a 51st.
+    assert listen(nlb, 4000) == arns[0]
+    assert code(lambda: listen(nlb, 4050)) == "TooManyListeners"
+    assert len(elbv2.describe_listeners(LoadBalancerArn=nlb)["Listeners"]) == 50
+    # The quota is per load balancer.
+    listen(other, 4050)
+    elbv2.delete_listener(ListenerArn=arns[-1])
+    listen(nlb, 4050)
 
 
 def test_a_raised_rules_quota_admits_rules_past_the_default(restored: str, aws) -> None:

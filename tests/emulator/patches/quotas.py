@@ -5,6 +5,8 @@ AWS (default quotas, per account and region, adjustable in Service Quotas):
   * Network Load Balancers per Region: 50 (ELB "Quotas for your Network Load Balancers");
     CreateLoadBalancer beyond it: ``TooManyLoadBalancers``.
   * Target groups per Region: 3000 (same page); CreateTargetGroup: ``TooManyTargetGroups``.
+  * Listeners per Network Load Balancer: 50, not adjustable (same page); CreateListener beyond
+    it: ``TooManyListeners``.
   * VPC security groups per Region: 2500 (Amazon VPC quotas, "Security groups");
     CreateSecurityGroup: ``SecurityGroupLimitExceeded``.
   * Inbound or outbound rules per security group: 60 each (same page);
@@ -33,8 +35,8 @@ from typing import Any
 
 from ._common import STATE_LOCK, log
 
-DEFAULTS = {"network-load-balancers": 50, "target-groups": 3000, "security-groups": 2500,
-            "rules-per-security-group": 60}
+DEFAULTS = {"network-load-balancers": 50, "target-groups": 3000, "listeners-per-load-balancer": 50,
+            "security-groups": 2500, "rules-per-security-group": 60}
 _quotas: dict[str, int] = dict(DEFAULTS)
 
 # Each refusal as AWS words it (the API references' error descriptions).
@@ -43,6 +45,8 @@ MESSAGES = {
                                "You've reached the limit on the number of load balancers for your account."),
     "target-groups": ("elasticloadbalancing", "TooManyTargetGroups",
                       "You've reached the limit on the number of target groups for your AWS account."),
+    "listeners-per-load-balancer": ("elasticloadbalancing", "TooManyListeners",
+                                    "You've reached the limit on the number of listeners per load balancer."),
     "security-groups": ("ec2", "SecurityGroupLimitExceeded",
                         "The maximum number of security groups for the region has been reached."),
     "rules-per-security-group": ("ec2", "RulesPerSecurityGroupLimitExceeded",
@@ -94,6 +98,14 @@ def _used(response: Any, action: str) -> tuple[str, int, int] | None:
             return "network-load-balancers", len(existing), int(is_new)
         existing = list(backend.target_groups.values())
         return "target-groups", len(existing), int(name not in {g.name for g in existing})
+    if action == "CreateListener":
+        balancer = elbv2_backends[account][region].load_balancers.get(response._get_param("LoadBalancerArn"))
+        if balancer is None:
+            return None
+        # A listener on a port the balancer already listens on is returned or refused
+        # (DuplicateListener, patches/elbv2.py), never added.
+        ports = {str(listener.port) for listener in balancer.listeners.values()}
+        return "listeners-per-load-balancer", len(ports), int(str(response._get_param("Port")) not in ports)
     backend = ec2_backends[account][region]
     if action == "CreateSecurityGroup":
         return "security-groups", sum(len(groups) for groups in backend.groups.values()), 1
