@@ -18,17 +18,29 @@ from pathlib import Path
 from typing import Iterable
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-        tcp.bind(("127.0.0.1", 0))
-        port = tcp.getsockname()[1]
-    # The DNS server needs the same number free for UDP as well.
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        try:
-            udp.bind(("127.0.0.1", port))
-        except OSError:
-            return free_port()
-    return port
+def free_ports(count: int, taken: Iterable[int] = ()) -> list[int]:
+    """``count`` distinct ports free on 127.0.0.1 for TCP and UDP alike, none of them ``taken``.
+    Every socket stays bound until all are chosen, so no port is handed out twice; another program
+    may still take one before its process binds it (the emulator binds port 0 instead)."""
+    taken = set(taken)
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            held += [tcp, udp]
+            tcp.bind(("127.0.0.1", 0))
+            try:
+                udp.bind(("127.0.0.1", tcp.getsockname()[1]))
+            except OSError:
+                continue  # taken for UDP; the TCP socket stays bound, so it is not offered again
+            if tcp.getsockname()[1] not in taken:
+                ports.append(tcp.getsockname()[1])
+        return ports
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def port_in_use(port: int, udp: bool = False) -> bool:

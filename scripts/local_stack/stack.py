@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from . import cfn
 from .deploy import Deployer, Function
-from .processes import Processes, alive, free_port, listening, port_in_use
+from .processes import Processes, alive, free_ports, listening, port_in_use
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests/emulator"))
@@ -414,7 +414,7 @@ def down(state_dir: Path, keep: tuple[int, ...] = ()) -> list[str]:
 def up(options: Options) -> dict[str, Any]:
     state_dir = options.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
-    double_port = free_port() if options.tidb_cloud == "double" else None
+    double_port = free_ports(1)[0] if options.tidb_cloud == "double" else None
     double_keys = {"public_key": "local-public-key", "private_key": "local-" + secrets.token_urlsafe(18)}
     api_key = json.dumps(double_keys) if double_port else options.tidb_cloud_api_key
     if options.tidb_cloud == "api" and not api_key:
@@ -439,14 +439,13 @@ def up(options: Options) -> dict[str, Any]:
     if options.build:
         build([packages[b["binary"]] for b in binaries.values()])
 
-    port = options.port or free_port()
-    dns_port = options.dns_port or free_port()
+    # Ports not given are the emulator's to pick (port 0): none can be taken before it binds.
+    port, dns_port = options.port or 0, options.dns_port or 0
     for number, udp in ((port, False), (dns_port, False), (dns_port, True)):
-        if port_in_use(number, udp):
+        if number and port_in_use(number, udp):
             raise StackError(f"port {number} is in use on 127.0.0.1 (another local stack? `scripts/local-stack down`, "
                              "or choose --port/--dns-port)")
-    endpoint = f"http://127.0.0.1:{port}"
-    function_ports = {logical_id: free_port() for logical_id in binaries}
+    function_ports = dict(zip(binaries, free_ports(len(binaries), taken=[double_port, port, dns_port])))
     processes = Processes(state_dir)
 
     try:
@@ -460,15 +459,19 @@ def up(options: Options) -> dict[str, Any]:
         if options.owner_pid:
             argv += ["--watch-pid", str(options.owner_pid)]
         emulator_pid = processes.start("emulator", argv, emulator_env, ROOT)
-        _say(f"emulator on {endpoint} (DNS 127.0.0.1:{dns_port}), pid {emulator_pid}")
+        emulator_log = processes.log_dir / "emulator.log"
+        ready: dict[str, Any] = {}
 
         def emulator_ready() -> bool:
-            try:
-                return http(f"{endpoint}/moto-api/", timeout=2) is not None
-            except OSError:
-                return False
+            # launch.py prints {"event": "ready", "port": ..., "dns_port": ...} once both servers listen.
+            lines = emulator_log.read_text(errors="replace").splitlines() if emulator_log.exists() else []
+            ready.update(next((json.loads(line) for line in lines if line.startswith('{"event": "ready"')), {}))
+            return bool(ready)
 
-        wait_for("the emulator", emulator_ready, 60, processes.log_dir / "emulator.log", lambda: alive(emulator_pid))
+        wait_for("the emulator", emulator_ready, 60, emulator_log, lambda: alive(emulator_pid))
+        port, dns_port = ready["port"], ready["dns_port"]
+        endpoint = f"http://127.0.0.1:{port}"
+        _say(f"emulator on {endpoint} (DNS 127.0.0.1:{dns_port}), pid {emulator_pid}")
 
         # 2. An administrator, as the account's owner would have; everything after uses it.
         bootstrap = boto_client(endpoint, options.region, *control.MANAGEMENT_KEY)

@@ -18,6 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local_stack import scenario
+from local_stack.processes import free_ports, port_in_use
 from local_stack.stack import DEFAULT_FUNCTION_CONCURRENCY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -218,6 +219,14 @@ def test_tidb_cloud_parameters_without_no_tidb_cloud_are_refused_before_anything
     assert up.returncode == 1, up.stdout + up.stderr
     assert "--tidb-cloud-account-id and --tidb-cloud-az-ids go with --no-tidb-cloud" in up.stderr
     assert not (tmp_path / "pids").exists() and not (tmp_path / "state.json").exists()
+
+
+def test_the_ports_picked_for_a_stack_are_distinct_free_and_not_taken() -> None:
+    # Twelve functions and the TiDB Cloud double: each its own port, none of those already given.
+    taken = free_ports(3)
+    ports = free_ports(13, taken=taken)
+    assert len(set(ports)) == 13 and not set(ports) & set(taken)
+    assert not any(port_in_use(port) or port_in_use(port, udp=True) for port in ports)
 
 
 def test_each_function_runs_as_many_instances_as_lambda_would_start_for_a_burst(stack: dict[str, Any]) -> None:
