@@ -75,10 +75,11 @@ pub fn required<T>(value: Option<T>, missing: &'static str) -> Result<T, StepErr
     value.ok_or(StepError::AwsAnswerIncomplete { missing })
 }
 
-/// A describe call's answer, `None` when AWS answers with its not-found code `not_found`.
-pub fn unless_not_found<T, E>(
+/// A call's answer, `None` when AWS answers with the error code `code`: a describe's not-found, or
+/// the answer a retried change meets when its first try was applied but its answer lost.
+pub fn unless_code<T, E>(
     answer: Result<T, SdkError<E, HttpResponse>>,
-    not_found: &str,
+    code: &str,
     operation: &'static str,
 ) -> Result<Option<T>, StepError>
 where
@@ -86,7 +87,7 @@ where
 {
     match answer {
         Ok(out) => Ok(Some(out)),
-        Err(e) if e.code() == Some(not_found) => Ok(None),
+        Err(e) if e.code() == Some(code) => Ok(None),
         Err(e) => Err(failure(operation, e)),
     }
 }

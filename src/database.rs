@@ -91,12 +91,12 @@ pub async fn describe(
     match database {
         DatabaseRef::Instance(id) => {
             let answer = rds.describe_db_instances().db_instance_identifier(id).send().await;
-            let out = aws::unless_not_found(answer, "DBInstanceNotFound", "DescribeDBInstances")?;
+            let out = aws::unless_code(answer, "DBInstanceNotFound", "DescribeDBInstances")?;
             out.as_ref().and_then(|out| out.db_instances().first()).map(of_instance).transpose()
         }
         DatabaseRef::Cluster(id) => {
             let answer = rds.describe_db_clusters().db_cluster_identifier(id).send().await;
-            let out = aws::unless_not_found(answer, "DBClusterNotFoundFault", "DescribeDBClusters")?;
+            let out = aws::unless_code(answer, "DBClusterNotFoundFault", "DescribeDBClusters")?;
             out.as_ref().and_then(|out| out.db_clusters().first()).map(of_cluster).transpose()
         }
     }

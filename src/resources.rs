@@ -101,7 +101,7 @@ pub(crate) async fn find_target_group(
     name: &str,
 ) -> Result<Option<TargetGroup>, StepError> {
     let answer = elb.describe_target_groups().names(name).send().await;
-    let out = aws::unless_not_found(answer, "TargetGroupNotFound", "DescribeTargetGroups")?;
+    let out = aws::unless_code(answer, "TargetGroupNotFound", "DescribeTargetGroups")?;
     Ok(out.and_then(|out| out.target_groups().first().cloned()))
 }
 
@@ -110,7 +110,7 @@ pub(crate) async fn find_load_balancer(
     name: &str,
 ) -> Result<Option<LoadBalancer>, StepError> {
     let answer = elb.describe_load_balancers().names(name).send().await;
-    let out = aws::unless_not_found(answer, "LoadBalancerNotFound", "DescribeLoadBalancers")?;
+    let out = aws::unless_code(answer, "LoadBalancerNotFound", "DescribeLoadBalancers")?;
     Ok(out.and_then(|out| out.load_balancers().first().cloned()))
 }
 

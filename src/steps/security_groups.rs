@@ -111,26 +111,30 @@ impl CreateSecurityGroups {
         db_group_id: &str,
         port: u16,
     ) -> Result<(), StepError> {
+        // A duplicate, or a rule not found, is what the SDK's retry of a change meets when the
+        // first try was applied but its answer lost: the work is done.
         if !egress.iter().any(|p| admits(p, port, db_group_id)) {
-            self.ec2
+            let authorized = self
+                .ec2
                 .authorize_security_group_egress()
                 .group_id(group_id)
                 .ip_permissions(tcp_from_group(port, db_group_id, "to the RDS instance"))
                 .send()
-                .await
-                .map_err(aws::fail("AuthorizeSecurityGroupEgress"))?;
+                .await;
+            aws::unless_code(authorized, "InvalidPermission.Duplicate", "AuthorizeSecurityGroupEgress")?;
         }
         let open = |p: &IpPermission| {
             p.ip_protocol() == Some("-1") && p.ip_ranges().iter().any(|r| r.cidr_ip() == Some(ANYWHERE))
         };
         if egress.iter().any(open) {
-            self.ec2
+            let revoked = self
+                .ec2
                 .revoke_security_group_egress()
                 .group_id(group_id)
                 .ip_permissions(all_ipv4_traffic())
                 .send()
-                .await
-                .map_err(aws::fail("RevokeSecurityGroupEgress"))?;
+                .await;
+            aws::unless_code(revoked, "InvalidPermission.NotFound", "RevokeSecurityGroupEgress")?;
             info!(security_group = group_id, "load balancer egress limited to the database port");
         }
         Ok(())
@@ -155,14 +159,10 @@ impl CreateSecurityGroups {
             .tag_specifications(ec2_tags(ResourceType::SecurityGroupRule, ownership, &rule_name))
             .send()
             .await;
-        match result {
-            Ok(_) => {
-                info!(db_instance = %db.identifier, db_security_group = db_group_id, from = nlb_group_id, port = db.port, "database security group admits the load balancer");
-                Ok(())
-            }
-            Err(e) if aws::error_code(&e) == Some("InvalidPermission.Duplicate") => Ok(()),
-            Err(e) => Err(aws::failure("AuthorizeSecurityGroupIngress", e)),
+        if aws::unless_code(result, "InvalidPermission.Duplicate", "AuthorizeSecurityGroupIngress")?.is_some() {
+            info!(db_instance = %db.identifier, db_security_group = db_group_id, from = nlb_group_id, port = db.port, "database security group admits the load balancer");
         }
+        Ok(())
     }
 }
 

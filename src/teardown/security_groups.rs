@@ -70,13 +70,8 @@ async fn revoke_rules_referring_to(ec2: &aws_sdk_ec2::Client, group_id: &str) ->
         }
         let revoked =
             ec2.revoke_security_group_ingress().group_id(other_id).set_ip_permissions(Some(ours)).send().await;
-        match revoked {
-            // Gone already: a retried call whose first answer was lost revoked it.
-            Err(e) if aws::error_code(&e) == Some("InvalidPermission.NotFound") => {}
-            other => {
-                other.map_err(aws::fail("RevokeSecurityGroupIngress"))?;
-            }
-        }
+        // Gone already: a retried call whose first answer was lost revoked it.
+        aws::unless_code(revoked, "InvalidPermission.NotFound", "RevokeSecurityGroupIngress")?;
         info!(security_group = other_id, from = group_id, "rule admitting the load balancer revoked");
         removed.push(format!("{other_id} ingress from {group_id}"));
     }

@@ -336,6 +336,8 @@ def test_every_fault_at_every_mutating_call_converges_and_leaves_nothing_behind(
 # group of that name exists; the rule, the listener, the notifications are gone): the workflow goes
 # on rather than failing.
 WORK_DONE = ("provision SecurityGroupsFunctionRole ec2:CreateSecurityGroup",
+             "provision SecurityGroupsFunctionRole ec2:AuthorizeSecurityGroupEgress",
+             "provision SecurityGroupsFunctionRole ec2:RevokeSecurityGroupEgress",
              "deprovision RemoveSecurityGroupsFunctionRole ec2:RevokeSecurityGroupIngress",
              "deprovision RemoveLoadBalancerFunctionRole elasticloadbalancing:DeleteListener",
              "deprovision RemoveEndpointServiceFunctionRole ec2:DeleteVpcEndpointConnectionNotifications")
