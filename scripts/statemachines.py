@@ -130,8 +130,10 @@ def cluster_key(identifier: str) -> str:
 
 
 def reader(comment: str, identifier: str, by_event: bool, start: State) -> State:
-    """A Read* state: keep only the instance's key and what the workflow starts with."""
-    parameters = {"db_instance_identifier.$": identifier, "triggered_by_event": by_event, **start}
+    """A Read* state: keep only the instance's key and what the workflow starts with. Until
+    AwaitTurn answers, the turn to release is the database's own."""
+    parameters = {"db_instance_identifier.$": identifier, "triggered_by_event": by_event,
+                  "turn": {"lease_key.$": identifier, "vpc_id": None}, **start}
     return {"Type": "Pass", "Comment": comment, "Parameters": parameters, "Next": "AwaitTurn"}
 
 
@@ -164,7 +166,7 @@ def turn(workflow: str, go: str, failed: str, succeeded: str, parameters: State)
         "Resource": "arn:${Partition}:states:::dynamodb:deleteItem",
         "Parameters": {
             "TableName": "${TurnTableName}",
-            "Key": {"db_instance_identifier": {"S.$": "$.db_instance_identifier"}},
+            "Key": {"db_instance_identifier": {"S.$": "$.turn.lease_key"}},
             "ConditionExpression": "holder = :me",
             "ExpressionAttributeValues": {":me": {"S.$": "$$.Execution.Id"}},
         },
@@ -376,7 +378,8 @@ def provision() -> State:
                 "ResourceName.$": "$.database.arn",
                 "Tags": [{"Key": "tidb-privatelink:endpoint-service", "Value.$": "$.endpoint_service.service_name"},
                          {"Key": "tidb-privatelink:load-balancer", "Value.$": "$.load_balancer.name"},
-                         {"Key": "tidb-privatelink:target-group", "Value.$": "$.target_group.name"}],
+                         {"Key": "tidb-privatelink:target-group", "Value.$": "$.target_group.name"},
+                         {"Key": "tidb-privatelink:port", "Value.$": "States.Format('{}', $.load_balancer.port)"}],
             },
             "ResultPath": None,
             "Retry": [RDS_TAGGING],
@@ -392,6 +395,7 @@ def provision() -> State:
                 "endpoint_service_name.$": "$.endpoint_service.service_name",
                 "endpoint_service_id.$": "$.endpoint_service.service_id",
                 "load_balancer_arn.$": "$.load_balancer.arn",
+                "port.$": "$.load_balancer.port",
                 "target_group_arn.$": "$.target_group.arn",
                 "nlb_security_group_id.$": "$.security_groups.nlb_security_group_id",
                 "tidb_cloud_connection_id.$": "$.tidb_cloud.connection_id",
@@ -414,7 +418,8 @@ def provision() -> State:
 # A teardown step fails with TeardownPending while what it removes is still in use or still being
 # deleted (src/teardown/); it is polled again this often, this many times.
 TEARDOWN_POLLS, TEARDOWN_WAIT = 20, 30
-DATABASE_KEY = {"db_instance_identifier.$": "$.db_instance_identifier"}
+# With per-vpc sharing the turn names the VPC whose shared parts the teardown may remove.
+DATABASE_KEY = {"db_instance_identifier.$": "$.db_instance_identifier", "vpc_id.$": "$.turn.vpc_id"}
 
 
 def teardown_step(subject: str, comment: str, result: str, then: str, pending: str) -> State:
@@ -498,7 +503,7 @@ def deprovision() -> State:
             "IsLoadBalancerGone", "LoadBalancerPending"),
         "IsLoadBalancerGone": {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.removed.load_balancer.done", "BooleanEquals": True, "Next": "RemoveTargetGroup"},
+            "Choices": [{"Variable": "$.removed.load_balancer.done", "BooleanEquals": True, "Next": "RemoveSecurityGroups"},
                         polls_reached("load_balancer_poll", LOAD_BALANCER_POLLS, "LoadBalancerNotGoneInTime")],
             "Default": "WaitForLoadBalancer",
         },
@@ -512,12 +517,13 @@ def deprovision() -> State:
             "LoadBalancerNotGoneInTime",
             f"The network load balancer was still there after {LOAD_BALANCER_POLLS} polls {LOAD_BALANCER_WAIT} seconds apart (10 minutes). Run the teardown again.",
             "ReleaseTurn"),
-        **teardown_poll("TargetGroup", "Delete the target group, now that no load balancer uses it.",
-                        "target_group", "RemoveSecurityGroups"),
         **teardown_poll(
             "SecurityGroups",
-            "Revoke the DB security group's rule for the NLB, then delete the NLB's group; polled while the NLB's network interfaces drain.",
-            "security_groups", "WhichDatabaseArn"),
+            "Revoke the DB security group's rule for the NLB, then delete the NLB's group (a shared group keeps the rules other databases need); polled while the NLB's network interfaces drain.",
+            "security_groups", "RemoveTargetGroup"),
+        # Last: while anything of the database's is left, its target group tells AwaitTurn the VPC.
+        **teardown_poll("TargetGroup", "Delete the target group, now that no listener uses it.",
+                        "target_group", "WhichDatabaseArn"),
         "TeardownStillPending": {
             "Type": "Pass",
             "Comment": "A teardown step's polls ran out: end with its TeardownPending, which names what is still in use.",
@@ -550,7 +556,7 @@ def deprovision() -> State:
             "Parameters": {
                 "ResourceName.$": "$.forget.arn",
                 "TagKeys": ["tidb-privatelink:endpoint-service", "tidb-privatelink:load-balancer",
-                            "tidb-privatelink:target-group"],
+                            "tidb-privatelink:target-group", "tidb-privatelink:port"],
             },
             "ResultPath": None,
             "Retry": [RDS_UNTAGGING],

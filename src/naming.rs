@@ -13,6 +13,18 @@ pub const DB_CLUSTER_TAG: &str = "tidb-privatelink:db-cluster";
 /// How the workflows' key names a DB cluster: `cluster:<identifier>`, as in the cluster's ARN
 /// (`arn:aws:rds:<region>:<account>:cluster:<identifier>`); an instance's key is its identifier.
 pub const CLUSTER_KEY_PREFIX: &str = "cluster:";
+/// Tag naming the VPC whose databases share a resource (`per-vpc` sharing): the load balancer,
+/// its security group and the endpoint service then belong to the VPC, not to one database.
+pub const VPC_TAG: &str = "tidb-privatelink:vpc";
+/// How a key names a VPC's shared parts: `vpc:<vpc-id>`.
+pub const VPC_KEY_PREFIX: &str = "vpc:";
+/// Tag on the RDS database naming the load balancer that serves it (step 9 records it).
+pub const LOAD_BALANCER_TAG: &str = "tidb-privatelink:load-balancer";
+/// Tag on the RDS database naming its listener's port on the load balancer.
+pub const PORT_TAG: &str = "tidb-privatelink:port";
+/// Tag on a target group naming the database's security group, which the load balancer's group
+/// sends to: a shared group's rule goes once no target group needs it.
+pub const DB_SECURITY_GROUP_TAG: &str = "tidb-privatelink:db-security-group";
 /// Tag on an endpoint service naming the endpoint TiDB Cloud created for it, once known: the
 /// acceptor then accepts that endpoint only.
 pub const TIDB_CLOUD_ENDPOINT_TAG: &str = "tidb-privatelink:tidb-cloud-endpoint";
@@ -130,6 +142,11 @@ pub fn resource_name(key: &str) -> String {
     format!("{NAME_PREFIX}{}-{}", readable.trim_end_matches('-'), short_hash(key))
 }
 
+/// The key naming a VPC's shared parts (`per-vpc` sharing).
+pub fn vpc_key(vpc_id: &str) -> String {
+    format!("{VPC_KEY_PREFIX}{vpc_id}")
+}
+
 /// A short, stable digest of `input` (10 hex digits), for names and idempotency tokens.
 pub fn short_hash(input: &str) -> String {
     format!("{:016x}", fnv1a(input.as_bytes()))[..HASH_LEN].to_owned()
@@ -153,17 +170,24 @@ impl Ownership {
         Self { stack_name: stack_name.to_owned(), identifier: key.to_owned() }
     }
 
-    /// Key/value pairs to put on every created resource: the stack, and the instance or cluster.
+    /// Key/value pairs to put on every created resource: the stack, and the instance, cluster or
+    /// VPC.
     pub fn tags(&self) -> [(&'static str, &str); 2] {
-        let database = match self.identifier.strip_prefix(CLUSTER_KEY_PREFIX) {
-            Some(cluster) => (DB_CLUSTER_TAG, cluster),
-            None => (DB_INSTANCE_TAG, self.identifier.as_str()),
+        let owner = if let Some(cluster) = self.identifier.strip_prefix(CLUSTER_KEY_PREFIX) {
+            (DB_CLUSTER_TAG, cluster)
+        } else if let Some(vpc) = self.identifier.strip_prefix(VPC_KEY_PREFIX) {
+            (VPC_TAG, vpc)
+        } else {
+            (DB_INSTANCE_TAG, self.identifier.as_str())
         };
-        [(MANAGED_BY_TAG, self.stack_name.as_str()), database]
+        [(MANAGED_BY_TAG, self.stack_name.as_str()), owner]
     }
 
-    /// The database, as messages name it.
+    /// The owner, as messages name it: a database, or the VPC whose databases share the parts.
     pub fn database(&self) -> String {
+        if let Some(vpc) = self.identifier.strip_prefix(VPC_KEY_PREFIX) {
+            return format!("the databases of VPC {vpc}");
+        }
         match self.identifier.strip_prefix(CLUSTER_KEY_PREFIX) {
             Some(cluster) => DatabaseRef::Cluster(cluster.to_owned()),
             None => DatabaseRef::Instance(self.identifier.clone()),
@@ -278,6 +302,17 @@ mod tests {
         assert_eq!(b.database(), "DB cluster 'orders'");
         assert_eq!(cluster.tag(), (DB_CLUSTER_TAG, "orders"));
         assert_eq!(DatabaseRef::parse("cluster:").unwrap_err().name(), "InvalidInput");
+    }
+
+    #[test]
+    fn a_vpc_owns_its_shared_parts_by_its_own_tag() {
+        let vpc = Ownership::new("stack", &vpc_key("vpc-0abc"));
+        assert_eq!(vpc.tags(), [(MANAGED_BY_TAG, "stack"), (VPC_TAG, "vpc-0abc")]);
+        assert!(!vpc.owns(Ownership::new("stack", "vpc-0abc").tags()));
+        assert_eq!(vpc.database(), "the databases of VPC vpc-0abc");
+        // No RDS identifier reads like a VPC key (they have no colon), so names never collide.
+        assert_ne!(resource_name(&vpc_key("vpc-0abc")), resource_name("vpc-vpc-0abc"));
+        assert!(is_valid_aws_name(&resource_name(&vpc_key("vpc-0123456789abcdef0"))));
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub fn notification(
             let zones: Vec<&Value> =
                 output["subnets"].as_array().into_iter().flatten().map(|s| &s["availability_zone"]).collect();
             let extra = json!({"endpoint_service_name": output["endpoint_service_name"],
-                "endpoint_service_id": output["endpoint_service_id"],
+                "endpoint_service_id": output["endpoint_service_id"], "port": output["port"],
                 "tidb_cloud_connection_id": output["tidb_cloud_connection_id"], "zones": zones,
                 "target": output.pointer("/target_health/target"), "target_state": output.pointer("/target_health/state")});
             ("provisioned", format!("TiDB Cloud link ready: {instance}"), extra)
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn a_provisioning_tells_what_was_made() {
         let output = json!({"db_instance_identifier": "orders-db", "endpoint_service_name": "com.amazonaws.vpce.us-east-1.vpce-svc-1",
-            "endpoint_service_id": "vpce-svc-1", "tidb_cloud_connection_id": "plc-1",
+            "endpoint_service_id": "vpce-svc-1", "tidb_cloud_connection_id": "plc-1", "port": 3307,
             "subnets": [{"availability_zone": "us-east-1a"}, {"availability_zone": "us-east-1b"}],
             "target_health": {"target": "10.0.1.5:3306", "state": "healthy"}});
         let tag_event =
@@ -263,6 +263,8 @@ mod tests {
         assert_eq!(n.subject, "TiDB Cloud link ready: orders-db");
         assert_eq!(n.body["event"], "provisioned");
         assert_eq!(n.body["zones"], json!(["us-east-1a", "us-east-1b"]));
+        // TiDB Cloud reaches the database at the endpoint and this port.
+        assert_eq!(n.body["port"], 3307);
         assert_eq!(
             (n.body["tidb_cloud_connection_id"].as_str(), n.body["target"].as_str()),
             (Some("plc-1"), Some("10.0.1.5:3306"))

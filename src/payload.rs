@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DbInstanceRequest {
     pub db_instance_identifier: String,
+    /// With `per-vpc` sharing, the database's VPC, whose shared parts a teardown may remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
 }
 
 /// Step 1: what the workflow needs to know about the RDS instance.
@@ -92,6 +95,9 @@ pub struct LoadBalancer {
     pub dns_name: String,
     pub state: String,
     pub listener_arn: String,
+    /// The listener's port: TiDB Cloud reaches the database at the endpoint's address and this
+    /// port (the database's own, unless a shared load balancer gave it another).
+    pub port: u16,
 }
 
 /// Step 5, continued: the database target's health as the load balancer reports it, polled

@@ -69,8 +69,12 @@ pub(crate) fn security_group_id(group: &SecurityGroup) -> Result<&str, StepError
     aws::required(group.group_id(), "a security group's GroupId")
 }
 
+pub(crate) fn elb_tag(key: &str, value: &str) -> ElbTag {
+    ElbTag::builder().key(key).value(value).build()
+}
+
 pub(crate) fn elb_tags(ownership: &Ownership) -> Vec<ElbTag> {
-    ownership.tags().into_iter().map(|(k, v)| ElbTag::builder().key(k).value(v).build()).collect()
+    ownership.tags().into_iter().map(|(k, v)| elb_tag(k, v)).collect()
 }
 
 /// Fails with [`StepError::ResourceConflict`] unless the ELB resource at `arn` carries our tags:

@@ -7,6 +7,18 @@ use crate::StepError;
 /// The opt-in tag key when the stack does not set another.
 pub const DEFAULT_OPT_IN_TAG_KEY: &str = "tidb-privatelink";
 
+/// Listener ports a shared load balancer allocates from when the stack does not set others.
+pub const DEFAULT_LISTENER_PORTS: (u16, u16) = (3306, 3999);
+
+/// Who owns the load balancer, its security group, the endpoint service and TiDB Cloud's
+/// connection: each database (`per-database`) or the database's VPC (`per-vpc`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sharing {
+    #[default]
+    PerDatabase,
+    PerVpc,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     /// Value of the `managed-by` tag on everything this stack creates.
@@ -32,6 +44,11 @@ pub struct Settings {
     pub tidb_cloud_api_key_secret_arn: Option<String>,
     /// Base URL of the TiDB Cloud API (the default unless testing).
     pub tidb_cloud_api_url: Option<String>,
+    /// Whether each database gets its own load balancer, or a VPC's databases share one.
+    pub sharing: Sharing,
+    /// Listener ports of a shared load balancer, first to last: a database takes its own port
+    /// when no listener holds it, else the lowest free one here.
+    pub listener_ports: (u16, u16),
     /// A DNS server to resolve the database endpoint with, instead of the system resolver.
     /// Unset in AWS; the local stack points it at the emulator's DNS.
     pub dns_resolver: Option<SocketAddr>,
@@ -54,7 +71,19 @@ impl Settings {
                     .map_err(|_| StepError::Misconfigured(format!("DNS_RESOLVER '{addr}' is not an ip:port address")))
             })
             .transpose()?;
+        let sharing = match var("LOAD_BALANCER_SHARING").as_deref().map(str::trim) {
+            None | Some("per-database") => Sharing::PerDatabase,
+            Some("per-vpc") => Sharing::PerVpc,
+            Some(other) => {
+                return Err(StepError::Misconfigured(format!(
+                    "LOAD_BALANCER_SHARING '{other}' is neither 'per-database' nor 'per-vpc'"
+                )))
+            }
+        };
+        let listener_ports = var("LISTENER_PORT_RANGE").map_or(Ok(DEFAULT_LISTENER_PORTS), |r| port_range(&r))?;
         Ok(Self {
+            sharing,
+            listener_ports,
             tidb_cloud_cluster_id: var("TIDB_CLOUD_CLUSTER_ID"),
             tidb_cloud_api_key_secret_arn: var("TIDB_CLOUD_API_KEY_SECRET_ARN"),
             tidb_cloud_api_url: var("TIDB_CLOUD_API_URL"),
@@ -104,10 +133,30 @@ impl Settings {
         }
     }
 
+    /// The key owning and naming the load balancer, its security group, the endpoint service and
+    /// TiDB Cloud's connection for database `key` in `vpc_id`.
+    pub fn shared_key(&self, key: &str, vpc_id: &str) -> String {
+        match self.sharing {
+            Sharing::PerDatabase => key.to_owned(),
+            Sharing::PerVpc => crate::naming::vpc_key(vpc_id),
+        }
+    }
+
     pub fn connection_topic_arn(&self) -> Result<&str, StepError> {
         self.connection_topic_arn
             .as_deref()
             .ok_or_else(|| StepError::Misconfigured("the connection topic (CONNECTION_TOPIC_ARN) is not set".into()))
+    }
+}
+
+/// A listener port range, `first-last`.
+fn port_range(raw: &str) -> Result<(u16, u16), StepError> {
+    let bad = || StepError::Misconfigured(format!("LISTENER_PORT_RANGE '{raw}' is not a port range like 3306-3999"));
+    let (first, last) = raw.trim().split_once('-').ok_or_else(bad)?;
+    let port = |p: &str| p.trim().parse::<u16>().ok().filter(|p| *p > 0);
+    match (port(first), port(last)) {
+        (Some(first), Some(last)) if first <= last => Ok((first, last)),
+        _ => Err(bad()),
     }
 }
 
@@ -145,6 +194,9 @@ mod tests {
         assert_eq!(s.tidb_cloud_account_id().unwrap(), "380838443567");
         assert_eq!(s.dns_resolver.unwrap().port(), 5353);
         assert_eq!(s.connection_topic_arn().unwrap_err().name(), "Misconfigured");
+        assert_eq!((s.sharing, s.listener_ports), (Sharing::PerDatabase, DEFAULT_LISTENER_PORTS));
+        let shared = settings(&[("STACK_NAME", "s"), ("LOAD_BALANCER_SHARING", "per-vpc"), ("LISTENER_PORT_RANGE", "5000-5049")]);
+        assert_eq!(shared.map(|s| (s.sharing, s.listener_ports)).unwrap(), (Sharing::PerVpc, (5000, 5049)));
     }
 
     #[test]
@@ -163,6 +215,12 @@ mod tests {
         assert_eq!(settings(&[]).unwrap_err().name(), "Misconfigured");
         let bad_account = settings(&[("STACK_NAME", "s"), ("TIDB_CLOUD_ACCOUNT_ID", "12345")]).unwrap_err();
         assert!(bad_account.to_string().contains("12-digit"), "{bad_account}");
+        let bad_sharing = settings(&[("STACK_NAME", "s"), ("LOAD_BALANCER_SHARING", "per-account")]).unwrap_err();
+        assert_eq!(bad_sharing.name(), "Misconfigured");
+        for bad in ["4000", "4000-3999", "0-10", "a-b", "3306-70000"] {
+            let err = settings(&[("STACK_NAME", "s"), ("LISTENER_PORT_RANGE", bad)]).unwrap_err();
+            assert_eq!(err.name(), "Misconfigured", "{bad}");
+        }
         let bad_dns = settings(&[("STACK_NAME", "s"), ("DNS_RESOLVER", "localhost")]).unwrap_err();
         assert_eq!(bad_dns.name(), "Misconfigured");
     }

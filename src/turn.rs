@@ -11,6 +11,11 @@
 //! costs at most three calls, whatever the number of executions running (ListExecutions, which the
 //! previous design paged through, is also only eventually consistent).
 //!
+//! With `per-vpc` sharing the turn is the database's VPC's (`vpc:<id>`): the databases of a VPC
+//! share its load balancer, endpoint service and TiDB Cloud connection, and which of them creates,
+//! allocates a listener port on, or removes those must not race. Their workflows thus run one
+//! after another; the turn's answer names the VPC for the teardown steps.
+//!
 //! Once it is its turn, an execution started by an event checks the instance's *current* state,
 //! not the event: it provisions only if the instance is still opted in, and tears down only if it
 //! no longer is. Duplicated or stale events thus end as no-ops, and the last word is the tag's.
@@ -25,8 +30,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::info;
 
-use crate::database::{describe, AWAITING_WRITER};
-use crate::naming::DatabaseRef;
+use crate::database::{describe, DescribedDatabase, AWAITING_WRITER};
+use crate::naming::{resource_name, vpc_key, DatabaseRef};
+use crate::resources::find_target_group;
+use crate::settings::Sharing;
 use crate::{aws, Settings, Step, StepError};
 
 /// How long a lease lasts: the state machines' `TimeoutSeconds`, so that no execution outlives
@@ -80,6 +87,12 @@ pub enum Decision {
 pub struct Turn {
     pub decision: Decision,
     pub reason: String,
+    /// The lease taken: the database's key, or with `per-vpc` sharing its VPC's (`vpc:<id>`),
+    /// as all databases of a VPC take turns on its shared parts. The state machine releases it.
+    pub lease_key: String,
+    /// With `per-vpc` sharing, the VPC whose shared parts the workflow works on.
+    #[serde(default)]
+    pub vpc_id: Option<String>,
 }
 
 /// Which workflow the instance's current state asks for: provisioning while it exists (and is not
@@ -118,6 +131,7 @@ pub fn instance_of_input(input: &Value) -> Option<String> {
 
 pub struct AwaitTurn {
     rds: aws_sdk_rds::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
     sfn: aws_sdk_sfn::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     settings: Settings,
@@ -138,6 +152,7 @@ impl Step for AwaitTurn {
         settings.turn_table_name()?;
         Ok(Self {
             rds: aws_sdk_rds::Client::new(sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             sfn: aws_sdk_sfn::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             settings: settings.clone(),
@@ -146,22 +161,34 @@ impl Step for AwaitTurn {
 
     async fn run(&self, request: TurnRequest) -> Result<Turn, StepError> {
         let database = DatabaseRef::parse(&request.db_instance_identifier)?;
-        let identifier = database.key();
+        let per_vpc = self.settings.sharing == Sharing::PerVpc;
+        let described = match request.triggered_by_event || per_vpc {
+            true => Some(describe(&self.rds, &database).await?),
+            false => None,
+        };
+        let vpc_id = match (per_vpc, &described) {
+            (true, Some(found)) => self.vpc_of(&database, found.as_ref()).await?,
+            _ => None,
+        };
+        let identifier = vpc_id.as_deref().map_or_else(|| database.key(), vpc_key);
+        let turn =
+            |decision, reason: String| Turn { decision, reason, lease_key: identifier.clone(), vpc_id: vpc_id.clone() };
         if let Claim::HeldBy(holder) = self.claim(&identifier, &request).await? {
             let holder = holder.unwrap_or_else(|| "another execution".into());
-            let reason = format!("{holder} holds the instance's turn");
-            info!(db_instance = %identifier, execution = %request.execution_id, reason = %reason, "waiting for turn");
-            return Ok(Turn { decision: Decision::Wait, reason });
+            let reason = format!("{holder} holds the turn of {identifier}");
+            info!(db_instance = %database.key(), execution = %request.execution_id, reason = %reason, "waiting for turn");
+            return Ok(turn(Decision::Wait, reason));
         }
-        if request.triggered_by_event {
-            let state = self.opt_in_state(&database).await?;
+        if let Some(described) = described.filter(|_| request.triggered_by_event) {
+            let state = described
+                .map(|db| (db.readiness().to_owned(), db.tag(&self.settings.opt_in_tag_key).map(str::to_owned)));
             let wanted = wanted_workflow(state.as_ref().map(|(s, v)| (s.as_str(), v.as_deref())));
             if let Some((status, _)) = state.as_ref().filter(|(s, _)| BECOMING_AVAILABLE.contains(&s.as_str())) {
                 if wanted == Workflow::Provision && request.workflow == Workflow::Provision {
                     // Tagged at creation (or while changing): provision once it is available.
                     let reason = format!("the database is '{status}'");
-                    info!(db_instance = %identifier, execution = %request.execution_id, reason = %reason, "waiting for the instance");
-                    return Ok(Turn { decision: Decision::Wait, reason });
+                    info!(db_instance = %database.key(), execution = %request.execution_id, reason = %reason, "waiting for the instance");
+                    return Ok(turn(Decision::Wait, reason));
                 }
             }
             if wanted != request.workflow {
@@ -169,19 +196,27 @@ impl Step for AwaitTurn {
                     "the instance's current state asks for {wanted:?}, not {:?}: the event is stale or repeated",
                     request.workflow
                 );
-                info!(db_instance = %identifier, execution = %request.execution_id, reason = %reason, "skipping");
-                return Ok(Turn { decision: Decision::Skip, reason });
+                info!(db_instance = %database.key(), execution = %request.execution_id, reason = %reason, "skipping");
+                return Ok(turn(Decision::Skip, reason));
             }
         }
-        Ok(Turn { decision: Decision::Go, reason: "this execution holds the instance's turn".into() })
+        Ok(turn(Decision::Go, format!("this execution holds the turn of {identifier}")))
     }
 }
 
 impl AwaitTurn {
-    /// The database's status and opt-in tag value, or `None` when it no longer exists.
-    async fn opt_in_state(&self, database: &DatabaseRef) -> Result<Option<(String, Option<String>)>, StepError> {
-        let described = describe(&self.rds, database).await?;
-        Ok(described.map(|db| (db.readiness().to_owned(), db.tag(&self.settings.opt_in_tag_key).map(str::to_owned))))
+    /// The VPC whose shared parts the database uses: its own, or, once it is gone, its target
+    /// group's (the teardown removes the target group last); `None` when neither is left.
+    async fn vpc_of(
+        &self,
+        database: &DatabaseRef,
+        described: Option<&DescribedDatabase>,
+    ) -> Result<Option<String>, StepError> {
+        if let Some(db) = described {
+            return Ok(db.network(&self.rds).await?.map(|network| network.vpc_id));
+        }
+        let group = find_target_group(&self.elb, &resource_name(&database.key())).await?;
+        Ok(group.and_then(|group| group.vpc_id().map(str::to_owned)))
     }
 
     /// Takes the instance's lease when it is free, expired, already ours, or our parent's (a

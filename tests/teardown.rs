@@ -20,8 +20,9 @@ fn the_teardown_runs_in_an_order_aws_accepts() {
             "RemoveTiDBCloudConnectionFunctionArn",
             "RemoveEndpointServiceFunctionArn",
             "RemoveLoadBalancerFunctionArn",
-            "RemoveTargetGroupFunctionArn",
-            "RemoveSecurityGroupsFunctionArn"
+            "RemoveSecurityGroupsFunctionArn",
+            // Last: while anything of the database's is left, its target group names its VPC.
+            "RemoveTargetGroupFunctionArn"
         ]
     );
 }

@@ -12,7 +12,7 @@ use crate::naming::{
     TIDB_CLOUD_CLUSTER_TAG,
 };
 use crate::payload::{Database, EndpointService, LoadBalancer, ZonePlan};
-use crate::resources::{ec2_tags, endpoint_service_id, find_endpoint_service};
+use crate::resources::{ec2_tags, endpoint_service_id, find_endpoint_service, tag_value};
 use crate::{aws, Settings, Step, StepError};
 
 #[derive(Debug, serde::Deserialize)]
@@ -40,8 +40,9 @@ impl Step for CreateEndpointService {
 
     async fn run(&self, input: Input) -> Result<EndpointService, StepError> {
         let topic_arn = self.settings.connection_topic_arn()?.to_owned();
-        let identifier = &input.database.identifier;
-        let ownership = Ownership::new(&self.settings.stack_name, identifier);
+        let (identifier, vpc_id) = (&input.database.identifier, &input.database.vpc_id);
+        // The service is its load balancer's owner's: the database's, or its VPC's.
+        let ownership = Ownership::new(&self.settings.stack_name, &self.settings.shared_key(identifier, vpc_id));
         let tidb_cloud_tags = tidb_cloud_tags(&input);
         // A service this run created carries its tags and has no principal or notification yet.
         let (service, created) = match find_endpoint_service(&self.ec2, &ownership).await? {
@@ -52,6 +53,9 @@ impl Step for CreateEndpointService {
         let partition = partition_of(&input.database.arn)?;
         let principal = account_root(partition, &input.zones.tidb_cloud_account_id);
         self.allow_only(&service_id, &principal, created).await?;
+        if ownership.identifier != *identifier {
+            ensure_same_cluster(&service, &input, &ownership)?;
+        }
         if !tidb_cloud_tags.iter().all(|tag| service.tags().contains(tag)) {
             self.record_tidb_cloud(&service_id, tidb_cloud_tags).await?;
         }
@@ -192,6 +196,23 @@ impl CreateEndpointService {
         let id = aws::required(id, "CreateVpcEndpointConnectionNotification's ConnectionNotificationId")?.to_owned();
         info!(service = service_id, notification = %id, topic = topic_arn, "connection notifications go to the stack's topic");
         Ok(id)
+    }
+}
+
+/// A shared service links one TiDB Cloud cluster, the one its first database named: TiDB Cloud's
+/// endpoint reaches every listener of the load balancer, and the teardown unlinks that cluster.
+fn ensure_same_cluster(service: &ServiceConfiguration, input: &Input, ownership: &Ownership) -> Result<(), StepError> {
+    let linked = tag_value(service.tags(), TIDB_CLOUD_CLUSTER_TAG);
+    match (linked, input.database.tidb_cloud_cluster_id.as_deref()) {
+        (Some(linked), Some(wanted)) if linked != wanted => Err(StepError::ResourceConflict {
+            kind: "endpoint service",
+            name: endpoint_service_id(service)?.to_owned(),
+            identifier: ownership.database(),
+            reason: format!(
+                "it is shared by the VPC's databases and linked to TiDB Cloud cluster {linked}, not {wanted}; a shared load balancer links one cluster: opt the database in with {linked}, or use LoadBalancerSharing per-database"
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 

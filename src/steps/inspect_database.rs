@@ -9,7 +9,7 @@ use tracing::info;
 use crate::address::{address_in_vpc, Endpoint};
 use crate::database::describe;
 use crate::dns::Resolver;
-use crate::naming::DatabaseRef;
+use crate::naming::{resource_name, DatabaseRef, LOAD_BALANCER_TAG};
 use crate::payload::{Database, DbInstanceRequest};
 use crate::{Settings, Step, StepError};
 
@@ -64,6 +64,19 @@ impl Step for InspectDatabase {
         let Some(network) = described.network(&self.rds).await? else {
             return Err(StepError::DatabaseNotInVpc { identifier: named });
         };
+        // A database linked under the other sharing mode keeps its link until it is deprovisioned:
+        // provisioning it now would make a second one, and a failure's rollback would remove both.
+        let load_balancer = resource_name(&self.settings.shared_key(&database.key(), &network.vpc_id));
+        if let Some(recorded) = described.tag(LOAD_BALANCER_TAG).filter(|recorded| *recorded != load_balancer) {
+            return Err(StepError::ResourceConflict {
+                kind: "load balancer",
+                name: recorded.to_owned(),
+                identifier: named,
+                reason: format!(
+                    "an earlier provisioning linked the database through it, under the other LoadBalancerSharing mode; deprovision the database, then provision it again to use {load_balancer}"
+                ),
+            });
+        }
         let endpoint = Endpoint {
             identifier: &named,
             address,

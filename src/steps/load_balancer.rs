@@ -10,7 +10,7 @@
 use aws_config::SdkConfig;
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, EnforceSecurityGroupInboundRulesOnPrivateLinkTrafficEnum as Enforce, IpAddressType,
-    LoadBalancer as ElbLoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum,
+    Listener, LoadBalancer as ElbLoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum,
 };
 use aws_sdk_elasticloadbalancingv2::Client;
 use tracing::info;
@@ -18,6 +18,7 @@ use tracing::info;
 use crate::naming::{resource_name, Ownership};
 use crate::payload::{Database, LoadBalancer, PlannedSubnet, SecurityGroups, TargetGroup, ZonePlan};
 use crate::resources::{elb_tags, ensure_elb_owned, find_load_balancer, load_balancer_arn};
+use crate::settings::Sharing;
 use crate::{aws, Settings, Step, StepError};
 
 #[derive(Debug, serde::Deserialize)]
@@ -36,7 +37,7 @@ const CROSS_ZONE: &str = "load_balancing.cross_zone.enabled";
 
 pub struct CreateLoadBalancer {
     elb: Client,
-    stack_name: String,
+    settings: Settings,
 }
 
 impl Step for CreateLoadBalancer {
@@ -44,13 +45,15 @@ impl Step for CreateLoadBalancer {
     type Output = LoadBalancer;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self { elb: Client::new(sdk), stack_name: settings.stack_name.clone() })
+        Ok(Self { elb: Client::new(sdk), settings: settings.clone() })
     }
 
     async fn run(&self, input: Input) -> Result<LoadBalancer, StepError> {
         let db = &input.database;
-        let ownership = Ownership::new(&self.stack_name, &db.identifier);
-        let name = resource_name(&db.identifier);
+        let ownership = Ownership::new(&self.settings.stack_name, &db.identifier);
+        // The load balancer is its owner's: the database's, or its VPC's.
+        let shared = Ownership::new(&self.settings.stack_name, &self.settings.shared_key(&db.identifier, &db.vpc_id));
+        let name = resource_name(&shared.identifier);
         let found = find_load_balancer(&self.elb, &name).await?;
         // A poll reads the state alone, so each poll costs one call.
         if let (Some(lb), Some(previous)) = (&found, &input.load_balancer) {
@@ -63,22 +66,22 @@ impl Step for CreateLoadBalancer {
         // A load balancer this run created has AWS's defaults and no listener: nothing to read.
         let (lb, created) = match found {
             Some(lb) => {
-                ensure_elb_owned(&self.elb, &ownership, "load balancer", &name, load_balancer_arn(&lb)?).await?;
+                ensure_elb_owned(&self.elb, &shared, "load balancer", &name, load_balancer_arn(&lb)?).await?;
                 self.add_missing_zones(&lb, &input.zones).await?;
                 (lb, false)
             }
-            None => (self.create(&name, &input, &ownership).await?, true),
+            None => (self.create(&name, &input, &shared).await?, true),
         };
         let arn = load_balancer_arn(&lb)?.to_owned();
         self.enable_cross_zone(&arn, created).await?;
         if lb.enforce_security_group_inbound_rules_on_private_link_traffic() != Some("off") {
             self.exempt_private_link_traffic(&arn, &input.security_groups.nlb_security_group_id).await?;
         }
-        let listener_arn = self.ensure_listener(&arn, db.port, &input.target_group.arn, &ownership, created).await?;
+        let (listener_arn, port) = self.ensure_listener(&arn, &input, &ownership, created).await?;
         let state = state_code(&lb);
         info!(db_instance = %db.identifier, load_balancer = %arn, state = %state, "load balancer checked");
         let dns_name = aws::required(lb.dns_name(), "a load balancer's DNSName")?.to_owned();
-        Ok(LoadBalancer { arn, name, dns_name, state, listener_arn })
+        Ok(LoadBalancer { arn, name, dns_name, state, listener_arn, port })
     }
 }
 
@@ -98,7 +101,7 @@ impl CreateLoadBalancer {
             .await
             .map_err(aws::fail("CreateLoadBalancer"))?;
         let lb = aws::required(out.load_balancers().first().cloned(), "CreateLoadBalancer's load balancer")?;
-        info!(db_instance = %input.database.identifier, load_balancer = load_balancer_arn(&lb)?, "load balancer created");
+        info!(db_instance = %input.database.identifier, owner = %ownership.identifier, load_balancer = load_balancer_arn(&lb)?, "load balancer created");
         Ok(lb)
     }
 
@@ -165,26 +168,47 @@ impl CreateLoadBalancer {
         Ok(())
     }
 
+    /// The database's listener and its port. On a load balancer of its own, the listener on the
+    /// database's port; on a shared one, the listener forwarding to its target group, or a new
+    /// one on the database's port if no listener holds it, else on the lowest free port of the
+    /// stack's range (the VPC's workflows take turns, so no other workflow picks a port meanwhile).
     async fn ensure_listener(
         &self,
         arn: &str,
-        port: u16,
-        target_group_arn: &str,
+        input: &Input,
         ownership: &Ownership,
         created: bool,
-    ) -> Result<String, StepError> {
-        if !created {
-            let listeners = self
-                .elb
-                .describe_listeners()
-                .load_balancer_arn(arn)
-                .send()
-                .await
-                .map_err(aws::fail("DescribeListeners"))?;
-            if let Some(listener) = listeners.listeners().iter().find(|l| l.port() == Some(i32::from(port))) {
-                return Ok(aws::required(listener.listener_arn(), "a listener's ListenerArn")?.to_owned());
+    ) -> Result<(String, u16), StepError> {
+        let (db, target_group_arn) = (&input.database, input.target_group.arn.as_str());
+        let per_vpc = self.settings.sharing == Sharing::PerVpc;
+        let listeners = match created {
+            true => vec![],
+            false => {
+                let described = self.elb.describe_listeners().load_balancer_arn(arn).into_paginator().send();
+                let pages: Vec<_> = described.collect::<Result<_, _>>().await.map_err(aws::fail("DescribeListeners"))?;
+                pages.iter().flat_map(|page| page.listeners().iter().cloned()).collect::<Vec<Listener>>()
             }
+        };
+        let ours = |l: &&Listener| match per_vpc {
+            true => l.default_actions().iter().any(|a| a.target_group_arn() == Some(target_group_arn)),
+            false => l.port() == Some(i32::from(db.port)),
+        };
+        if let Some(listener) = listeners.iter().find(ours) {
+            let port = listener.port().and_then(|p| u16::try_from(p).ok()).unwrap_or(db.port);
+            return Ok((aws::required(listener.listener_arn(), "a listener's ListenerArn")?.to_owned(), port));
         }
+        let port = match per_vpc {
+            true => {
+                let taken: Vec<u16> = listeners.iter().filter_map(|l| u16::try_from(l.port()?).ok()).collect();
+                listener_port(&taken, db.port, self.settings.listener_ports).ok_or_else(|| {
+                    StepError::InvalidInput(format!(
+                        "every listener port of {arn} in {:?} is taken; widen the stack's ListenerPortRange",
+                        self.settings.listener_ports
+                    ))
+                })?
+            }
+            false => db.port,
+        };
         let forward = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(target_group_arn).build();
         let out = self
             .elb
@@ -199,9 +223,15 @@ impl CreateLoadBalancer {
             .map_err(aws::fail("CreateListener"))?;
         let listener_arn = out.listeners().first().and_then(|l| l.listener_arn());
         let listener_arn = aws::required(listener_arn, "CreateListener's ListenerArn")?.to_owned();
-        info!(load_balancer = arn, listener = %listener_arn, port, "listener created");
-        Ok(listener_arn)
+        info!(db_instance = %db.identifier, load_balancer = arn, listener = %listener_arn, port, "listener created");
+        Ok((listener_arn, port))
     }
+}
+
+/// The port for a new listener on a shared load balancer: the database's own when no listener
+/// holds it, else the lowest free port of `range`; `None` when all are taken.
+pub fn listener_port(taken: &[u16], own: u16, (first, last): (u16, u16)) -> Option<u16> {
+    std::iter::once(own).chain(first..=last).find(|port| !taken.contains(port))
 }
 
 fn state_code(lb: &ElbLoadBalancer) -> String {
@@ -234,6 +264,15 @@ mod tests {
             shared_with_tidb_cloud: true,
             database_zone: false,
         }
+    }
+
+    #[test]
+    fn a_listener_takes_the_databases_port_when_free_else_the_lowest_free_one() {
+        assert_eq!(listener_port(&[], 3306, (3306, 3999)), Some(3306));
+        assert_eq!(listener_port(&[3306, 3307, 3309], 3306, (3306, 3999)), Some(3308));
+        // The database's own port, even outside the range.
+        assert_eq!(listener_port(&[3306], 5432, (3306, 3307)), Some(5432));
+        assert_eq!(listener_port(&[3306, 3307], 3306, (3306, 3307)), None);
     }
 
     #[test]

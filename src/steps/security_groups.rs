@@ -19,7 +19,7 @@ pub struct Input {
 
 pub struct CreateSecurityGroups {
     ec2: Client,
-    stack_name: String,
+    settings: Settings,
 }
 
 impl Step for CreateSecurityGroups {
@@ -27,29 +27,31 @@ impl Step for CreateSecurityGroups {
     type Output = SecurityGroups;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self { ec2: Client::new(sdk), stack_name: settings.stack_name.clone() })
+        Ok(Self { ec2: Client::new(sdk), settings: settings.clone() })
     }
 
     async fn run(&self, input: Input) -> Result<SecurityGroups, StepError> {
         let db = input.database;
-        let ownership = Ownership::new(&self.stack_name, &db.identifier);
+        let ownership = Ownership::new(&self.settings.stack_name, &db.identifier);
+        // The load balancer's group is its owner's: the database's, or its VPC's.
+        let shared = Ownership::new(&self.settings.stack_name, &self.settings.shared_key(&db.identifier, &db.vpc_id));
         let db_group_id = db.security_group_ids.first().cloned().ok_or_else(|| {
             StepError::InvalidInput(format!("RDS {} has no VPC security group", ownership.database()))
         })?;
-        let name = resource_name(&db.identifier);
+        let name = resource_name(&shared.identifier);
         // Created first, found only when the name is taken: a first run, the usual one, reads nothing.
-        let (nlb_group_id, egress) = match self.create(&name, &db, &ownership).await? {
+        let (nlb_group_id, egress) = match self.create(&name, &db, &shared).await? {
             // What AWS gives every new group: one rule allowing all outbound IPv4 traffic.
             Group::Created(id) => (id, vec![all_ipv4_traffic()]),
-            Group::Found(group) if ownership.owns(tag_pairs(group.tags())) => {
+            Group::Found(group) if shared.owns(tag_pairs(group.tags())) => {
                 (security_group_id(&group)?.to_owned(), group.ip_permissions_egress().to_vec())
             }
             Group::Found(group) => {
                 return Err(StepError::ResourceConflict {
                     kind: "security group",
                     name,
-                    identifier: ownership.database(),
-                    reason: ownership.mismatch(tag_pairs(group.tags())),
+                    identifier: shared.database(),
+                    reason: shared.mismatch(tag_pairs(group.tags())),
                 })
             }
         };
@@ -85,7 +87,10 @@ impl CreateSecurityGroups {
             .ec2
             .create_security_group()
             .group_name(name)
-            .description(format!("TiDB Cloud PrivateLink load balancer for RDS instance {}", db.identifier))
+            .description(match ownership.identifier == db.identifier {
+                true => format!("TiDB Cloud PrivateLink load balancer for RDS instance {}", db.identifier),
+                false => format!("TiDB Cloud PrivateLink load balancer for the databases of VPC {}", db.vpc_id),
+            })
             .vpc_id(&db.vpc_id)
             .tag_specifications(ec2_tags(ResourceType::SecurityGroup, ownership, name))
             .send()
@@ -99,7 +104,7 @@ impl CreateSecurityGroups {
             other => other.map_err(aws::fail("CreateSecurityGroup"))?,
         };
         let group_id = aws::required(created.group_id(), "CreateSecurityGroup's GroupId")?;
-        info!(db_instance = %db.identifier, security_group = group_id, "load balancer security group created");
+        info!(owner = %ownership.identifier, security_group = group_id, "load balancer security group created");
         Ok(Group::Created(group_id.to_owned()))
     }
 

@@ -9,9 +9,9 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use aws_sdk_elasticloadbalancingv2::Client;
 use tracing::info;
 
-use crate::naming::{resource_name, Ownership};
+use crate::naming::{resource_name, Ownership, DB_SECURITY_GROUP_TAG};
 use crate::payload::{Database, TargetGroup};
-use crate::resources::{elb_tags, ensure_elb_owned, find_target_group, target_group_arn};
+use crate::resources::{elb_tag, elb_tags, ensure_elb_owned, find_target_group, target_group_arn};
 use crate::target_health::target_state;
 use crate::{aws, Settings, Step, StepError};
 
@@ -62,6 +62,8 @@ impl Step for CreateTargetGroup {
 
 impl CreateTargetGroup {
     async fn create(&self, name: &str, db: &Database, ownership: &Ownership) -> Result<ElbTargetGroup, StepError> {
+        let mut tags = elb_tags(ownership);
+        tags.extend(db.security_group_ids.first().map(|id| elb_tag(DB_SECURITY_GROUP_TAG, id)));
         let out = self
             .elb
             .create_target_group()
@@ -74,7 +76,7 @@ impl CreateTargetGroup {
             .health_check_interval_seconds(10)
             .healthy_threshold_count(2)
             .unhealthy_threshold_count(2)
-            .set_tags(Some(elb_tags(ownership)))
+            .set_tags(Some(tags))
             .send()
             .await
             .map_err(aws::fail("CreateTargetGroup"))?;

@@ -27,6 +27,7 @@ pub struct Input {
 pub struct ConnectTiDBCloud {
     ec2: aws_sdk_ec2::Client,
     tidb_cloud: Option<TiDBCloud>,
+    settings: Settings,
 }
 
 impl Step for ConnectTiDBCloud {
@@ -34,7 +35,7 @@ impl Step for ConnectTiDBCloud {
     type Output = TiDBCloudConnection;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self { ec2: aws_sdk_ec2::Client::new(sdk), tidb_cloud: settings.tidb_cloud(sdk)? })
+        Ok(Self { ec2: aws_sdk_ec2::Client::new(sdk), tidb_cloud: settings.tidb_cloud(sdk)?, settings: settings.clone() })
     }
 
     async fn run(&self, input: Input) -> Result<TiDBCloudConnection, StepError> {
@@ -55,7 +56,9 @@ impl Step for ConnectTiDBCloud {
         let connection = match api.find_private_link_connection(&cluster, service_name, known).await? {
             Some(connection) => connection,
             None => {
-                let display_name = resource_name(&input.database.identifier);
+                let db = &input.database;
+                // Named as the endpoint service's owner: the database, or its VPC.
+                let display_name = resource_name(&self.settings.shared_key(&db.identifier, &db.vpc_id));
                 let created = api.create_private_link_connection(&cluster, &display_name, service_name).await?;
                 info!(db_instance = %input.database.identifier, cluster = %cluster, connection = %created.private_link_connection_id, "TiDB Cloud private link connection created");
                 created

@@ -7,8 +7,7 @@ use tracing::info;
 
 use aws_config::SdkConfig;
 
-use super::{Removes, Teardown};
-use crate::naming::Ownership;
+use super::{Parts, Removes, Teardown};
 use crate::payload::Removal;
 use crate::resources::{endpoint_service_id, find_endpoint_service};
 use crate::{aws, Settings, StepError};
@@ -20,16 +19,20 @@ pub type RemoveEndpointService = Teardown<EndpointServiceRemoval>;
 
 pub struct EndpointServiceRemoval {
     ec2: Ec2,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
 }
 
 impl Removes for EndpointServiceRemoval {
     fn new(sdk: &SdkConfig, _settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self { ec2: Ec2::new(sdk) })
+        Ok(Self { ec2: Ec2::new(sdk), elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk) })
     }
 
-    async fn remove(&self, ownership: &Ownership) -> Result<Removal, StepError> {
-        let ec2 = &self.ec2;
-        let Some(service) = find_endpoint_service(ec2, &ownership).await? else {
+    async fn remove(&self, parts: &Parts) -> Result<Removal, StepError> {
+        let (ec2, ownership) = (&self.ec2, &parts.shared);
+        if parts.used_by_others(&self.elb).await? {
+            return Ok(Removal::nothing());
+        }
+        let Some(service) = find_endpoint_service(ec2, ownership).await? else {
             return Ok(Removal::nothing());
         };
         let service_id = endpoint_service_id(&service)?.to_owned();

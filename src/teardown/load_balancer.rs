@@ -5,9 +5,8 @@ use tracing::info;
 
 use aws_config::SdkConfig;
 
-use super::{Removes, Teardown};
+use super::{Parts, Removes, Teardown};
 use crate::naming::resource_name;
-use crate::naming::Ownership;
 use crate::payload::Removal;
 use crate::resources::{ensure_elb_owned, find_load_balancer, load_balancer_arn};
 use crate::{aws, Settings, StepError};
@@ -23,18 +22,19 @@ impl Removes for LoadBalancerRemoval {
         Ok(Self { elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk) })
     }
 
-    async fn remove(&self, ownership: &Ownership) -> Result<Removal, StepError> {
+    /// A database's own load balancer goes with all its listeners; a shared one loses this
+    /// database's listener, and goes once no other database has one.
+    async fn remove(&self, parts: &Parts) -> Result<Removal, StepError> {
         let elb = &self.elb;
-        let name = resource_name(&ownership.identifier);
+        let name = resource_name(&parts.shared.identifier);
         let Some(lb) = find_load_balancer(elb, &name).await? else {
             return Ok(Removal::nothing());
         };
         let arn = load_balancer_arn(&lb)?.to_owned();
-        ensure_elb_owned(elb, &ownership, "load balancer", &name, &arn).await?;
-        let listeners =
-            elb.describe_listeners().load_balancer_arn(&arn).send().await.map_err(aws::fail("DescribeListeners"))?;
+        ensure_elb_owned(elb, &parts.shared, "load balancer", &name, &arn).await?;
+        let (listeners, others) = parts.listeners(elb, &arn).await?;
         let mut removed = Vec::new();
-        for listener in listeners.listeners().iter().filter_map(|l| l.listener_arn()) {
+        for listener in listeners.iter().filter_map(|l| l.listener_arn()) {
             match elb.delete_listener().listener_arn(listener).send().await {
                 Ok(_) => {}
                 // A retried call whose first answer was lost finds it gone.
@@ -42,6 +42,10 @@ impl Removes for LoadBalancerRemoval {
                 Err(e) => return Err(aws::failure("DeleteListener", e)),
             }
             removed.push(listener.to_owned());
+        }
+        if !others.is_empty() {
+            info!(db_instance = %parts.database.identifier, load_balancer = %name, "listener deleted; the load balancer stays for the VPC's other databases");
+            return Ok(Removal { removed, done: true });
         }
         match elb.delete_load_balancer().load_balancer_arn(&arn).send().await {
             Ok(_) => {}
@@ -53,7 +57,7 @@ impl Removes for LoadBalancerRemoval {
         }
         removed.push(arn);
         let done = find_load_balancer(elb, &name).await?.is_none();
-        info!(db_instance = %ownership.identifier, load_balancer = %name, done, "load balancer deleted");
+        info!(db_instance = %parts.database.identifier, load_balancer = %name, done, "load balancer deleted");
         Ok(Removal { removed, done })
     }
 }

@@ -14,21 +14,82 @@ use std::future::Future;
 
 use aws_config::SdkConfig;
 
-use crate::naming::{DatabaseRef, Ownership};
+use aws_sdk_elasticloadbalancingv2::types::Listener;
+
+use crate::naming::{resource_name, vpc_key, DatabaseRef, Ownership};
 use crate::payload::{DbInstanceRequest, Removal};
-use crate::{Settings, Step, StepError};
+use crate::resources::{find_load_balancer, find_target_group, load_balancer_arn, target_group_arn};
+use crate::settings::Sharing;
+use crate::{aws, Settings, Step, StepError};
 
 /// What differs between teardown steps: the clients each needs (only those its role may call),
 /// and removing its part for one database.
 pub trait Removes: Sized + Send + Sync {
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError>;
 
-    fn remove(&self, ownership: &Ownership) -> impl Future<Output = Result<Removal, StepError>> + Send;
+    fn remove(&self, parts: &Parts) -> impl Future<Output = Result<Removal, StepError>> + Send;
 }
 
-/// A teardown step as a Lambda step: input `{"db_instance_identifier": ...}`, output a [`Removal`].
+/// Whose parts a teardown removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parts {
+    /// The database's own: its target group, its listener, its security-group rules.
+    pub database: Ownership,
+    /// The load balancer, its security group, the endpoint service and TiDB Cloud's connection:
+    /// the database's own, or (`per-vpc` sharing) its VPC's.
+    pub shared: Ownership,
+}
+
+impl Parts {
+    /// Whether the load balancer and what fronts it belong to a VPC, not to this database alone.
+    pub fn is_shared(&self) -> bool {
+        self.database != self.shared
+    }
+
+    /// With shared parts, whether another database still has a listener on the VPC's load
+    /// balancer: the shared parts then stay. Workflows of one VPC take turns, so the answer holds
+    /// until this teardown ends.
+    pub async fn used_by_others(&self, elb: &aws_sdk_elasticloadbalancingv2::Client) -> Result<bool, StepError> {
+        if !self.is_shared() {
+            return Ok(false);
+        }
+        let Some(lb) = find_load_balancer(elb, &resource_name(&self.shared.identifier)).await? else {
+            return Ok(false);
+        };
+        let (_, others) = self.listeners(elb, load_balancer_arn(&lb)?).await?;
+        Ok(!others.is_empty())
+    }
+
+    /// The load balancer's listeners: this database's (on a load balancer of its own, all), and
+    /// the others, those forwarding to another database's target group.
+    pub async fn listeners(
+        &self,
+        elb: &aws_sdk_elasticloadbalancingv2::Client,
+        load_balancer_arn: &str,
+    ) -> Result<(Vec<Listener>, Vec<Listener>), StepError> {
+        let group = match self.is_shared() {
+            true => find_target_group(elb, &resource_name(&self.database.identifier)).await?,
+            false => None,
+        };
+        let group_arn = group.as_ref().map(target_group_arn).transpose()?;
+        let described = elb
+            .describe_listeners()
+            .load_balancer_arn(load_balancer_arn)
+            .send()
+            .await
+            .map_err(aws::fail("DescribeListeners"))?;
+        let forwards_here = |l: &Listener| {
+            !self.is_shared() || l.default_actions().iter().any(|a| group_arn.is_some() && a.target_group_arn() == group_arn)
+        };
+        Ok(described.listeners().iter().cloned().partition(forwards_here))
+    }
+}
+
+/// A teardown step as a Lambda step: input `{"db_instance_identifier": ..., "vpc_id": ...}`
+/// (`vpc_id` from the turn, with `per-vpc` sharing), output a [`Removal`].
 pub struct Teardown<R> {
     stack_name: String,
+    sharing: Sharing,
     step: R,
 }
 
@@ -37,12 +98,22 @@ impl<R: Removes> Step for Teardown<R> {
     type Output = Removal;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self { stack_name: settings.stack_name.clone(), step: R::new(sdk, settings)? })
+        Ok(Self { stack_name: settings.stack_name.clone(), sharing: settings.sharing, step: R::new(sdk, settings)? })
     }
 
+    /// The database's own parts first; with `per-vpc` sharing, then its VPC's. The first pass
+    /// also removes what a database provisioned before the stack shared load balancers had.
     async fn run(&self, request: DbInstanceRequest) -> Result<Removal, StepError> {
-        let database = DatabaseRef::parse(&request.db_instance_identifier)?;
-        self.step.remove(&Ownership::new(&self.stack_name, &database.key())).await
+        let database = Ownership::new(&self.stack_name, &DatabaseRef::parse(&request.db_instance_identifier)?.key());
+        let own = Parts { database: database.clone(), shared: database.clone() };
+        let mut removal = self.step.remove(&own).await?;
+        if let Some(vpc) = request.vpc_id.filter(|_| self.sharing == Sharing::PerVpc) {
+            let shared = Parts { database, shared: Ownership::new(&self.stack_name, &vpc_key(&vpc)) };
+            let more = self.step.remove(&shared).await?;
+            removal.removed.extend(more.removed);
+            removal.done &= more.done;
+        }
+        Ok(removal)
     }
 }
 

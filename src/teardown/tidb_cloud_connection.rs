@@ -6,8 +6,7 @@ use tracing::{info, warn};
 
 use aws_config::SdkConfig;
 
-use super::{Removes, Teardown};
-use crate::naming::Ownership;
+use super::{Parts, Removes, Teardown};
 use crate::naming::TIDB_CLOUD_CLUSTER_TAG;
 use crate::payload::Removal;
 use crate::resources::{find_endpoint_service, tag_value};
@@ -18,17 +17,26 @@ pub type RemoveTiDBCloudConnection = Teardown<TiDBCloudConnectionRemoval>;
 
 pub struct TiDBCloudConnectionRemoval {
     ec2: aws_sdk_ec2::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
     /// Present when the stack has a TiDB Cloud API key.
     tidb_cloud: Option<TiDBCloud>,
 }
 
 impl Removes for TiDBCloudConnectionRemoval {
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self { ec2: aws_sdk_ec2::Client::new(sdk), tidb_cloud: settings.tidb_cloud(sdk)? })
+        Ok(Self {
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            tidb_cloud: settings.tidb_cloud(sdk)?,
+        })
     }
 
-    async fn remove(&self, ownership: &Ownership) -> Result<Removal, StepError> {
-        let Some(service) = find_endpoint_service(&self.ec2, &ownership).await? else {
+    async fn remove(&self, parts: &Parts) -> Result<Removal, StepError> {
+        let ownership = &parts.shared;
+        if parts.used_by_others(&self.elb).await? {
+            return Ok(Removal::nothing());
+        }
+        let Some(service) = find_endpoint_service(&self.ec2, ownership).await? else {
             return Ok(Removal::nothing());
         };
         let cluster = tag_value(service.tags(), TIDB_CLOUD_CLUSTER_TAG);

@@ -19,6 +19,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VpcEndpoin
 use aws_sdk_rds::operation::create_db_cluster::builders::CreateDBClusterFluentBuilder;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use tidb_privatelink::settings::Sharing;
 use tidb_privatelink::naming::MANAGED_BY_TAG;
 use tidb_privatelink::steps::endpoint_service::CreateEndpointService;
 use tidb_privatelink::steps::health_check::CheckTargetHealth;
@@ -552,7 +553,9 @@ pub async fn managed_resources(network: &Network) -> Vec<String> {
 /// (the definition's poll loops), a bounded number of times.
 pub async fn deprovision(network: &Network, settings: &Settings, identifier: &str) -> Result<Value, StepError> {
     let sdk = &network.sdk;
-    let mut document = json!({"db_instance_identifier": identifier});
+    // The turn names the VPC with per-vpc sharing (AwaitTurn, tests/turn.rs).
+    let vpc_id = (settings.sharing == Sharing::PerVpc).then_some(&network.vpc_id);
+    let mut document = json!({"db_instance_identifier": identifier, "vpc_id": vpc_id});
     let mut removed = json!({});
     for (placeholder, key) in workflow_tasks("deprovision") {
         let mut attempts = 0;

@@ -206,3 +206,24 @@ def test_ip_targets_must_be_in_the_vpc_or_private_with_zone_all(aws):
     assert error_code(public) == "ValidationError"
     registered = {d["Target"]["Id"] for d in elb.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]}
     assert registered == {"10.20.1.10", "10.99.0.5"}
+
+
+def test_a_target_group_forgets_a_load_balancer_that_no_longer_routes_to_it(aws):
+    elb = aws("elbv2")
+    net = make_network(aws("ec2"))
+    lb_arn = nlb(elb, net)["LoadBalancerArn"]
+    kept, dropped = target_group(elb, net, "kept-tg"), target_group(elb, net, "dropped-tg", port=3307)
+    listeners = [
+        elb.create_listener(LoadBalancerArn=lb_arn, Protocol="TCP", Port=group["Port"],
+                            DefaultActions=[{"Type": "forward", "TargetGroupArn": group["TargetGroupArn"]}])["Listeners"][0]
+        for group in (kept, dropped)
+    ]
+
+    def routed_by(group):
+        return elb.describe_target_groups(TargetGroupArns=[group["TargetGroupArn"]])["TargetGroups"][0]["LoadBalancerArns"]
+
+    assert routed_by(dropped) == [lb_arn]
+    elb.delete_listener(ListenerArn=listeners[1]["ListenerArn"])
+    assert (routed_by(kept), routed_by(dropped)) == ([lb_arn], [])
+    elb.delete_load_balancer(LoadBalancerArn=lb_arn)
+    assert routed_by(kept) == []

@@ -28,6 +28,10 @@
   with ``all`` it must still be a private address (10/8, 172.16/12,
   192.168/16, 100.64/10): a publicly routable one is a ``ValidationError``.
   moto registered any string.
+* A target group's ``LoadBalancerArns`` lose a load balancer once no listener
+  of it forwards to the group (DeleteListener, DeleteLoadBalancer), as AWS
+  reports it (TargetGroup reference: "the load balancers that route traffic to
+  this target group"); moto kept every load balancer a listener ever added.
 """
 
 from __future__ import annotations
@@ -282,6 +286,18 @@ def apply() -> None:
                 _check_ip_target(self, group, target)
         return original(self, target_group_arn, instances)
 
+    def _forget_unrouted(self: Any) -> None:
+        routed = {(lb.arn, action.data.get("TargetGroupArn")) for lb in self.load_balancers.values()
+                  for listener in lb.listeners.values() for action in listener.default_actions}
+        for group in self.target_groups.values():
+            group.load_balancer_arns = [arn for arn in group.load_balancer_arns if (arn, group.arn) in routed]
+
+    @wrap(ELBv2Backend, "delete_listener")
+    def delete_listener(original, self, listener_arn):  # type: ignore[no-untyped-def]
+        listener = original(self, listener_arn)
+        _forget_unrouted(self)
+        return listener
+
     @wrap(ELBv2Backend, "delete_load_balancer")
     def delete_load_balancer(original, self, arn):  # type: ignore[no-untyped-def]
         from moto.ec2.models import ec2_backends
@@ -293,7 +309,8 @@ def apply() -> None:
                     f"Load balancer '{arn}' cannot be deleted because it is currently associated "
                     f"with another service ({config.id})"
                 )
-        return original(self, arn)
+        original(self, arn)
+        _forget_unrouted(self)
 
     def set_security_groups(self: ELBV2Response) -> ActionResult:
         arn = self._get_param("LoadBalancerArn")
