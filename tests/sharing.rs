@@ -52,7 +52,14 @@ async fn databases_of_a_vpc_share_one_load_balancer_until_the_last_goes() {
     // One rule on the DB security group: the three databases share it and their port.
     assert_eq!(
         counts(&resources),
-        [("db rule".into(), 1), ("lb".into(), 1), ("listener".into(), 3), ("service".into(), 1), ("sg".into(), 1), ("tg".into(), 3)],
+        [
+            ("db rule".into(), 1),
+            ("lb".into(), 1),
+            ("listener".into(), 3),
+            ("service".into(), 1),
+            ("sg".into(), 1),
+            ("tg".into(), 3)
+        ],
         "{resources:#?}"
     );
 
@@ -115,7 +122,8 @@ async fn rules_of(network: &Network, nlb_group: &str, db_groups: &[&str]) -> (Ve
     let ec2 = aws_sdk_ec2::Client::new(&network.sdk);
     let described = ec2.describe_security_groups().group_ids(nlb_group).send().await.unwrap();
     let egress = described.security_groups()[0].ip_permissions_egress().iter();
-    let towards: Vec<String> = egress.flat_map(|p| p.user_id_group_pairs()).filter_map(|g| g.group_id()).map(str::to_owned).collect();
+    let towards: Vec<String> =
+        egress.flat_map(|p| p.user_id_group_pairs()).filter_map(|g| g.group_id()).map(str::to_owned).collect();
     let mut admitting = Vec::new();
     for group in db_groups {
         let described = ec2.describe_security_groups().group_ids(*group).send().await.unwrap();
@@ -167,4 +175,49 @@ async fn a_database_that_goes_takes_the_rules_no_other_needs() {
     let after = rules_of(&network, &nlb_group, &groups).await;
     let orders_only = vec![network.db_security_group_id.clone()];
     assert_eq!(after, (orders_only.clone(), orders_only), "the reports database's rules go, the orders one's stay");
+}
+
+#[tokio::test]
+async fn a_database_linked_on_its_own_load_balancer_is_refused_until_deprovisioned() {
+    let network = Network::new().await;
+    let id = network.database("orders-db", "mysql", false).await;
+    let own = provision(&network, &network.settings(), &id).await.unwrap();
+    // What the state machine's RecordOnDatabase tags the instance with.
+    let rds = aws_sdk_rds::Client::new(&network.sdk);
+    let tag = aws_sdk_rds::types::Tag::builder().key("tidb-privatelink:load-balancer");
+    rds.add_tags_to_resource()
+        .resource_name(str_of(&own, "/database/arn"))
+        .tags(tag.value(str_of(&own, "/load_balancer/name")).build())
+        .send()
+        .await
+        .unwrap();
+    let before = managed_resources(&network).await;
+
+    let settings = per_vpc(&network);
+    let error = provision(&network, &settings, &id).await.unwrap_err();
+    assert_eq!(error.name(), "ResourceConflict", "{error}");
+    assert!(error.to_string().contains("deprovision the database"), "{error}");
+    assert_eq!(managed_resources(&network).await, before, "nothing is created");
+
+    // The per-vpc teardown removes the database's own link too.
+    deprovision(&network, &settings, &id).await.unwrap();
+    let after = managed_resources(&network).await;
+    assert!(after.is_empty(), "{after:#?}");
+}
+
+#[tokio::test]
+async fn the_51st_database_of_a_vpc_fails_by_name_and_its_rollback_leaves_the_others() {
+    let network = Network::new().await;
+    let settings = per_vpc(&network);
+    for n in 0..50 {
+        let id = network.database(&format!("db-{n}"), "mysql", false).await;
+        provision(&network, &settings, &id).await.unwrap();
+    }
+    let last = network.database("db-50", "mysql", false).await;
+    let error = provision(&network, &settings, &last).await.unwrap_err();
+    assert!(error.to_string().contains("TooManyListeners"), "{error}");
+    // The state machine rolls back with the teardown.
+    deprovision(&network, &settings, &last).await.unwrap();
+    let resources = managed_resources(&network).await;
+    assert_eq!((count(&resources, "listener"), count(&resources, "tg"), count(&resources, "lb")), (50, 50, 1));
 }
