@@ -142,9 +142,23 @@ pub fn resource_name(key: &str) -> String {
     format!("{NAME_PREFIX}{}-{}", readable.trim_end_matches('-'), short_hash(key))
 }
 
-/// The key naming a VPC's shared parts (`per-vpc` sharing).
+/// The key naming a VPC's shared parts (`per-vpc` sharing): its turn, its load balancers'
+/// security group, and its first load balancer and endpoint service.
 pub fn vpc_key(vpc_id: &str) -> String {
-    format!("{VPC_KEY_PREFIX}{vpc_id}")
+    vpc_load_balancer_key(vpc_id, 1)
+}
+
+/// How many load balancers the databases of one VPC may share: 50 listeners each (AWS's fixed
+/// quota), so 500 databases per VPC.
+pub const MAX_LOAD_BALANCERS_PER_VPC: u32 = 10;
+
+/// The key of a VPC's `n`-th load balancer and its endpoint service (from 1): `vpc:<id>`, then
+/// `vpc:<id>/<n>`, made once the ones before it hold 50 listeners each.
+pub fn vpc_load_balancer_key(vpc_id: &str, n: u32) -> String {
+    match n {
+        1 => format!("{VPC_KEY_PREFIX}{vpc_id}"),
+        n => format!("{VPC_KEY_PREFIX}{vpc_id}/{n}"),
+    }
 }
 
 /// A short, stable digest of `input` (10 hex digits), for names and idempotency tokens.
@@ -313,6 +327,10 @@ mod tests {
         // No RDS identifier reads like a VPC key (they have no colon), so names never collide.
         assert_ne!(resource_name(&vpc_key("vpc-0abc")), resource_name("vpc-vpc-0abc"));
         assert!(is_valid_aws_name(&resource_name(&vpc_key("vpc-0123456789abcdef0"))));
+        let second = Ownership::new("stack", &vpc_load_balancer_key("vpc-0abc", 2));
+        assert_eq!(second.tags(), [(MANAGED_BY_TAG, "stack"), (VPC_TAG, "vpc-0abc/2")]);
+        assert!(!vpc.owns(second.tags()) && !second.owns(vpc.tags()));
+        assert_ne!(resource_name(&second.identifier), resource_name(&vpc.identifier));
     }
 
     #[test]

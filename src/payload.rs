@@ -95,9 +95,24 @@ pub struct LoadBalancer {
     pub dns_name: String,
     pub state: String,
     pub listener_arn: String,
+    /// The key owning the load balancer and its endpoint service: the database's, or with
+    /// `per-vpc` sharing its VPC's (`vpc:<id>`, `vpc:<id>/<n>`); empty from a run before sharing.
+    #[serde(default)]
+    pub owner: String,
     /// The listener's port: TiDB Cloud reaches the database at the endpoint's address and this
     /// port (the database's own, unless a shared load balancer gave it another).
     pub port: u16,
+}
+
+impl LoadBalancer {
+    /// The key owning the load balancer; for a document from before it was recorded, the one
+    /// the stack's sharing mode gives the database.
+    pub fn owner(&self, settings: &crate::Settings, database: &Database) -> String {
+        match self.owner.is_empty() {
+            true => settings.shared_key(&database.identifier, &database.vpc_id),
+            false => self.owner.clone(),
+        }
+    }
 }
 
 /// Step 5, continued: the database target's health as the load balancer reports it, polled

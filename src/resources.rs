@@ -4,11 +4,11 @@
 use aws_sdk_ec2::types::{Filter, SecurityGroup, ServiceConfiguration, ServiceState};
 use aws_sdk_ec2::types::{ResourceType, Tag as Ec2Tag, TagSpecification};
 use aws_sdk_elasticloadbalancingv2::types::Tag as ElbTag;
-use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, TargetGroup};
+use aws_sdk_elasticloadbalancingv2::types::{Listener, LoadBalancer, TargetGroup};
 use aws_sdk_rds::types::Tag as RdsTag;
 
 use crate::aws;
-use crate::naming::Ownership;
+use crate::naming::{resource_name, vpc_load_balancer_key, Ownership, MAX_LOAD_BALANCERS_PER_VPC};
 use crate::StepError;
 
 /// Tags for an EC2 resource created by a step, with a `Name` for the console.
@@ -107,6 +107,43 @@ pub(crate) async fn find_target_group(
     let answer = elb.describe_target_groups().names(name).send().await;
     let out = aws::unless_code(answer, "TargetGroupNotFound", "DescribeTargetGroups")?;
     Ok(out.and_then(|out| out.target_groups().first().cloned()))
+}
+
+/// With `per-vpc` sharing, the VPC's load balancers that exist, with their keys, first to last.
+/// Listed, not described by name: DescribeLoadBalancers fails when one of the names is missing.
+pub(crate) async fn vpc_load_balancers(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    vpc_id: &str,
+) -> Result<Vec<(String, LoadBalancer)>, StepError> {
+    let keys: Vec<String> = (1..=MAX_LOAD_BALANCERS_PER_VPC).map(|n| vpc_load_balancer_key(vpc_id, n)).collect();
+    let names: Vec<String> = keys.iter().map(|key| resource_name(key)).collect();
+    let mut found = Vec::new();
+    let mut pages = elb.describe_load_balancers().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(aws::fail("DescribeLoadBalancers"))?;
+        for lb in page.load_balancers() {
+            if let Some(n) = names.iter().position(|name| lb.load_balancer_name() == Some(name.as_str())) {
+                found.push((n, lb.clone()));
+            }
+        }
+    }
+    found.sort_by_key(|(n, _)| *n);
+    Ok(found.into_iter().map(|(n, lb)| (keys[n].clone(), lb)).collect())
+}
+
+/// A load balancer's listeners, every page.
+pub(crate) async fn listeners(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    load_balancer_arn: &str,
+) -> Result<Vec<Listener>, StepError> {
+    let pages = elb.describe_listeners().load_balancer_arn(load_balancer_arn).into_paginator().send();
+    let pages: Vec<_> = pages.collect::<Result<_, _>>().await.map_err(aws::fail("DescribeListeners"))?;
+    Ok(pages.iter().flat_map(|page| page.listeners().iter().cloned()).collect())
+}
+
+/// Whether the listener forwards to the target group.
+pub(crate) fn forwards_to(listener: &Listener, target_group_arn: &str) -> bool {
+    listener.default_actions().iter().any(|a| a.target_group_arn() == Some(target_group_arn))
 }
 
 pub(crate) async fn find_load_balancer(

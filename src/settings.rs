@@ -195,7 +195,11 @@ mod tests {
         assert_eq!(s.dns_resolver.unwrap().port(), 5353);
         assert_eq!(s.connection_topic_arn().unwrap_err().name(), "Misconfigured");
         assert_eq!((s.sharing, s.listener_ports), (Sharing::PerDatabase, DEFAULT_LISTENER_PORTS));
-        let shared = settings(&[("STACK_NAME", "s"), ("LOAD_BALANCER_SHARING", "per-vpc"), ("LISTENER_PORT_RANGE", "5000-5049")]);
+        let shared = settings(&[
+            ("STACK_NAME", "s"),
+            ("LOAD_BALANCER_SHARING", "per-vpc"),
+            ("LISTENER_PORT_RANGE", "5000-5049"),
+        ]);
         assert_eq!(shared.map(|s| (s.sharing, s.listener_ports)).unwrap(), (Sharing::PerVpc, (5000, 5049)));
     }
 

@@ -206,18 +206,33 @@ async fn a_database_linked_on_its_own_load_balancer_is_refused_until_deprovision
 }
 
 #[tokio::test]
-async fn the_51st_database_of_a_vpc_fails_by_name_and_its_rollback_leaves_the_others() {
+async fn the_51st_database_of_a_vpc_gets_a_second_load_balancer_which_goes_with_it() {
     let network = Network::new().await;
     let settings = per_vpc(&network);
+    let mut first = Vec::new();
     for n in 0..50 {
         let id = network.database(&format!("db-{n}"), "mysql", false).await;
-        provision(&network, &settings, &id).await.unwrap();
+        first.push(provision(&network, &settings, &id).await.unwrap());
     }
     let last = network.database("db-50", "mysql", false).await;
-    let error = provision(&network, &settings, &last).await.unwrap_err();
-    assert!(error.to_string().contains("TooManyListeners"), "{error}");
-    // The state machine rolls back with the teardown.
+    let document = provision(&network, &settings, &last).await.unwrap();
+    // AWS allows 50 listeners per NLB: the 51st database opens the VPC's second NLB and service.
+    let arns = |pointer: &str| (str_of(&first[0], pointer).to_owned(), str_of(&document, pointer).to_owned());
+    for pointer in ["/load_balancer/arn", "/endpoint_service/service_id"] {
+        let (first_one, second_one) = arns(pointer);
+        assert_ne!(first_one, second_one, "{pointer}");
+    }
+    assert_eq!(arns("/security_groups/nlb_security_group_id").0, arns("/security_groups/nlb_security_group_id").1);
+    assert_eq!(document["load_balancer"]["port"], 3306, "a new NLB: the database's own port is free");
+    let resources = managed_resources(&network).await;
+    assert_eq!((count(&resources, "lb"), count(&resources, "service"), count(&resources, "listener")), (2, 2, 51));
+
     deprovision(&network, &settings, &last).await.unwrap();
     let resources = managed_resources(&network).await;
-    assert_eq!((count(&resources, "listener"), count(&resources, "tg"), count(&resources, "lb")), (50, 50, 1));
+    assert_eq!(
+        (count(&resources, "lb"), count(&resources, "service"), count(&resources, "listener"), count(&resources, "sg")),
+        (1, 1, 50, 1),
+        "{resources:#?}"
+    );
+    assert!(!resources.iter().any(|r| r.contains(str_of(&document, "/load_balancer/arn"))));
 }

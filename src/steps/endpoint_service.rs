@@ -40,9 +40,10 @@ impl Step for CreateEndpointService {
 
     async fn run(&self, input: Input) -> Result<EndpointService, StepError> {
         let topic_arn = self.settings.connection_topic_arn()?.to_owned();
-        let (identifier, vpc_id) = (&input.database.identifier, &input.database.vpc_id);
+        let identifier = &input.database.identifier;
         // The service is its load balancer's owner's: the database's, or its VPC's.
-        let ownership = Ownership::new(&self.settings.stack_name, &self.settings.shared_key(identifier, vpc_id));
+        let ownership =
+            Ownership::new(&self.settings.stack_name, &input.load_balancer.owner(&self.settings, &input.database));
         let tidb_cloud_tags = tidb_cloud_tags(&input);
         // A service this run created carries its tags and has no principal or notification yet.
         let (service, created) = match find_endpoint_service(&self.ec2, &ownership).await? {

@@ -11,6 +11,7 @@ use crate::database::describe;
 use crate::dns::Resolver;
 use crate::naming::{resource_name, DatabaseRef, LOAD_BALANCER_TAG};
 use crate::payload::{Database, DbInstanceRequest};
+use crate::settings::Sharing;
 use crate::{Settings, Step, StepError};
 
 /// Engines that speak the MySQL protocol TiDB Cloud Dataflow uses: of instances, and of clusters
@@ -66,14 +67,15 @@ impl Step for InspectDatabase {
         };
         // A database linked under the other sharing mode keeps its link until it is deprovisioned:
         // provisioning it now would make a second one, and a failure's rollback would remove both.
-        let load_balancer = resource_name(&self.settings.shared_key(&database.key(), &network.vpc_id));
-        if let Some(recorded) = described.tag(LOAD_BALANCER_TAG).filter(|recorded| *recorded != load_balancer) {
+        let own_load_balancer = resource_name(&database.key());
+        let per_vpc = self.settings.sharing == Sharing::PerVpc;
+        if let Some(recorded) = described.tag(LOAD_BALANCER_TAG).filter(|lb| (*lb == own_load_balancer) == per_vpc) {
             return Err(StepError::ResourceConflict {
                 kind: "load balancer",
                 name: recorded.to_owned(),
                 identifier: named,
                 reason: format!(
-                    "an earlier provisioning linked the database through it, under the other LoadBalancerSharing mode; deprovision the database, then provision it again to use {load_balancer}"
+                    "an earlier provisioning linked the database through it, under the other LoadBalancerSharing mode; deprovision the database, then provision it again"
                 ),
             });
         }

@@ -10,14 +10,16 @@
 use aws_config::SdkConfig;
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, EnforceSecurityGroupInboundRulesOnPrivateLinkTrafficEnum as Enforce, IpAddressType,
-    Listener, LoadBalancer as ElbLoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum,
+    Listener, LoadBalancer as ElbLoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerTypeEnum,
+    ProtocolEnum,
 };
 use aws_sdk_elasticloadbalancingv2::Client;
 use tracing::info;
 
-use crate::naming::{resource_name, Ownership};
+use crate::naming::{resource_name, vpc_load_balancer_key, Ownership, MAX_LOAD_BALANCERS_PER_VPC};
 use crate::payload::{Database, LoadBalancer, PlannedSubnet, SecurityGroups, TargetGroup, ZonePlan};
-use crate::resources::{elb_tags, ensure_elb_owned, find_load_balancer, load_balancer_arn};
+use crate::resources::vpc_load_balancers;
+use crate::resources::{elb_tags, ensure_elb_owned, find_load_balancer, forwards_to, listeners, load_balancer_arn};
 use crate::settings::Sharing;
 use crate::{aws, Settings, Step, StepError};
 
@@ -32,6 +34,9 @@ pub struct Input {
     #[serde(default)]
     pub load_balancer: Option<LoadBalancer>,
 }
+
+/// AWS's quota of listeners per Network Load Balancer, which cannot be raised.
+const LISTENERS_PER_LOAD_BALANCER: usize = 50;
 
 const CROSS_ZONE: &str = "load_balancing.cross_zone.enabled";
 
@@ -51,16 +56,15 @@ impl Step for CreateLoadBalancer {
     async fn run(&self, input: Input) -> Result<LoadBalancer, StepError> {
         let db = &input.database;
         let ownership = Ownership::new(&self.settings.stack_name, &db.identifier);
-        // The load balancer is its owner's: the database's, or its VPC's.
-        let shared = Ownership::new(&self.settings.stack_name, &self.settings.shared_key(&db.identifier, &db.vpc_id));
-        let name = resource_name(&shared.identifier);
-        let found = find_load_balancer(&self.elb, &name).await?;
+        let (owner, found, known_listeners) = self.place(&input).await?;
+        let shared = Ownership::new(&self.settings.stack_name, &owner);
+        let name = resource_name(&owner);
         // A poll reads the state alone, so each poll costs one call.
         if let (Some(lb), Some(previous)) = (&found, &input.load_balancer) {
             if lb.load_balancer_arn() == Some(previous.arn.as_str()) {
                 let state = state_code(lb);
                 info!(db_instance = %db.identifier, load_balancer = %previous.arn, state = %state, "load balancer polled");
-                return Ok(LoadBalancer { state, ..previous.clone() });
+                return Ok(LoadBalancer { state, owner, ..previous.clone() });
             }
         }
         // A load balancer this run created has AWS's defaults and no listener: nothing to read.
@@ -77,15 +81,61 @@ impl Step for CreateLoadBalancer {
         if lb.enforce_security_group_inbound_rules_on_private_link_traffic() != Some("off") {
             self.exempt_private_link_traffic(&arn, &input.security_groups.nlb_security_group_id).await?;
         }
-        let (listener_arn, port) = self.ensure_listener(&arn, &input, &ownership, created).await?;
+        let (listener_arn, port) = self.ensure_listener(&arn, &input, &ownership, known_listeners, created).await?;
         let state = state_code(&lb);
         info!(db_instance = %db.identifier, load_balancer = %arn, state = %state, "load balancer checked");
         let dns_name = aws::required(lb.dns_name(), "a load balancer's DNSName")?.to_owned();
-        Ok(LoadBalancer { arn, name, dns_name, state, listener_arn, port })
+        Ok(LoadBalancer { arn, name, dns_name, state, listener_arn, owner, port })
     }
 }
 
+/// Where a database's listener goes: the owner's key, its load balancer if it exists, and that
+/// load balancer's listeners if they were read to choose it.
+type Placement = (String, Option<ElbLoadBalancer>, Option<Vec<Listener>>);
+
 impl CreateLoadBalancer {
+    /// The database's own load balancer; on a poll, the one the first run chose; with `per-vpc`
+    /// sharing, the VPC's load balancer that holds the database's listener, else the first with
+    /// room for one, else a new one.
+    async fn place(&self, input: &Input) -> Result<Placement, StepError> {
+        let db = &input.database;
+        let owner = match &input.load_balancer {
+            Some(previous) if !previous.owner.is_empty() => previous.owner.clone(),
+            _ if self.settings.sharing == Sharing::PerDatabase => db.identifier.clone(),
+            _ => return self.place_in_vpc(input).await,
+        };
+        let found = find_load_balancer(&self.elb, &resource_name(&owner)).await?;
+        Ok((owner, found, None))
+    }
+
+    async fn place_in_vpc(&self, input: &Input) -> Result<Placement, StepError> {
+        let vpc_id = &input.database.vpc_id;
+        let series = vpc_load_balancers(&self.elb, vpc_id).await?;
+        let mut room = None;
+        for (key, lb) in &series {
+            let found = listeners(&self.elb, load_balancer_arn(lb)?).await?;
+            if found.iter().any(|l| forwards_to(l, &input.target_group.arn)) {
+                return Ok((key.clone(), Some(lb.clone()), Some(found)));
+            }
+            if room.is_none() && found.len() < LISTENERS_PER_LOAD_BALANCER {
+                room = Some((key.clone(), Some(lb.clone()), Some(found)));
+            }
+        }
+        if let Some(placement) = room {
+            return Ok(placement);
+        }
+        let next = (1..=MAX_LOAD_BALANCERS_PER_VPC)
+            .map(|n| vpc_load_balancer_key(vpc_id, n))
+            .find(|key| !series.iter().any(|(taken, _)| taken == key));
+        let next = next.ok_or_else(|| {
+            StepError::InvalidInput(format!(
+                "VPC {vpc_id}'s {MAX_LOAD_BALANCERS_PER_VPC} shared load balancers hold {LISTENERS_PER_LOAD_BALANCER} listeners each; link more databases with LoadBalancerSharing per-database"
+            ))
+        })?;
+        info!(db_instance = %input.database.identifier, owner = %next, "the VPC's load balancers are full: a new one");
+        Ok((next, None, None))
+    }
+
     async fn create(&self, name: &str, input: &Input, ownership: &Ownership) -> Result<ElbLoadBalancer, StepError> {
         let out = self
             .elb
@@ -177,20 +227,18 @@ impl CreateLoadBalancer {
         arn: &str,
         input: &Input,
         ownership: &Ownership,
+        known: Option<Vec<Listener>>,
         created: bool,
     ) -> Result<(String, u16), StepError> {
         let (db, target_group_arn) = (&input.database, input.target_group.arn.as_str());
         let per_vpc = self.settings.sharing == Sharing::PerVpc;
-        let listeners = match created {
-            true => vec![],
-            false => {
-                let described = self.elb.describe_listeners().load_balancer_arn(arn).into_paginator().send();
-                let pages: Vec<_> = described.collect::<Result<_, _>>().await.map_err(aws::fail("DescribeListeners"))?;
-                pages.iter().flat_map(|page| page.listeners().iter().cloned()).collect::<Vec<Listener>>()
-            }
+        let listeners = match (known, created) {
+            (Some(known), _) => known,
+            (None, true) => vec![],
+            (None, false) => listeners(&self.elb, arn).await?,
         };
         let ours = |l: &&Listener| match per_vpc {
-            true => l.default_actions().iter().any(|a| a.target_group_arn() == Some(target_group_arn)),
+            true => forwards_to(l, target_group_arn),
             false => l.port() == Some(i32::from(db.port)),
         };
         if let Some(listener) = listeners.iter().find(ours) {

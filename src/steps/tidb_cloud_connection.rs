@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::Tag;
 use tracing::{info, warn};
 
 use crate::naming::{resource_name, TIDB_CLOUD_ENDPOINT_TAG};
-use crate::payload::{Database, EndpointService, TiDBCloudConnection};
+use crate::payload::{Database, EndpointService, LoadBalancer, TiDBCloudConnection};
 use crate::tidb_cloud::{ConnectionState, PrivateLinkConnection, TiDBCloud};
 use crate::{aws, Settings, Step, StepError};
 
@@ -19,6 +19,9 @@ use crate::{aws, Settings, Step, StepError};
 pub struct Input {
     pub database: Database,
     pub endpoint_service: EndpointService,
+    /// Absent in documents from before the load balancer named its owner.
+    #[serde(default)]
+    pub load_balancer: Option<LoadBalancer>,
     /// This step's previous result, while polling.
     #[serde(default)]
     pub tidb_cloud: Option<TiDBCloudConnection>,
@@ -35,7 +38,11 @@ impl Step for ConnectTiDBCloud {
     type Output = TiDBCloudConnection;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self { ec2: aws_sdk_ec2::Client::new(sdk), tidb_cloud: settings.tidb_cloud(sdk)?, settings: settings.clone() })
+        Ok(Self {
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            tidb_cloud: settings.tidb_cloud(sdk)?,
+            settings: settings.clone(),
+        })
     }
 
     async fn run(&self, input: Input) -> Result<TiDBCloudConnection, StepError> {
@@ -56,9 +63,9 @@ impl Step for ConnectTiDBCloud {
         let connection = match api.find_private_link_connection(&cluster, service_name, known).await? {
             Some(connection) => connection,
             None => {
-                let db = &input.database;
                 // Named as the endpoint service's owner: the database, or its VPC.
-                let display_name = resource_name(&self.settings.shared_key(&db.identifier, &db.vpc_id));
+                let owner = input.load_balancer.as_ref().map(|lb| lb.owner(&self.settings, &input.database));
+                let display_name = resource_name(&owner.unwrap_or_else(|| input.database.identifier.clone()));
                 let created = api.create_private_link_connection(&cluster, &display_name, service_name).await?;
                 info!(db_instance = %input.database.identifier, cluster = %cluster, connection = %created.private_link_connection_id, "TiDB Cloud private link connection created");
                 created

@@ -18,9 +18,10 @@ use aws_sdk_elasticloadbalancingv2::types::Listener;
 
 use crate::naming::{resource_name, vpc_key, DatabaseRef, Ownership};
 use crate::payload::{DbInstanceRequest, Removal};
-use crate::resources::{find_load_balancer, find_target_group, load_balancer_arn, target_group_arn};
+use crate::resources::{find_load_balancer, find_target_group, forwards_to, listeners, load_balancer_arn};
+use crate::resources::{target_group_arn, vpc_load_balancers};
 use crate::settings::Sharing;
-use crate::{aws, Settings, Step, StepError};
+use crate::{Settings, Step, StepError};
 
 /// What differs between teardown steps: the clients each needs (only those its role may call),
 /// and removing its part for one database.
@@ -36,8 +37,10 @@ pub struct Parts {
     /// The database's own: its target group, its listener, its security-group rules.
     pub database: Ownership,
     /// The load balancer, its security group, the endpoint service and TiDB Cloud's connection:
-    /// the database's own, or (`per-vpc` sharing) its VPC's.
+    /// the database's own, or (`per-vpc` sharing) one of its VPC's (`vpc:<id>`, `vpc:<id>/<n>`).
     pub shared: Ownership,
+    /// With `per-vpc` sharing, the VPC.
+    pub vpc_id: Option<String>,
 }
 
 impl Parts {
@@ -72,16 +75,8 @@ impl Parts {
             false => None,
         };
         let group_arn = group.as_ref().map(target_group_arn).transpose()?;
-        let described = elb
-            .describe_listeners()
-            .load_balancer_arn(load_balancer_arn)
-            .send()
-            .await
-            .map_err(aws::fail("DescribeListeners"))?;
-        let forwards_here = |l: &Listener| {
-            !self.is_shared() || l.default_actions().iter().any(|a| group_arn.is_some() && a.target_group_arn() == group_arn)
-        };
-        Ok(described.listeners().iter().cloned().partition(forwards_here))
+        let forwards_here = |l: &Listener| !self.is_shared() || group_arn.is_some_and(|arn| forwards_to(l, arn));
+        Ok(listeners(elb, load_balancer_arn).await?.into_iter().partition(forwards_here))
     }
 }
 
@@ -90,6 +85,7 @@ impl Parts {
 pub struct Teardown<R> {
     stack_name: String,
     sharing: Sharing,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
     step: R,
 }
 
@@ -98,18 +94,35 @@ impl<R: Removes> Step for Teardown<R> {
     type Output = Removal;
 
     fn new(sdk: &SdkConfig, settings: &Settings) -> Result<Self, StepError> {
-        Ok(Self { stack_name: settings.stack_name.clone(), sharing: settings.sharing, step: R::new(sdk, settings)? })
+        Ok(Self {
+            stack_name: settings.stack_name.clone(),
+            sharing: settings.sharing,
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            step: R::new(sdk, settings)?,
+        })
     }
 
-    /// The database's own parts first; with `per-vpc` sharing, then its VPC's. The first pass
-    /// also removes what a database provisioned before the stack shared load balancers had.
+    /// The database's own parts first; with `per-vpc` sharing, then each of its VPC's load
+    /// balancers' (the first one's key also owns their security group). The first pass also
+    /// removes what a database provisioned before the stack shared load balancers had; the others
+    /// remove, besides the database's listener, a load balancer no database uses any more.
     async fn run(&self, request: DbInstanceRequest) -> Result<Removal, StepError> {
         let database = Ownership::new(&self.stack_name, &DatabaseRef::parse(&request.db_instance_identifier)?.key());
-        let own = Parts { database: database.clone(), shared: database.clone() };
+        let own = Parts { database: database.clone(), shared: database.clone(), vpc_id: None };
         let mut removal = self.step.remove(&own).await?;
-        if let Some(vpc) = request.vpc_id.filter(|_| self.sharing == Sharing::PerVpc) {
-            let shared = Parts { database, shared: Ownership::new(&self.stack_name, &vpc_key(&vpc)) };
-            let more = self.step.remove(&shared).await?;
+        let Some(vpc) = request.vpc_id.filter(|_| self.sharing == Sharing::PerVpc) else {
+            return Ok(removal);
+        };
+        let mut owners = vec![vpc_key(&vpc)];
+        for (key, _) in vpc_load_balancers(&self.elb, &vpc).await? {
+            if !owners.contains(&key) {
+                owners.push(key);
+            }
+        }
+        for owner in owners {
+            let shared = Ownership::new(&self.stack_name, &owner);
+            let parts = Parts { database: database.clone(), shared, vpc_id: Some(vpc.clone()) };
+            let more = self.step.remove(&parts).await?;
             removal.removed.extend(more.removed);
             removal.done &= more.done;
         }

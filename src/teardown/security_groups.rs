@@ -10,9 +10,10 @@ use tracing::info;
 use aws_config::SdkConfig;
 
 use super::{Parts, Removes, Teardown};
-use crate::naming::{resource_name, DB_SECURITY_GROUP_TAG};
+use crate::naming::DB_SECURITY_GROUP_TAG;
 use crate::payload::Removal;
-use crate::resources::{find_load_balancer, find_security_group, load_balancer_arn, security_group_id, tag_value};
+use crate::resources::vpc_load_balancers;
+use crate::resources::{find_security_group, listeners, load_balancer_arn, security_group_id, tag_value};
 use crate::{aws, Settings, StepError};
 
 pub type RemoveSecurityGroups = Teardown<SecurityGroupsRemoval>;
@@ -35,12 +36,18 @@ impl Removes for SecurityGroupsRemoval {
             return Ok(Removal::nothing());
         };
         let group_id = security_group_id(&group)?.to_owned();
-        if parts.is_shared() {
-            if let Some(lb) = find_load_balancer(&self.elb, &resource_name(&parts.shared.identifier)).await? {
-                let needed = self.needed(load_balancer_arn(&lb)?).await?;
-                let removed = revoke_unneeded(ec2, &group, &needed).await?;
-                return Ok(Removal { removed, done: true });
+        // The VPC's load balancers share its group: it goes with the last of them.
+        let sharing = match &parts.vpc_id {
+            Some(vpc_id) => vpc_load_balancers(&self.elb, vpc_id).await?,
+            None => vec![],
+        };
+        if !sharing.is_empty() {
+            let mut needed = Vec::new();
+            for (_, lb) in &sharing {
+                needed.extend(self.needed(load_balancer_arn(lb)?).await?);
             }
+            let removed = revoke_unneeded(ec2, &group, &needed).await?;
+            return Ok(Removal { removed, done: true });
         }
         let mut removed = revoke_unneeded(ec2, &group, &[]).await?;
         match ec2.delete_security_group().group_id(&group_id).send().await {
@@ -67,15 +74,8 @@ struct Needed {
 impl SecurityGroupsRemoval {
     /// What the target groups behind the load balancer's remaining listeners need.
     async fn needed(&self, load_balancer_arn: &str) -> Result<Vec<Needed>, StepError> {
-        let listeners = self
-            .elb
-            .describe_listeners()
-            .load_balancer_arn(load_balancer_arn)
-            .send()
-            .await
-            .map_err(aws::fail("DescribeListeners"))?;
+        let listeners = listeners(&self.elb, load_balancer_arn).await?;
         let mut arns: Vec<String> = listeners
-            .listeners()
             .iter()
             .flat_map(|l| l.default_actions().iter().filter_map(|a| a.target_group_arn().map(str::to_owned)))
             .collect();
