@@ -236,3 +236,57 @@ async fn the_51st_database_of_a_vpc_gets_a_second_load_balancer_which_goes_with_
     );
     assert!(!resources.iter().any(|r| r.contains(str_of(&document, "/load_balancer/arn"))));
 }
+
+/// The zones the load balancer is enabled in, by name.
+async fn zones_of(network: &Network, load_balancer_arn: &str) -> Vec<String> {
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&network.sdk);
+    let described = elb.describe_load_balancers().load_balancer_arns(load_balancer_arn).send().await.unwrap();
+    let mut zones: Vec<String> = described.load_balancers()[0]
+        .availability_zones()
+        .iter()
+        .filter_map(|z| z.zone_name().map(str::to_owned))
+        .collect();
+    zones.sort();
+    zones
+}
+
+#[tokio::test]
+async fn a_database_in_a_new_zone_adds_it_to_the_shared_load_balancer() {
+    let network = Network::new().await;
+    let settings = per_vpc(&network);
+    // TiDB Cloud shares us-east-1b and 1c (use1-az1, az2); this database's subnet group too.
+    let rds = aws_sdk_rds::Client::new(&network.sdk);
+    let b_and_c: Vec<String> = network.subnets[1..].iter().map(|(id, _, _)| id.clone()).collect();
+    rds.create_db_subnet_group()
+        .db_subnet_group_name("b-and-c")
+        .db_subnet_group_description("two zones")
+        .set_subnet_ids(Some(b_and_c))
+        .send()
+        .await
+        .unwrap();
+    rds.create_db_instance()
+        .db_instance_identifier("orders-db")
+        .engine("mysql")
+        .engine_version("8.0.35")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("not-a-real-secret-1")
+        .db_subnet_group_name("b-and-c")
+        .vpc_security_group_ids(&network.db_security_group_id)
+        .availability_zone("us-east-1b")
+        .send()
+        .await
+        .unwrap();
+    let first = provision(&network, &settings, "orders-db").await.unwrap();
+    let arn = str_of(&first, "/load_balancer/arn").to_owned();
+    assert_eq!(zones_of(&network, &arn).await, ["us-east-1b", "us-east-1c"]);
+    // A database whose subnet group also spans us-east-1a (where it may fail over) adds that zone.
+    let id = network.database_in_zone("billing-db", "us-east-1a").await;
+    let second = provision(&network, &settings, &id).await.unwrap();
+    assert_eq!(str_of(&second, "/load_balancer/arn"), arn);
+    assert_eq!(zones_of(&network, &arn).await, ["us-east-1a", "us-east-1b", "us-east-1c"]);
+    // Zones never go: billing-db's teardown leaves all three.
+    deprovision(&network, &settings, &id).await.unwrap();
+    assert_eq!(zones_of(&network, &arn).await, ["us-east-1a", "us-east-1b", "us-east-1c"]);
+}
