@@ -4,7 +4,7 @@
 use aws_sdk_ec2::types::{Filter, SecurityGroup, ServiceConfiguration, ServiceState};
 use aws_sdk_ec2::types::{ResourceType, Tag as Ec2Tag, TagSpecification};
 use aws_sdk_elasticloadbalancingv2::types::Tag as ElbTag;
-use aws_sdk_elasticloadbalancingv2::types::{Listener, LoadBalancer, TargetGroup};
+use aws_sdk_elasticloadbalancingv2::types::{Listener, LoadBalancer, TagDescription, TargetGroup};
 use aws_sdk_rds::types::Tag as RdsTag;
 
 use crate::aws;
@@ -129,6 +129,19 @@ pub(crate) async fn vpc_load_balancers(
     }
     found.sort_by_key(|(n, _)| *n);
     Ok(found.into_iter().map(|(n, lb)| (keys[n].clone(), lb)).collect())
+}
+
+/// The tags of ELB resources, in calls of 20 (DescribeTags' limit).
+pub(crate) async fn describe_elb_tags(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    arns: &[String],
+) -> Result<Vec<TagDescription>, StepError> {
+    let mut described = Vec::new();
+    for chunk in arns.chunks(20) {
+        let call = elb.describe_tags().set_resource_arns(Some(chunk.to_vec()));
+        described.extend(call.send().await.map_err(aws::fail("DescribeTags"))?.tag_descriptions().iter().cloned());
+    }
+    Ok(described)
 }
 
 /// A load balancer's listeners, every page.

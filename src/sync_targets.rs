@@ -29,7 +29,7 @@ use crate::naming::{
     DatabaseRef, DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, NAME_PREFIX, TARGET_NOT_HEALTHY_TAG,
 };
 use crate::notify::{tell, Notifier};
-use crate::resources::tag_value;
+use crate::resources::{describe_elb_tags, tag_value};
 use crate::target_health::{describe_targets, TargetState};
 use crate::{aws, Settings, Step, StepError};
 
@@ -174,27 +174,17 @@ impl SyncTargets {
             );
         }
         let mut managed = BTreeMap::new();
-        // DescribeTags takes at most 20 resources per call.
-        for chunk in arns.chunks(20) {
-            let tags = self
-                .elb
-                .describe_tags()
-                .set_resource_arns(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(aws::fail("DescribeTags"))?;
-            for description in tags.tag_descriptions() {
-                let tag = |key: &str| tag_value(description.tags(), key);
-                let database = tag(DB_INSTANCE_TAG)
-                    .map(|id| DatabaseRef::Instance(id.to_owned()))
-                    .or_else(|| tag(DB_CLUSTER_TAG).map(|id| DatabaseRef::Cluster(id.to_owned())));
-                if let (Some(stack), Some(database), Some(arn)) =
-                    (tag(MANAGED_BY_TAG), database, description.resource_arn())
-                {
-                    if stack == self.stack_name {
-                        let told_unhealthy = tag(TARGET_NOT_HEALTHY_TAG).map(str::to_owned);
-                        managed.insert(database.key(), ManagedGroup { arn: arn.to_owned(), told_unhealthy });
-                    }
+        for description in &describe_elb_tags(&self.elb, &arns).await? {
+            let tag = |key: &str| tag_value(description.tags(), key);
+            let database = tag(DB_INSTANCE_TAG)
+                .map(|id| DatabaseRef::Instance(id.to_owned()))
+                .or_else(|| tag(DB_CLUSTER_TAG).map(|id| DatabaseRef::Cluster(id.to_owned())));
+            if let (Some(stack), Some(database), Some(arn)) =
+                (tag(MANAGED_BY_TAG), database, description.resource_arn())
+            {
+                if stack == self.stack_name {
+                    let told_unhealthy = tag(TARGET_NOT_HEALTHY_TAG).map(str::to_owned);
+                    managed.insert(database.key(), ManagedGroup { arn: arn.to_owned(), told_unhealthy });
                 }
             }
         }

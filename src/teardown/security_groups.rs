@@ -12,7 +12,7 @@ use aws_config::SdkConfig;
 use super::{Parts, Removes, Teardown};
 use crate::naming::DB_SECURITY_GROUP_TAG;
 use crate::payload::Removal;
-use crate::resources::vpc_load_balancers;
+use crate::resources::{describe_elb_tags, vpc_load_balancers};
 use crate::resources::{find_security_group, listeners, load_balancer_arn, security_group_id, tag_value};
 use crate::{aws, Settings, StepError};
 
@@ -80,8 +80,9 @@ impl SecurityGroupsRemoval {
             .flat_map(|l| l.default_actions().iter().filter_map(|a| a.target_group_arn().map(str::to_owned)))
             .collect();
         arns.dedup();
+        let tags = describe_elb_tags(&self.elb, &arns).await?;
         let mut needed = Vec::new();
-        // DescribeTags takes at most 20 resources.
+        // As many target groups per call as DescribeTags takes tags of.
         for chunk in arns.chunks(20) {
             let groups = self
                 .elb
@@ -90,15 +91,8 @@ impl SecurityGroupsRemoval {
                 .send()
                 .await
                 .map_err(aws::fail("DescribeTargetGroups"))?;
-            let tags = self
-                .elb
-                .describe_tags()
-                .set_resource_arns(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(aws::fail("DescribeTags"))?;
             for group in groups.target_groups() {
-                let described = tags.tag_descriptions().iter().find(|d| d.resource_arn() == group.target_group_arn());
+                let described = tags.iter().find(|d| d.resource_arn() == group.target_group_arn());
                 let group_id = described.and_then(|d| tag_value(d.tags(), DB_SECURITY_GROUP_TAG)).map(str::to_owned);
                 needed.push(Needed { port: group.port().unwrap_or_default(), group_id });
             }
