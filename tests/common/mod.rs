@@ -19,8 +19,8 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VpcEndpoin
 use aws_sdk_rds::operation::create_db_cluster::builders::CreateDBClusterFluentBuilder;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use tidb_privatelink::settings::Sharing;
 use tidb_privatelink::naming::MANAGED_BY_TAG;
+use tidb_privatelink::settings::Sharing;
 use tidb_privatelink::steps::endpoint_service::CreateEndpointService;
 use tidb_privatelink::steps::health_check::CheckTargetHealth;
 use tidb_privatelink::steps::inspect_database::InspectDatabase;
