@@ -449,3 +449,23 @@ def test_dynamodb_item_calls_are_authorized_on_their_table(enforced):
         refused["message"], refused
     assert denied(lambda: role("dynamodb").delete_item(TableName="stack-TurnTable",
                                                        Key={"k": {"S": "orders-db"}}))["code"] == "AccessDeniedException"
+
+
+def test_a_rule_change_is_authorized_on_the_group_it_changes_not_the_group_it_names(enforced):
+    ec2 = enforced.aws("ec2")
+    net = make_network(ec2)
+    mine = ec2.create_security_group(GroupName="g-own", Description="t", VpcId=net["vpc"], TagSpecifications=[
+        {"ResourceType": "security-group", "Tags": [{"Key": MANAGED_BY, "Value": STACK}]}])["GroupId"]
+    theirs = ec2.create_security_group(GroupName="g-customer", Description="t", VpcId=net["vpc"])["GroupId"]
+    rule = [{"IpProtocol": "tcp", "FromPort": 3306, "ToPort": 3306, "UserIdGroupPairs": [{"GroupId": theirs}]}]
+    owned = {"StringEquals": {f"aws:ResourceTag/{MANAGED_BY}": STACK}}
+    role = enforced.function_role({"Effect": "Allow", "Action": ["ec2:AuthorizeSecurityGroupEgress",
+                                                                 "ec2:RevokeSecurityGroupEgress"],
+                                   "Resource": f"arn:aws:ec2:{REGION}:{enforced.id}:security-group/*",
+                                   "Condition": owned})("ec2")
+    role.authorize_security_group_egress(GroupId=mine, IpPermissions=rule)
+    role.revoke_security_group_egress(GroupId=mine, IpPermissions=rule)
+    # The customer's untagged group, changed, is refused.
+    refused = denied(lambda: role.authorize_security_group_egress(
+        GroupId=theirs, IpPermissions=[{**rule[0], "UserIdGroupPairs": [{"GroupId": mine}]}]))
+    assert refused["code"] == "UnauthorizedOperation", refused

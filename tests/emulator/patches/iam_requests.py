@@ -248,7 +248,10 @@ def _create_security_group(call: Call) -> list[Authorization]:
     return out + tag_on_create(call, arn)
 
 
-def _authorize_rules(call: Call) -> list[Authorization]:
+def _rule_changes(call: Call) -> list[Authorization]:
+    """Authorize/Revoke rules: on the group whose rules change (GroupId). A group the rules name
+    (UserIdGroupPairs) is not a resource of the request: the EC2 user guide's policies scope these
+    actions by the changed group's tags, and rules may name groups of other accounts."""
     out = [on(call, call.arn("ec2", f"security-group/{call.param('GroupId')}"))]
     if call.request_tags():  # the new rules are resources of their own, authorized when tagged
         rule = call.arn("ec2", "security-group-rule/*")
@@ -410,8 +413,8 @@ def _service_linked_role(call: Call) -> list[Authorization]:
 
 BUILDERS: dict[str, Callable[[Call], list[Authorization]]] = {
     "ec2:CreateSecurityGroup": _create_security_group,
-    "ec2:AuthorizeSecurityGroupIngress": _authorize_rules,
-    "ec2:AuthorizeSecurityGroupEgress": _authorize_rules,
+    **{f"ec2:{change}SecurityGroup{direction}": _rule_changes
+       for change in ("Authorize", "Revoke") for direction in ("Ingress", "Egress")},
     "ec2:CreateVpcEndpointServiceConfiguration": _create("vpc-endpoint-service/*"),
     "ec2:DeleteVpcEndpointConnectionNotifications": _notification_owners,
     "elasticloadbalancing:CreateTargetGroup": _create("targetgroup/{Name}/*"),
