@@ -15,6 +15,11 @@
                 time of a release build from nothing (a fresh target directory).
   sam-build     (only when named) `sam build` as a user runs it, arm64, from nothing: its time and
                 each function's bootstrap size.
+  sharing       (only when named: `scripts/bench sharing`) SHARING_DATABASES (default 20)
+                databases of one VPC tagged at once, then untagged at once, on a local stack of
+                each LoadBalancerSharing mode (per-database, per-vpc; one after the other): the
+                load balancers, endpoint services, TiDB Cloud connections and listeners they got,
+                and the time until the last provisioning and the last teardown ended.
   faults        (only when named: `scripts/bench faults`) the fault matrix in full, every fault
                 kind at every mutating call of a provisioning and a teardown
                 (tests/e2e/test_fault_matrix.py with FAULT_MATRIX=full): the matrix and its totals.
@@ -49,7 +54,7 @@ _FUNCTIONS = [f for _, f in resources_of(load_template(ROOT / "template.yaml"), 
 (BINARY,) = {f["Metadata"]["BuildProperties"]["Binary"] for f in _FUNCTIONS}
 FUNCTIONS = sorted(f["Properties"]["Handler"] for f in _FUNCTIONS)
 PARTS = ("cold-start", "provisioning", "wave", "build")
-OPTIONAL_PARTS = ("sam-build", "faults")  # run only when named
+OPTIONAL_PARTS = ("sam-build", "sharing", "faults")  # run only when named
 # What the template's Globals give every function, with values that let each one start.
 FUNCTION_ENV = {"STACK_NAME": "bench", "TIDB_CLOUD_ACCOUNT_ID": "380838443567", "TIDB_CLOUD_AZ_IDS": "use1-az1,use1-az2",
                 "OPT_IN_TAG_KEY": "tidb-privatelink", "CONNECTION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench",
@@ -193,11 +198,13 @@ def cold_start(functions: list[str], runs: int, release: Path) -> None:
 class LocalStack:
     """A local stack of its own (scripts/local-stack), stopped on exit."""
 
-    def __init__(self, name: str, env: dict[str, str] | None = None, concurrency: int | None = None):
+    def __init__(self, name: str, env: dict[str, str] | None = None, concurrency: int | None = None,
+                 parameters: dict[str, str] | None = None):
         self.dir = Path(tempfile.mkdtemp(prefix="bench-stack-"))
         up = subprocess.run([str(ROOT / "scripts/local-stack"), "up", "--state-dir", str(self.dir), "--port", "0",
                              "--dns-port", "0", "--stack-name", name, "--no-reload", "--owner-pid", str(os.getpid()),
-                             *(["--function-concurrency", str(concurrency)] if concurrency else [])],
+                             *(["--function-concurrency", str(concurrency)] if concurrency else []),
+                             *[f"--parameter={k}={v}" for k, v in (parameters or {}).items()]],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})})
         if up.returncode != 0:
@@ -213,6 +220,13 @@ class LocalStack:
         if self.tidb_cloud is None:
             return Counter()
         return Counter(wave.control.route(self.tidb_cloud, "/_double/state")[1]["answered"])
+
+    def tidb_cloud_connections(self, services: set[str]) -> list[dict[str, Any]]:
+        """The TiDB Cloud double's connections to these endpoint services (by service name)."""
+        if self.tidb_cloud is None:
+            return []
+        state = wave.control.route(self.tidb_cloud, "/_double/state")[1]
+        return [c for c in state["connections"] if c["service_name"] in services]
 
     def machine(self, workflow: str) -> str:
         return self.state["state_machines"]["ProvisionStateMachine" if workflow == "provision"
@@ -349,6 +363,54 @@ def waves(sizes: list[int]) -> None:
         print(f"\nfailed executions, {failure}")
 
 
+# --- a VPC's databases, with and without a shared load balancer --------------------------------------
+
+
+def sharing(n: int) -> None:
+    """``n`` databases of one VPC tagged at once, then untagged at once, on a local stack of each
+    LoadBalancerSharing mode, one after the other (so neither slows the other down)."""
+    rows, failures = [], []
+    # As for the wave: the quotas a team raises before giving each of n databases its own NLB.
+    quotas = {"network-load-balancers": n + 50, "rules-per-security-group": n + 60}
+    for mode in ("per-database", "per-vpc"):
+        with LocalStack(f"bench-{mode}", {"EMULATOR_QUOTAS": json.dumps(quotas)}, concurrency=min(max(n, 20), 50),
+                        parameters={"LoadBalancerSharing": mode}) as stack:
+            name, aws, cluster = stack.state["stack_name"], stack.aws, stack.state["tidb_cloud_double"]["cluster"]
+
+            def at_once(dbs: dict[str, str], workflow: str) -> wave.Wave:
+                wave.throttle(stack.endpoint, None)  # clears the counts
+                return wave.at_once(aws, stack.state, dbs, workflow, cluster)
+
+            # One unmeasured database first, in a VPC of its own, starts every function once (as in
+            # the provisioning part); a wave's concurrent invocations still start more instances.
+            warm_up = wave.create_databases(aws, scenario.create_network(aws, "warm-up", "10.64"), "warm-up", 1)
+            for workflow in ("provision", "deprovision"):
+                at_once(warm_up, workflow)
+            network = scenario.create_network(aws, "shared", "10.63")
+            dbs = wave.create_databases(aws, network, "db", n)
+            keys = [scenario.vpc_key(network.vpc_id), *sorted(dbs)]
+            tagged = at_once(dbs, "provision")
+            found = scenario.inventory(aws, name, keys)
+            connections = stack.tidb_cloud_connections({s["ServiceName"] for s in found["endpoint_services"]})
+            untagged = at_once(dbs, "deprovision")
+            left = scenario.inventory(aws, name, keys, network.security_group_id,
+                                      {g["GroupId"] for g in found["security_groups"]})
+            left_connections = stack.tidb_cloud_connections({s["ServiceName"] for s in found["endpoint_services"]})
+        failures += [f"{mode} {verb}: {done.failures()}" for verb, done in (("tag", tagged), ("untag", untagged))
+                     if done.failed]
+        rows.append([mode, n, len(found["load_balancers"]), len(found["endpoint_services"]), len(connections),
+                     len(found["listeners"]), len(found["target_groups"]), f"{tagged.seconds_to_last:.0f}",
+                     f"{untagged.seconds_to_last:.0f}", f"{(tagged.product_calls() + untagged.product_calls()) / n:.0f}",
+                     len(tagged.failed) + len(untagged.failed), left.total() + len(left_connections)])
+    table(f"Sharing: {n} databases of one VPC tagged at once, then untagged at once (the TiDB Cloud double playing "
+          f"TiDB Cloud; no throttling; functions warmed by one database first)",
+          ["mode", "databases", "NLBs", "endpoint services", "TiDB Cloud connections", "listeners", "target groups",
+           "s to provision all", "s to tear all down", "AWS calls per database", "executions failed",
+           "resources left"], rows)
+    for failure in failures:
+        print(f"\nfailed executions, {failure}")
+
+
 # --- build -------------------------------------------------------------------------------------------
 
 
@@ -416,6 +478,8 @@ def main(argv: list[str] | None = None) -> None:
         provisioning()
     if "wave" in parts:
         waves([int(n) for n in args.wave_sizes.split(",")])
+    if "sharing" in parts:
+        sharing(int(os.environ.get("SHARING_DATABASES", "20")))
     if "faults" in parts:
         fault_matrix()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import boto3
 from botocore.config import Config
@@ -158,10 +158,17 @@ def instance_of_input(value: dict[str, Any]) -> str | None:
 
 
 def database_tag(identifier: str) -> tuple[str, str]:
-    """The ownership tag of a database: ``orders`` is an instance, ``cluster:orders`` a DB cluster."""
-    if identifier.startswith("cluster:"):
-        return "tidb-privatelink:db-cluster", identifier.removeprefix("cluster:")
+    """The ownership tag of a database: ``orders`` is an instance, ``cluster:orders`` a DB cluster;
+    ``vpc:<vpc-id>`` names the parts a VPC's databases share (LoadBalancerSharing=per-vpc)."""
+    for prefix, key in (("cluster:", "tidb-privatelink:db-cluster"), ("vpc:", "tidb-privatelink:vpc")):
+        if identifier.startswith(prefix):
+            return key, identifier.removeprefix(prefix)
     return "tidb-privatelink:db-instance", identifier
+
+
+def vpc_key(vpc_id: str) -> str:
+    """The key of a VPC's shared parts, as the workflows name them (src/naming.rs's vpc_key)."""
+    return f"vpc:{vpc_id}"
 
 
 def managed_by(tags: list[dict[str, str]] | dict[str, str], stack: str, identifier: str) -> bool:
@@ -194,16 +201,18 @@ class Inventory(dict):
         return f"{self.total()} resources {self.counts()}"
 
 
-def inventory(aws: Callable[[str], Any], stack: str, identifier: str, db_security_group_id: str | None = None,
+def inventory(aws: Callable[[str], Any], stack: str, identifier: str | Sequence[str],
+              db_security_group_id: str | None = None,
               also_groups: set[str] = frozenset()) -> Inventory:  # type: ignore[assignment]
     """Everything tagged ``managed-by=<stack>`` and ``db-instance=<identifier>`` (``db-cluster``
-    for ``cluster:<id>``): ELBv2 target
-    groups, load balancers and listeners (of those load balancers, or tagged), EC2 security
-    groups, security group rules that carry our tags (anywhere) or that admit one of our groups
-    into the DB's security group (``also_groups``: group IDs seen earlier, so a rule that
-    outlived its group still counts), endpoint services, and the database's turn lease (an item of
-    the stack's turn table, which every way out of a workflow releases). (Not EC2 DescribeTags:
-    moto keeps listing the tags of deleted groups and revoked rules there.)"""
+    for ``cluster:<id>``, ``vpc`` for ``vpc:<id>``; given several identifiers, what any of them
+    owns, each resource once): ELBv2 target groups, load balancers and listeners (of those load
+    balancers, or tagged), EC2 security groups, security group rules that carry our tags
+    (anywhere) or that admit one of our groups into the DB's security group (``also_groups``:
+    group IDs seen earlier, so a rule that outlived its group still counts), endpoint services,
+    and the turn lease of each identifier (an item of the stack's turn table, which every way out
+    of a workflow releases). (Not EC2 DescribeTags: moto keeps listing the tags of deleted groups
+    and revoked rules there.)"""
     elbv2, ec2 = aws("elbv2"), aws("ec2")
     groups = [g for page in elbv2.get_paginator("describe_target_groups").paginate() for g in page["TargetGroups"]]
     balancers = [b for page in elbv2.get_paginator("describe_load_balancers").paginate() for b in page["LoadBalancers"]]
@@ -211,25 +220,31 @@ def inventory(aws: Callable[[str], Any], stack: str, identifier: str, db_securit
                  for l in elbv2.describe_listeners(LoadBalancerArn=b["LoadBalancerArn"])["Listeners"]]
     tags = elb_tags(elbv2, [g["TargetGroupArn"] for g in groups] + [b["LoadBalancerArn"] for b in balancers]
                     + [l["ListenerArn"] for _, l in listeners])
-    mine = lambda arn: managed_by(tags.get(arn, {}), stack, identifier)  # noqa: E731
-    database_key, database = database_tag(identifier)
-    ours = [{"Name": "tag:tidb-privatelink:managed-by", "Values": [stack]},
-            {"Name": f"tag:{database_key}", "Values": [database]}]
-    security_groups = ec2.describe_security_groups(Filters=ours)["SecurityGroups"]
+    keys = [identifier] if isinstance(identifier, str) else list(identifier)
+    owned = lambda found: any(managed_by(found, stack, key) for key in keys)  # noqa: E731
+    mine = lambda arn: owned(tags.get(arn, {}))  # noqa: E731
+    owners: dict[str, list[str]] = {}  # tag key -> values, one EC2 filter each
+    for key, value in map(database_tag, keys):
+        owners.setdefault(key, []).append(value)
+    filters = [[{"Name": "tag:tidb-privatelink:managed-by", "Values": [stack]}, {"Name": f"tag:{key}", "Values": values}]
+               for key, values in owners.items()]
+    security_groups = list({g["GroupId"]: g for ours in filters
+                            for g in ec2.describe_security_groups(Filters=ours)["SecurityGroups"]}.values())
     group_ids = {g["GroupId"] for g in security_groups} | set(also_groups)
     # Rules on the DB's group that admit one of our groups, and any rule anywhere with our tags.
-    rules = {r["SecurityGroupRuleId"]: r for r in ec2.describe_security_group_rules(Filters=ours)["SecurityGroupRules"]}
+    rules = {r["SecurityGroupRuleId"]: r for ours in filters
+             for r in ec2.describe_security_group_rules(Filters=ours)["SecurityGroupRules"]}
     if db_security_group_id:
         for rule in ec2.describe_security_group_rules(
                 Filters=[{"Name": "group-id", "Values": [db_security_group_id]}])["SecurityGroupRules"]:
             if rule.get("ReferencedGroupInfo", {}).get("GroupId") in group_ids:
                 rules[rule["SecurityGroupRuleId"]] = rule
     services = [s for s in ec2.describe_vpc_endpoint_service_configurations()["ServiceConfigurations"]
-                if managed_by(s.get("Tags", []), stack, identifier)]
+                if owned(s.get("Tags", []))]
     dynamodb = aws("dynamodb")
-    leases = [item for table in dynamodb.list_tables()["TableNames"] if table.startswith(f"{stack}-")
+    leases = [item for table in dynamodb.list_tables()["TableNames"] if table.startswith(f"{stack}-") for key in keys
               for item in [dynamodb.get_item(TableName=table, ConsistentRead=True,
-                                             Key={"db_instance_identifier": {"S": identifier}}).get("Item")] if item]
+                                             Key={"db_instance_identifier": {"S": key}}).get("Item")] if item]
     return Inventory(
         target_groups=[g for g in groups if mine(g["TargetGroupArn"])],
         load_balancers=[b for b in balancers if mine(b["LoadBalancerArn"])],

@@ -182,6 +182,16 @@ def untag(aws: Aws, db_arn: str) -> None:
     aws("rds").remove_tags_from_resource(ResourceName=db_arn, TagKeys=[scenario.OPT_IN_TAG])
 
 
+def at_once(aws: Aws, state: dict[str, Any], dbs: dict[str, str], workflow: str, value: str = "true",
+            poll: float = 2.0) -> Wave:
+    """All of ``dbs`` (identifier -> ARN) opted in with the tag value ``value`` (``provision``), or
+    all opted out (``deprovision``), at once on the local stack ``state``: run()'s wave."""
+    provision = workflow == "provision"
+    act = (lambda i: scenario.opt_in(aws, dbs[i], value)) if provision else (lambda i: untag(aws, dbs[i]))
+    machine = state["state_machines"]["ProvisionStateMachine" if provision else "DeprovisionStateMachine"]
+    return run(aws, state["endpoint"], machine, sorted(dbs), act, poll=poll)
+
+
 def summary(wave: Wave) -> str:
     return json.dumps({"executions": len(wave.executions), "failed": wave.failed,
                        "seconds_to_last": round(wave.seconds_to_last, 1), "throttled": wave.throttled(),

@@ -6,7 +6,8 @@ reaper, which watches this process).
 The main stack (``stack``) runs with --no-tidb-cloud: the tests play TiDB Cloud's AWS account
 themselves. A second stack (``tidb_cloud``) is started exactly as `scripts/local-stack up` starts
 by default, TiDB Cloud played by the double (tests/tidb_cloud_double), for
-tests/e2e/test_tidb_cloud.py; it is only started when a test asks.
+tests/e2e/test_tidb_cloud.py; a third (``per_vpc``) likewise, with LoadBalancerSharing=per-vpc,
+for tests/e2e/test_sharing.py. Each is only started when a test asks.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from local_stack.processes import listening  # noqa: E402
 
 STACK_NAME = "tidb-privatelink-e2e"
 TIDB_CLOUD_STACK_NAME = "tidb-privatelink-e2e-api"
+PER_VPC_STACK_NAME = "tidb-privatelink-e2e-vpc"
 
 Aws = Callable[[str], Any]
 
@@ -206,7 +208,7 @@ class Driver:
 
     # -- what the stack owns --------------------------------------------------------------------
 
-    def inventory(self, identifier: str, db_security_group_id: str | None = None,
+    def inventory(self, identifier: str | list[str], db_security_group_id: str | None = None,
                   also_groups: set[str] = frozenset()) -> scenario.Inventory:  # type: ignore[assignment]
         return scenario.inventory(self.aws, self.name, identifier, db_security_group_id, also_groups)
 
@@ -305,16 +307,34 @@ class TiDBCloudDouble:
         return f"{len(requests)} requests: " + ", ".join(f"{n}x {k}" for k, n in sorted(kinds.items()))
 
 
+@contextlib.contextmanager
+def _double_stack(tmp_path_factory: pytest.TempPathFactory, name: str, *extra: str) -> Iterator[dict[str, Any]]:
+    """A local stack as `scripts/local-stack up` starts it by default (TiDB Cloud played by the
+    double, its API key in the stack's Secrets Manager), with ``extra`` options."""
+    with _local_stack(tmp_path_factory, name, *extra) as state:
+        secret = scenario.clients(state)("secretsmanager").get_secret_value(
+            SecretId=state["parameters"]["TiDBCloudApiKeySecretArn"])
+        yield {"stack": state, "double": TiDBCloudDouble(state["tidb_cloud_double"]),
+               "keys": json.loads(secret["SecretString"])}
+
+
 @pytest.fixture(scope="session")
 def tidb_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A second local stack as `scripts/local-stack up` starts it by default: TiDB Cloud played by
     the double, its API key in the stack's Secrets Manager."""
     # The quietest level: what must not be lost (metrics) is shown not to depend on logs.
-    with _local_stack(tmp_path_factory, TIDB_CLOUD_STACK_NAME, "--parameter", "LogLevel=error") as state:
-        secret = scenario.clients(state)("secretsmanager").get_secret_value(
-            SecretId=state["parameters"]["TiDBCloudApiKeySecretArn"])
-        yield {"stack": state, "double": TiDBCloudDouble(state["tidb_cloud_double"]),
-               "keys": json.loads(secret["SecretString"])}
+    with _double_stack(tmp_path_factory, TIDB_CLOUD_STACK_NAME, "--parameter", "LogLevel=error") as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+def per_vpc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A third local stack, the default one with LoadBalancerSharing=per-vpc: the databases of a
+    VPC share its load balancer, endpoint service and TiDB Cloud connection. As ``tidb_cloud``'s,
+    with the stack's ``aws`` clients and ``driver``."""
+    with _double_stack(tmp_path_factory, PER_VPC_STACK_NAME, "--parameter", "LoadBalancerSharing=per-vpc") as found:
+        aws = scenario.clients(found["stack"])
+        yield {**found, "aws": aws, "driver": Driver(found["stack"], aws)}
 
 
 @pytest.fixture(scope="session")

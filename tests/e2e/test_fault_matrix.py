@@ -15,6 +15,10 @@ fault kind at one call, the calls spread over both workflows, and TiDB Cloud's l
 call: ``scripts/bench faults``). In ``full``, every cell is run a second time; otherwise a second
 run follows only a cell that did not leave a clean run's state. The matrix and its totals are
 printed with an ``E2E:`` prefix (``pytest -s`` shows them).
+
+Each test runs in both sharing modes: on the TiDB Cloud stack (``per-database``) and on the
+``per_vpc`` stack, where the database is its VPC's only one, so that its runs create and remove
+the VPC's shared parts too (counted with its own).
 """
 
 from __future__ import annotations
@@ -119,9 +123,10 @@ class Log:
 
 
 class Matrix:
-    def __init__(self, tidb_cloud: dict[str, Any], aws: Aws, driver: Any, network: scenario.Network):
+    def __init__(self, tidb_cloud: dict[str, Any], aws: Aws, driver: Any, network: scenario.Network,
+                 owners: list[str]):
         self.stack, self.double, self.aws, self.driver = tidb_cloud["stack"], tidb_cloud["double"], aws, driver
-        self.network = network
+        self.network, self.owners = network, owners
         self.db = scenario.create_database(aws, network, IDENTIFIER)
         self.groups: set[str] = set()  # every security group of ours seen, so a rule that outlives one counts
         self.theirs = {c["id"] for c in self.double.state()["connections"]}  # other tests' connections
@@ -129,7 +134,7 @@ class Matrix:
     # -- what a run leaves --------------------------------------------------------------------
 
     def inventory(self) -> scenario.Inventory:
-        found = self.driver.inventory(IDENTIFIER, self.network.security_group_id, self.groups)
+        found = self.driver.inventory(self.owners, self.network.security_group_id, self.groups)
         self.groups |= {g["GroupId"] for g in found["security_groups"]}
         return found
 
@@ -283,15 +288,23 @@ def table(done: list[Cell], ok: Callable[[Cell], bool]) -> str:
     return "\n".join(lines)
 
 
-@pytest.fixture(scope="module")
-def matrix(tidb_cloud: dict[str, Any], tidb_aws: Aws, tidb_driver: Any,
-           tidb_network: scenario.Network) -> Iterator[Matrix]:
-    """The matrix on the TiDB Cloud stack, its Wait states shortened meanwhile (``WAIT_SCALE``)."""
+@pytest.fixture(scope="module", params=["per-database", "per-vpc"])
+def matrix(request: pytest.FixtureRequest) -> Iterator[Matrix]:
+    """The matrix on a stack of the sharing mode, its Wait states shortened meanwhile (``WAIT_SCALE``)."""
+    if request.param == "per-database":
+        stack, aws, driver = (request.getfixturevalue(name) for name in ("tidb_cloud", "tidb_aws", "tidb_driver"))
+        network = request.getfixturevalue("tidb_network")
+        owners = [IDENTIFIER]
+    else:
+        stack = request.getfixturevalue("per_vpc")
+        aws, driver = stack["aws"], stack["driver"]
+        network = scenario.create_network(aws, "matrix", "10.36")
+        owners = [IDENTIFIER, scenario.vpc_key(network.vpc_id)]
     # moto replaces the whole section (and does not show it): the local stack's setting goes with it.
-    endpoint, running = tidb_cloud["stack"]["endpoint"], {"execute_state_machine": True}
+    endpoint, running = stack["stack"]["endpoint"], {"execute_state_machine": True}
     control.route(endpoint, "/moto-api/config", "POST", {"stepfunctions": {**running, "wait_scale": WAIT_SCALE}})
     try:
-        yield Matrix(tidb_cloud, tidb_aws, tidb_driver, tidb_network)
+        yield Matrix(stack, aws, driver, network, owners)
     finally:
         control.route(endpoint, "/moto-api/config", "POST", {"stepfunctions": running})
 
