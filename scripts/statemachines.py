@@ -131,9 +131,10 @@ def cluster_key(identifier: str) -> str:
 
 def reader(comment: str, identifier: str, by_event: bool, start: State) -> State:
     """A Read* state: keep only the instance's key and what the workflow starts with. Until
-    AwaitTurn answers, the turn to release is the database's own."""
+    AwaitTurn answers, the turn to release is the database's own, and no VPC's turn is held."""
     parameters = {"db_instance_identifier.$": identifier, "triggered_by_event": by_event,
-                  "turn": {"lease_key.$": identifier, "vpc_id": None}, **start}
+                  "turn": {"lease_key.$": identifier, "vpc_id": None}, "shared_turn": {"decision": "none"},
+                  "shared_turn_poll": {"count": 0}, **start}
     return {"Type": "Pass", "Comment": comment, "Parameters": parameters, "Next": "AwaitTurn"}
 
 
@@ -152,6 +153,28 @@ def which_tagged_resource() -> State:
 TURN_POLLS, TURN_WAIT = 180, 20
 
 
+def release(lease_key: str, then: str, error: str, comment: str) -> State:
+    """Give back a turn (the lease at `lease_key`) if this execution still holds it."""
+    return {
+        "Type": "Task",
+        "Comment": comment,
+        "Resource": "arn:${Partition}:states:::dynamodb:deleteItem",
+        "Parameters": {
+            "TableName": "${TurnTableName}",
+            "Key": {"db_instance_identifier": {"S.$": lease_key}},
+            "ConditionExpression": "holder = :me",
+            "ExpressionAttributeValues": {":me": {"S.$": "$$.Execution.Id"}},
+        },
+        "ResultPath": None,
+        "Retry": [TURN_TABLE],
+        "Catch": [on_failure(
+            then, error,
+            "Not held by this execution (ConditionalCheckFailed), or not released: the next execution takes over a lease whose holder has ended.",
+        )],
+        "Next": then,
+    }
+
+
 def turn(workflow: str, go: str, failed: str, succeeded: str, parameters: State) -> dict[str, State]:
     """AwaitTurn and its poll, and ReleaseTurn, which every way out of the workflow passes."""
     await_turn = function_step(
@@ -160,24 +183,6 @@ def turn(workflow: str, go: str, failed: str, succeeded: str, parameters: State)
         parameters={"db_instance_identifier.$": "$.db_instance_identifier", "workflow": workflow,
                     "execution_id.$": "$$.Execution.Id", "triggered_by_event.$": "$.triggered_by_event", **parameters},
     )
-    release = {
-        "Type": "Task",
-        "Comment": "Every way out passes here: give back the instance's turn if this execution still holds it (a rollback may have taken it over; an execution that never took it holds nothing).",
-        "Resource": "arn:${Partition}:states:::dynamodb:deleteItem",
-        "Parameters": {
-            "TableName": "${TurnTableName}",
-            "Key": {"db_instance_identifier": {"S.$": "$.turn.lease_key"}},
-            "ConditionExpression": "holder = :me",
-            "ExpressionAttributeValues": {":me": {"S.$": "$$.Execution.Id"}},
-        },
-        "ResultPath": None,
-        "Retry": [TURN_TABLE],
-        "Catch": [on_failure(
-            "HowItEnded", "$.release_error",
-            "Not held by this execution (ConditionalCheckFailed), or not released: the next execution takes over a lease whose holder has ended.",
-        )],
-        "Next": "HowItEnded",
-    }
     return {
         "AwaitTurn": await_turn,
         "IsItOurTurn": {
@@ -192,7 +197,17 @@ def turn(workflow: str, go: str, failed: str, succeeded: str, parameters: State)
             f"Another workflow for this instance, or the instance itself, was still busy after an hour ({TURN_POLLS} polls {TURN_WAIT} seconds apart). Run the workflow again once it is done.",
             "ReleaseTurn",
         ),
-        "ReleaseTurn": release,
+        "ReleaseTurn": {
+            "Type": "Choice",
+            "Comment": "Every way out passes here: give back the VPC's turn if this execution still holds it, then the instance's.",
+            "Choices": [equals("$.shared_turn.decision", "go", "ReleaseSharedTurn")],
+            "Default": "ReleaseDatabaseTurn",
+        },
+        "ReleaseSharedTurn": release("$.shared_turn.lease_key", "ReleaseDatabaseTurn", "$.shared_release_error",
+                                     "The VPC's turn, taken before the shared parts were changed."),
+        "ReleaseDatabaseTurn": release(
+            "$.turn.lease_key", "HowItEnded", "$.release_error",
+            "The instance's turn, if this execution still holds it (a rollback may have taken it over; an execution that never took it holds nothing)."),
         "HowItEnded": {
             "Type": "Choice",
             "Choices": [present("$.error", failed), equals("$.turn.decision", "skip", "NothingToDo")],
@@ -202,6 +217,43 @@ def turn(workflow: str, go: str, failed: str, succeeded: str, parameters: State)
             "Type": "Succeed",
             "Comment": "The instance's current state does not ask for this workflow (a repeated or out-of-date event).",
         },
+    }
+
+
+# The VPC's turn is asked for often: it is held only while shared parts change (seconds, or the
+# minutes a new load balancer takes to become active), not for a whole workflow.
+SHARED_TURN_POLLS, SHARED_TURN_WAIT = 720, 5
+
+
+def shared_turn(workflow: str, go: str, failure: str, parameters: State) -> dict[str, State]:
+    """With per-vpc sharing (the instance's turn named a VPC), also take the VPC's turn before going
+    on to `go`: the databases of a VPC take turns only on their shared parts. Released by
+    ReleaseTurn on every way out, or earlier by the workflow once the shared parts are done."""
+    return {
+        "NeedsSharedTurn": {
+            "Type": "Choice",
+            "Comment": "The turn names a VPC with per-vpc sharing only: then the load balancer and what fronts it are the VPC's.",
+            "Choices": [{"Variable": "$.turn.vpc_id", "IsNull": True, "Next": go}],
+            "Default": "AwaitSharedTurn",
+        },
+        "AwaitSharedTurn": function_step(
+            "One workflow at a time per VPC on its shared load balancer, security group, endpoint service and TiDB Cloud connection.",
+            "AwaitTurn", "$.shared_turn", "IsItOurSharedTurn", failure=failure,
+            parameters={"db_instance_identifier.$": "$.db_instance_identifier", "workflow": workflow,
+                        "execution_id.$": "$$.Execution.Id", "vpc_id.$": "$.turn.vpc_id", **parameters},
+        ),
+        "IsItOurSharedTurn": {
+            "Type": "Choice",
+            "Choices": [equals("$.shared_turn.decision", "go", go),
+                        polls_reached("shared_turn_poll", SHARED_TURN_POLLS, "SharedTurnNotComingInTime")],
+            "Default": "WaitForSharedTurn",
+        },
+        **poll_loop("SharedTurn", "shared_turn_poll", SHARED_TURN_WAIT, "AwaitSharedTurn"),
+        "SharedTurnNotComingInTime": gave_up(
+            "TurnNotComingInTime",
+            f"Other workflows of this database's VPC were still changing its shared load balancer after an hour ({SHARED_TURN_POLLS} polls {SHARED_TURN_WAIT} seconds apart). Run the workflow again once they are done.",
+            failure,
+        ),
     }
 
 
@@ -260,7 +312,8 @@ def provision() -> State:
         "PlanZones": step("Step 2: one subnet in each AZ that TiDB Cloud also uses, matched by AZ ID.",
                           "PlanZones", "$.zones", "CreateTargetGroup", failure="ReleaseTurn"),
         "CreateTargetGroup": step("Step 3: IP target group on the DB port with the DB's private IP registered.",
-                                  "TargetGroup", "$.target_group", "CreateSecurityGroups"),
+                                  "TargetGroup", "$.target_group", "NeedsSharedTurn"),
+        **shared_turn("provision", "CreateSecurityGroups", "RollBack", {}),
         "CreateSecurityGroups": step(
             "Step 4: the NLB's security group, and the DB security group rule admitting only it.",
             "SecurityGroups", "$.security_groups", "CreateLoadBalancer"),
@@ -269,7 +322,7 @@ def provision() -> State:
             "LoadBalancer", "$.load_balancer", "IsLoadBalancerActive"),
         "IsLoadBalancerActive": {
             "Type": "Choice",
-            "Choices": [equals("$.load_balancer.state", "active", "StartTargetHealthWait"),
+            "Choices": [equals("$.load_balancer.state", "active", "HoldsSharedTurn"),
                         equals("$.load_balancer.state", "failed", "LoadBalancerFailed"),
                         polls_reached("load_balancer_poll", LOAD_BALANCER_POLLS, "LoadBalancerNotActiveInTime")],
             "Default": "WaitForLoadBalancer",
@@ -283,6 +336,28 @@ def provision() -> State:
             "LoadBalancerNotActiveInTime",
             f"The network load balancer did not become active within {LOAD_BALANCER_POLLS} polls {LOAD_BALANCER_WAIT} seconds apart (10 minutes). Everything created was removed; run the workflow again.",
             "RollBack"),
+        "HoldsSharedTurn": {
+            "Type": "Choice",
+            "Comment": "With per-vpc sharing, create (or find) the VPC's endpoint service and TiDB Cloud connection in the VPC's turn, then give the turn back: the target's health is this database's own to wait for.",
+            "Choices": [{"Not": {"Variable": "$.shared_turn.decision", "StringEquals": "go"},
+                         "Next": "StartTargetHealthWait"}],
+            "Default": "CreateSharedEndpointService",
+        },
+        "CreateSharedEndpointService": step(
+            "Step 6 in the VPC's turn: the VPC's endpoint service on its load balancer (found if it exists).",
+            "EndpointService", "$.endpoint_service", "StartTiDBCloudConnection"),
+        "StartTiDBCloudConnection": step(
+            "Step 7 in the VPC's turn: create (or find) TiDB Cloud's connection to the VPC's service; it is polled after the target's health.",
+            "ConnectTiDBCloud", "$.tidb_cloud", "GiveBackSharedTurn"),
+        "GiveBackSharedTurn": release("$.shared_turn.lease_key", "SharedTurnGivenBack", "$.shared_release_error",
+                                      "The shared parts are in place: other databases of the VPC may go on while this one waits."),
+        "SharedTurnGivenBack": {
+            "Type": "Pass",
+            "Comment": "So that ReleaseTurn does not release it again (if giving it back failed, ReleaseTurn tries again).",
+            "Result": {"decision": "released"},
+            "ResultPath": "$.shared_turn",
+            "Next": "StartTargetHealthWait",
+        },
         "StartTargetHealthWait": {
             "Type": "Pass",
             "Comment": "The load balancer is active; its health checks now decide whether the database target is usable.",
@@ -295,7 +370,7 @@ def provision() -> State:
             "TargetHealth", "$.target_health", "IsTargetHealthy"),
         "IsTargetHealthy": {
             "Type": "Choice",
-            "Choices": [equals("$.target_health.state", "healthy", "CreateEndpointService"),
+            "Choices": [equals("$.target_health.state", "healthy", "IsEndpointServiceThere"),
                         polls_reached("target_health_poll", TARGET_HEALTH_POLLS, "TargetNotHealthyInTime")],
             "Default": "WaitForTargetHealth",
         },
@@ -309,6 +384,12 @@ def provision() -> State:
             },
             "ResultPath": "$.error",
             "Next": "RollBack",
+        },
+        "IsEndpointServiceThere": {
+            "Type": "Choice",
+            "Comment": "Created in the VPC's turn (per-vpc sharing): go on polling TiDB Cloud's connection.",
+            "Choices": [{"Variable": "$.tidb_cloud", "IsPresent": False, "Next": "CreateEndpointService"}],
+            "Default": "TiDBCloudState",
         },
         "CreateEndpointService": step(
             "Step 6: endpoint service on the NLB, acceptance required, allowing only TiDB Cloud's account, notifying the stack's topic.",
@@ -486,8 +567,12 @@ def deprovision() -> State:
         "ReadClusterRequest": read("Started by hand for a DB cluster: {\"db_cluster_identifier\": ...}.",
                                    cluster_key("$.db_cluster_identifier"), by_event=False),
         "ReadRollbackRequest": rollback,
-        **turn("deprovision", "RemoveTiDBCloudConnection", "DeprovisioningFailed", "Deprovisioned",
+        **turn("deprovision", "NeedsSharedTurn", "DeprovisioningFailed", "Deprovisioned",
                {"parent_execution_id.$": "$.parent_execution_id"}),
+        # Whether the shared parts go depends on the VPC's other databases: the whole teardown runs
+        # in the VPC's turn.
+        **shared_turn("deprovision", "RemoveTiDBCloudConnection", "ReleaseTurn",
+                      {"parent_execution_id.$": "$.parent_execution_id"}),
         "DeprovisioningFailed": failed("End with the error that stopped the teardown."),
         **teardown_poll(
             "TiDBCloudConnection",

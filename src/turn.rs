@@ -11,10 +11,15 @@
 //! costs at most three calls, whatever the number of executions running (ListExecutions, which the
 //! previous design paged through, is also only eventually consistent).
 //!
-//! With `per-vpc` sharing the turn is the database's VPC's (`vpc:<id>`): the databases of a VPC
-//! share its load balancer, endpoint service and TiDB Cloud connection, and which of them creates,
-//! allocates a listener port on, or removes those must not race. Their workflows thus run one
-//! after another; the turn's answer names the VPC for the teardown steps.
+//! With `per-vpc` sharing the databases of a VPC share its load balancer, security group,
+//! endpoint service and TiDB Cloud connection, and which of them creates, allocates a listener
+//! port on, or removes those must not race. So there is a second turn, the VPC's (`vpc:<id>`),
+//! always taken after the database's own (one order, so no two executions wait on each other):
+//! the instance's turn names the VPC, and the workflow then asks for the VPC's turn with that
+//! `vpc_id`. A provisioning holds it from its security groups to the creation of TiDB Cloud's
+//! connection and gives it back before the target's health checks, the slow part, so those run in
+//! parallel; a teardown, which decides from the VPC's other listeners whether the shared parts go,
+//! holds it throughout.
 //!
 //! Once it is its turn, an execution started by an event checks the instance's *current* state,
 //! not the event: it provisions only if the instance is still opted in, and tears down only if it
@@ -73,6 +78,10 @@ pub struct TurnRequest {
     /// The provisioning whose rollback this is: it is running, and waiting for it would deadlock.
     #[serde(default)]
     pub parent_execution_id: Option<String>,
+    /// Asks for this VPC's turn (`per-vpc` sharing), once the instance's turn is ours; the
+    /// instance's current state is not looked at again.
+    #[serde(default)]
+    pub vpc_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,10 +96,11 @@ pub enum Decision {
 pub struct Turn {
     pub decision: Decision,
     pub reason: String,
-    /// The lease taken: the database's key, or with `per-vpc` sharing its VPC's (`vpc:<id>`),
-    /// as all databases of a VPC take turns on its shared parts. The state machine releases it.
+    /// The lease taken: the database's key, or, asked with a `vpc_id`, the VPC's (`vpc:<id>`).
+    /// The state machine releases it.
     pub lease_key: String,
-    /// With `per-vpc` sharing, the VPC whose shared parts the workflow works on.
+    /// With `per-vpc` sharing, the VPC whose shared parts the workflow works on (and whose turn
+    /// it asks for next).
     #[serde(default)]
     pub vpc_id: Option<String>,
 }
@@ -161,6 +171,9 @@ impl Step for AwaitTurn {
 
     async fn run(&self, request: TurnRequest) -> Result<Turn, StepError> {
         let database = DatabaseRef::parse(&request.db_instance_identifier)?;
+        if let Some(vpc_id) = request.vpc_id.clone() {
+            return self.vpc_turn(&database, vpc_id, &request).await;
+        }
         let per_vpc = self.settings.sharing == Sharing::PerVpc;
         let described = match request.triggered_by_event || per_vpc {
             true => Some(describe(&self.rds, &database).await?),
@@ -170,14 +183,11 @@ impl Step for AwaitTurn {
             (true, Some(found)) => self.vpc_of(&database, found.as_ref()).await?,
             _ => None,
         };
-        let identifier = vpc_id.as_deref().map_or_else(|| database.key(), vpc_key);
+        let identifier = database.key();
         let turn =
             |decision, reason: String| Turn { decision, reason, lease_key: identifier.clone(), vpc_id: vpc_id.clone() };
-        if let Claim::HeldBy(holder) = self.claim(&identifier, &request).await? {
-            let holder = holder.unwrap_or_else(|| "another execution".into());
-            let reason = format!("{holder} holds the turn of {identifier}");
-            info!(db_instance = %database.key(), execution = %request.execution_id, reason = %reason, "waiting for turn");
-            return Ok(turn(Decision::Wait, reason));
+        if let Some(waiting) = self.wait_for(&identifier, &database, &request).await? {
+            return Ok(turn(Decision::Wait, waiting));
         }
         if let Some(described) = described.filter(|_| request.triggered_by_event) {
             let state = described
@@ -205,6 +215,32 @@ impl Step for AwaitTurn {
 }
 
 impl AwaitTurn {
+    /// The VPC's turn, asked for once the instance's is ours.
+    async fn vpc_turn(&self, database: &DatabaseRef, vpc_id: String, request: &TurnRequest) -> Result<Turn, StepError> {
+        let lease_key = vpc_key(&vpc_id);
+        let (decision, reason) = match self.wait_for(&lease_key, database, request).await? {
+            Some(waiting) => (Decision::Wait, waiting),
+            None => (Decision::Go, format!("this execution holds the turn of {lease_key}")),
+        };
+        Ok(Turn { decision, reason, lease_key, vpc_id: Some(vpc_id) })
+    }
+
+    /// Claims the lease `identifier`; while another execution holds it, why this one waits.
+    async fn wait_for(
+        &self,
+        identifier: &str,
+        database: &DatabaseRef,
+        request: &TurnRequest,
+    ) -> Result<Option<String>, StepError> {
+        let Claim::HeldBy(holder) = self.claim(identifier, request).await? else {
+            return Ok(None);
+        };
+        let holder = holder.unwrap_or_else(|| "another execution".into());
+        let reason = format!("{holder} holds the turn of {identifier}");
+        info!(db_instance = %database.key(), execution = %request.execution_id, reason = %reason, "waiting for turn");
+        Ok(Some(reason))
+    }
+
     /// The VPC whose shared parts the database uses: its own, or, once it is gone, its target
     /// group's (the teardown removes the target group last); `None` when neither is left.
     async fn vpc_of(

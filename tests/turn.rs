@@ -12,7 +12,8 @@ use aws_sdk_dynamodb::types::{
 };
 use common::*;
 use serde_json::{json, Value};
-use tidb_privatelink::turn::{AwaitTurn, Decision, TurnRequest, Workflow};
+use tidb_privatelink::settings::Sharing;
+use tidb_privatelink::turn::{AwaitTurn, Decision, Turn, TurnRequest, Workflow};
 use tidb_privatelink::Settings;
 use tidb_privatelink::Step;
 
@@ -113,7 +114,11 @@ async fn setup() -> (Network, String, Workflows, Settings) {
 }
 
 async fn turn(network: &Network, settings: &Settings, request: TurnRequest) -> Decision {
-    AwaitTurn::new(&network.sdk, settings).unwrap().run(request).await.unwrap().decision
+    answer(network, settings, request).await.decision
+}
+
+async fn answer(network: &Network, settings: &Settings, request: TurnRequest) -> Turn {
+    AwaitTurn::new(&network.sdk, settings).unwrap().run(request).await.unwrap()
 }
 
 fn request(id: &str, workflow: Workflow, execution_id: &str, triggered_by_event: bool) -> TurnRequest {
@@ -123,6 +128,7 @@ fn request(id: &str, workflow: Workflow, execution_id: &str, triggered_by_event:
         execution_id: execution_id.into(),
         triggered_by_event,
         parent_execution_id: None,
+        vpc_id: None,
     }
 }
 
@@ -266,4 +272,59 @@ async fn a_cluster_tagged_at_creation_is_provisioned_once_it_has_a_writer() {
     // An instance named like the cluster is another database: not tagged, nothing to provision.
     let instance = request("orders", Workflow::Provision, &execution, true);
     assert_eq!(turn(&network, &settings, instance).await, Decision::Skip);
+}
+
+#[tokio::test]
+async fn with_per_vpc_sharing_the_databases_of_a_vpc_take_turns_only_on_its_shared_parts() {
+    let (network, id, flows, mut settings) = setup().await;
+    settings.sharing = Sharing::PerVpc;
+    let other = network.database("billing-db", "mysql", false).await;
+    let vpc_turn = format!("vpc:{}", network.vpc_id);
+    let first = flows.start(&flows.provision, "a-first", json!({"db_instance_identifier": id})).await;
+    let second = flows.start(&flows.provision, "b-second", json!({"db_instance_identifier": other})).await;
+
+    // Each database's own turn is taken at once, and names the VPC whose turn comes next.
+    for (db, execution) in [(&id, &first), (&other, &second)] {
+        let own = answer(&network, &settings, request(db, Workflow::Provision, execution, false)).await;
+        assert_eq!((own.decision, own.lease_key.as_str()), (Decision::Go, db.as_str()));
+        assert_eq!(own.vpc_id.as_deref(), Some(network.vpc_id.as_str()));
+    }
+    let in_vpc = |db: &str, execution: &str| TurnRequest {
+        vpc_id: Some(network.vpc_id.clone()),
+        ..request(db, Workflow::Provision, execution, false)
+    };
+    let shared = answer(&network, &settings, in_vpc(&id, &first)).await;
+    assert_eq!((shared.decision, shared.lease_key.as_str()), (Decision::Go, vpc_turn.as_str()));
+    assert_eq!(turn(&network, &settings, in_vpc(&other, &second)).await, Decision::Wait);
+    // Both databases' own turns are still held while the VPC's passes from one to the other.
+    assert_eq!(flows.holder(&id).await.as_deref(), Some(first.as_str()));
+    assert!(flows.release(&vpc_turn, &first).await);
+    assert_eq!(turn(&network, &settings, in_vpc(&other, &second)).await, Decision::Go);
+    assert_eq!(flows.holder(&id).await.as_deref(), Some(first.as_str()));
+
+    // A rollback of the first waits for the VPC's turn held by the second; the second's own
+    // rollback takes it over from its parent.
+    let (_, first_rollback) = rollback_in_vpc(&flows, &network, &id, "c-rollback", &first).await;
+    assert_eq!(turn(&network, &settings, first_rollback).await, Decision::Wait);
+    let (second_rollback, asking) = rollback_in_vpc(&flows, &network, &other, "d-rollback", &second).await;
+    assert_eq!(turn(&network, &settings, asking).await, Decision::Go);
+    assert_eq!(flows.holder(&vpc_turn).await.as_deref(), Some(second_rollback.as_str()));
+}
+
+/// A rollback of `parent` started as `name`, and its request for the VPC's turn.
+async fn rollback_in_vpc(
+    flows: &Workflows,
+    network: &Network,
+    db: &str,
+    name: &str,
+    parent: &str,
+) -> (String, TurnRequest) {
+    let input = json!({"db_instance_identifier": db, "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID": parent});
+    let execution = flows.start(&flows.deprovision, name, input).await;
+    let asking = TurnRequest {
+        parent_execution_id: Some(parent.to_owned()),
+        vpc_id: Some(network.vpc_id.clone()),
+        ..request(db, Workflow::Deprovision, &execution, false)
+    };
+    (execution, asking)
 }

@@ -143,7 +143,7 @@ def test_a_failure_midway_rolls_back_and_fails_with_the_original_error(
     assert "UnauthorizedOperation" in execution["cause"], why(execution)
     assert "is not authorized to perform: ec2:CreateVpcEndpointServiceConfiguration" in execution["cause"], why(execution)
     entered = driver.states_entered(arn)
-    assert entered[-5:] == ["CreateEndpointService", "RollBack", "ReleaseTurn", "HowItEnded", "ProvisioningFailed"], entered
+    assert entered[-6:] == ["CreateEndpointService", "RollBack", "ReleaseTurn", "ReleaseDatabaseTurn", "HowItEnded", "ProvisioningFailed"], entered
     submitted = [e["taskSubmittedEventDetails"] for e in driver.history(arn) if e["type"] == "TaskSubmitted"]
     assert [(s["resourceType"], s["resource"]) for s in submitted] == [("states", "startExecution.sync:2")]
 

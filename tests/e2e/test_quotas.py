@@ -35,6 +35,6 @@ def test_a_quota_reached_fails_with_quota_exceeded_naming_it_and_leaves_nothing(
     assert "Network Load Balancers per Region" in execution["cause"], execution["cause"]
     assert "Service Quotas console (Elastic Load Balancing" in execution["cause"], execution["cause"]
     assert "TooManyLoadBalancers" in execution["cause"]
-    assert driver.states_entered(arn)[-5:] == ["CreateLoadBalancer", "RollBack", "ReleaseTurn", "HowItEnded",
+    assert driver.states_entered(arn)[-6:] == ["CreateLoadBalancer", "RollBack", "ReleaseTurn", "ReleaseDatabaseTurn", "HowItEnded",
                                                "ProvisioningFailed"]
     assert inventory.empty(), inventory.summary()

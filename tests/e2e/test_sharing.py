@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 from local_stack import scenario, wave
+from local_stack.stack import control
 
 N = int(os.environ.get("SHARING_DATABASES", "5"))
 SHARED = ("load_balancers", "security_groups", "endpoint_services")
@@ -112,14 +113,51 @@ def took(done: wave.Wave) -> str:
     return f"{done.seconds_to_last:.1f} s until the last ended (each execution {each[0]:.1f}-{each[-1]:.1f} s)"
 
 
+# Each target is `initial` for this many health answers (the emulator's default is 1), so that
+# every health wait spans several polls, as AWS's minutes of health checks do.
+INITIAL_HEALTH_ANSWERS = 3
+
+
+def spans(driver: Any, arn: str) -> dict[str, tuple[Any, Any]]:
+    """When the execution held the VPC's turn (``shared``: from its first shared part to giving the
+    turn back) and waited for its target's health (``health``)."""
+    entered: dict[str, list[Any]] = {}
+    for event in driver.history(arn):
+        if event["type"].endswith("StateEntered"):
+            entered.setdefault(event["stateEnteredEventDetails"]["name"], []).append(event["timestamp"])
+    return {"shared": (entered["CreateSecurityGroups"][0], entered["SharedTurnGivenBack"][0]),
+            "health": (entered["StartTargetHealthWait"][0], entered["IsEndpointServiceThere"][0])}
+
+
+def assert_turns_only_on_the_shared_parts(driver: Any, done: wave.Wave) -> None:
+    """The executions held the VPC's turn one after another, and one went on with the shared parts
+    while another waited for its target's health."""
+    held = {i: spans(driver, e["executionArn"]) for i, e in done.executions.items()}
+    by_start = sorted(held, key=lambda i: held[i]["shared"][0])
+    for before, after in zip(by_start, by_start[1:]):
+        assert held[before]["shared"][1] <= held[after]["shared"][0], (
+            f"{before} and {after} held the VPC's turn at once: {held[before]['shared']} {held[after]['shared']}")
+    overlapping = [(waiting, going) for waiting in held for going in held if going != waiting
+                   and held[waiting]["health"][0] < held[going]["shared"][0] < held[waiting]["health"][1]]
+    assert overlapping, f"no database changed the shared parts while another waited for its health: {held}"
+    report(f"per-vpc: {len(overlapping)} times one database had the VPC's turn while another waited for health")
+
+
 def test_the_databases_of_a_vpc_share_one_link_until_the_last_is_untagged(per_vpc: dict[str, Any]) -> None:
     aws, driver = per_vpc["aws"], per_vpc["driver"]
     network = scenario.create_network(aws, "shared", "10.71")
     dbs = wave.create_databases(aws, network, "shared", N)
     ids = sorted(dbs)
 
-    tagged = act_on_all(per_vpc, dbs, "provision")
+    endpoint, config = per_vpc["stack"]["endpoint"], "/moto-api/config"
+    slow_health = {"elbv2": {"target_initial_describes": INITIAL_HEALTH_ANSWERS}}
+    assert control.route(endpoint, config, "POST", slow_health)[0] in (200, 201)
+    try:
+        tagged = act_on_all(per_vpc, dbs, "provision")
+    finally:
+        control.route(endpoint, config, "POST", {"elbv2": {}})
     report(f"per-vpc: provisioning {N} databases of one VPC, tagged at once: {took(tagged)}")
+    assert_turns_only_on_the_shared_parts(driver, tagged)
     outputs = {i: json.loads(e["output"]) for i, e in tagged.executions.items()}
     seen = Owned(per_vpc, network, ids)
     lb, group, service, connection = seen.shared_parts()

@@ -211,7 +211,7 @@ def test_wrong_keys_fail_with_tidb_cloud_unauthorized_and_leave_nothing(
     assert execution["status"] == "FAILED", why(execution)
     assert execution["error"] == "TiDBCloudUnauthorized", why(execution)
     assert keys["private_key"] not in execution["cause"]
-    assert driver.states_entered(arn)[-4:] == ["PlanZones", "ReleaseTurn", "HowItEnded", "ProvisioningFailed"], \
+    assert driver.states_entered(arn)[-5:] == ["PlanZones", "ReleaseTurn", "ReleaseDatabaseTurn", "HowItEnded", "ProvisioningFailed"], \
         "TiDB Cloud is asked before anything is created"
     assert requests and {status for _, _, status in requests} == {401}, requests
     assert connections == []
@@ -266,7 +266,7 @@ def test_a_connection_failing_twice_fails_with_tidb_clouds_message_and_rolls_bac
     assert second in execution["cause"], execution["cause"]
     kinds = Counter(kind for kind, _, status in requests if status == 200)
     assert kinds["create"] == 2, requests
-    assert driver.states_entered(arn)[-4:] == ["RollBack", "ReleaseTurn", "HowItEnded", "ProvisioningFailed"]
+    assert driver.states_entered(arn)[-5:] == ["RollBack", "ReleaseTurn", "ReleaseDatabaseTurn", "HowItEnded", "ProvisioningFailed"]
     rollbacks = driver.rollbacks_of(arn)
     assert [r["status"] for r in rollbacks] == ["SUCCEEDED"], rollbacks
     assert not [c for c in double.state()["connections"] if c["service_name"] == service_name]

@@ -105,7 +105,7 @@ def test_a_target_the_health_checks_cannot_reach_fails_and_rolls_back(aws: Aws, 
     for part in ("Target.FailedHealthChecks", "unhealthy", stripped, "outbound TCP 3306"):
         assert part in execution["cause"], why(execution)
     entered = driver.states_entered(arn)
-    assert entered[-5:] == ["CheckTargetHealth", "RollBack", "ReleaseTurn", "HowItEnded", "ProvisioningFailed"], entered
+    assert entered[-6:] == ["CheckTargetHealth", "RollBack", "ReleaseTurn", "ReleaseDatabaseTurn", "HowItEnded", "ProvisioningFailed"], entered
     assert "CreateEndpointService" not in entered, entered
     after = driver.inventory(identifier, zones_network.security_group_id, {stripped})
     assert after.empty(), after.summary()
