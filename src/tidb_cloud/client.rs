@@ -11,6 +11,7 @@ use http_auth::{digest::Algorithm, digest::Qop, DigestClient, PasswordParams};
 use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode, Url};
+use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -42,7 +43,7 @@ impl Challenge {
     }
 
     pub(super) fn authorization(&mut self, key: &ApiKey, method: &Method, uri: &str) -> Option<HeaderValue> {
-        let (username, password, method) = (key.public_key.as_str(), key.private_key.as_str(), method.as_str());
+        let (username, password, method) = (key.public_key.as_str(), key.private_key.expose_secret(), method.as_str());
         let header = self.digest.respond(&PasswordParams { username, password, uri, method, body: None }).ok()?;
         let header = if self.names_algorithm { header } else { header.replacen("algorithm=MD5, ", "", 1) };
         let mut value = HeaderValue::try_from(header).ok()?;
@@ -173,13 +174,12 @@ fn failure(operation: &'static str, status: StatusCode, headers: &HeaderMap, bod
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("?").to_owned();
     let (limit, reset) = (header("x-ratelimit-limit-minute"), header("x-ratelimit-reset"));
     let throttled = format!("{message} (limit {limit} requests a minute, resets in {reset} s)");
+    let unavailable = format!("HTTP {}, code {code}: {message}", status.as_u16());
     match status.as_u16() {
         status @ (401 | 403) => StepError::TiDBCloudUnauthorized { operation, status, message },
         404 => StepError::TiDBCloudNotFound { operation, message },
         429 => StepError::TiDBCloudThrottled { operation, message: throttled },
-        status @ (408 | 500..=599) => {
-            StepError::TiDBCloudUnavailable { operation, message: format!("HTTP {status}, code {code}: {message}") }
-        }
+        408 | 500..=599 => StepError::TiDBCloudUnavailable { operation, message: unavailable },
         status => StepError::TiDBCloudRequestFailed { operation, status, code, message },
     }
 }

@@ -7,11 +7,12 @@
 
 mod client;
 
-use std::{fmt, time::Duration};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use parking_lot::Mutex;
 use reqwest::{Method, Url};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -20,19 +21,15 @@ use crate::StepError;
 type Result<T, E = StepError> = std::result::Result<T, E>;
 type Secret = (aws_sdk_secretsmanager::Client, String);
 
-/// A TiDB Cloud API key pair. It acts as organization owner: `Debug` and errors never show its
-/// private key.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+/// A TiDB Cloud API key pair. It acts as organization owner: its private key is a
+/// [`SecretString`], which `Debug` redacts and a drop wipes from memory; errors never show it.
+#[derive(Clone, Debug, Deserialize)]
 pub struct ApiKey {
     public_key: String,
-    private_key: String,
+    private_key: SecretString,
 }
 
 impl ApiKey {
-    pub fn new(public_key: impl Into<String>, private_key: impl Into<String>) -> Self {
-        Self { public_key: public_key.into(), private_key: private_key.into() }
-    }
-
     /// Parses the secret's text. The error names the shape, never the content: serde's own messages
     /// quote the values they reject, and one of them may be the private key.
     pub fn from_secret_json(secret_id: &str, text: &str) -> Result<Self> {
@@ -40,15 +37,9 @@ impl ApiKey {
         let shape = |detail| StepError::Misconfigured(format!("secret {secret_id} must be JSON {json} ({detail})"));
         let Self { public_key, private_key } = serde_json::from_str(text)
             .map_err(|e| shape(format!("{:?} error at line {}, column {}", e.classify(), e.line(), e.column())))?;
-        let key = Self::new(public_key.trim(), private_key.trim());
-        let empty = key.public_key.is_empty() || key.private_key.is_empty();
+        let key = Self { public_key: public_key.trim().into(), private_key: private_key.expose_secret().trim().into() };
+        let empty = key.public_key.is_empty() || key.private_key.expose_secret().is_empty();
         (!empty).then_some(key).ok_or_else(|| shape("a key is empty".into()))
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiKey").field("public_key", &self.public_key).field("private_key", &"<redacted>").finish()
     }
 }
 
@@ -87,11 +78,6 @@ pub struct TiDBCloud {
 }
 
 impl TiDBCloud {
-    /// A client with a key at hand (tests, tools).
-    pub fn new(key: ApiKey, options: ClientOptions) -> Result<Self> {
-        Self::build(options, Some(key), None)
-    }
-
     /// A client whose key pair is read from Secrets Manager (`secret_id`: name or ARN) on first use.
     pub fn with_secret(sdk: &SdkConfig, secret_id: &str, options: ClientOptions) -> Result<Self> {
         Self::build(options, None, Some((aws_sdk_secretsmanager::Client::new(sdk), secret_id.to_owned())))
@@ -171,15 +157,15 @@ impl TiDBCloud {
 /// The cluster's connections, or one of them. IDs come from tags and payloads; one that could
 /// change the request's path is refused.
 fn path(cluster: &str, id: Option<&str>) -> Result<String> {
-    for (what, id) in [("cluster ID", cluster)].into_iter().chain(id.map(|id| ("private link connection ID", id))) {
-        if !(1..=128).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
-            return Err(StepError::InvalidInput(format!(
-                "'{id}' is not a TiDB Cloud {what} (letters, digits, - and _)"
-            )));
-        }
-    }
-    let collection = format!("/v1beta1/clusters/{cluster}/privateLinkConnections");
-    Ok(id.map_or(collection.clone(), |id| format!("{collection}/{id}")))
+    let collection = format!("/v1beta1/clusters/{}/privateLinkConnections", segment("cluster ID", cluster)?);
+    let Some(id) = id else { return Ok(collection) };
+    Ok(format!("{collection}/{}", segment("private link connection ID", id)?))
+}
+
+fn segment<'a>(what: &str, id: &'a str) -> Result<&'a str> {
+    let valid = (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+    let invalid = || StepError::InvalidInput(format!("'{id}' is not a TiDB Cloud {what} (letters, digits, - and _)"));
+    valid.then_some(id).ok_or_else(invalid)
 }
 
 /// `GET .../privateLinkConnections:getAvailabilityZones`: whom to allow and which zones to overlap.
@@ -243,10 +229,9 @@ pub enum ConnectionState {
     Unknown,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 struct Page {
-    #[serde(default)]
     private_link_connections: Vec<PrivateLinkConnection>,
     next_page_token: Option<String>,
 }

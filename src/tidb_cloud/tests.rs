@@ -6,6 +6,7 @@ use std::time::Instant;
 use md5::Digest;
 use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use reqwest::Method;
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::client::{Challenge, USER_AGENT};
@@ -18,6 +19,19 @@ const RFC_OPAQUE: &str = "FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS";
 const RFC_CNONCE: &str = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
 const PUBLIC: &str = "Mufasa";
 const PRIVATE: &str = "Circle of Life";
+
+// Constructors the product does not need: it reads its key from Secrets Manager (`with_secret`).
+impl ApiKey {
+    fn new(public_key: &str, private_key: &str) -> Self {
+        Self { public_key: public_key.into(), private_key: private_key.into() }
+    }
+}
+
+impl TiDBCloud {
+    fn new(key: ApiKey, options: ClientOptions) -> Result<Self> {
+        Self::build(options, Some(key), None)
+    }
+}
 
 /// The parameters of a `Digest ...` header, unescaped.
 fn params_of(header: &str) -> Vec<(String, String)> {
@@ -612,11 +626,13 @@ async fn ids_that_would_change_the_path_are_refused_before_sending() {
 fn the_private_key_never_shows() {
     let secret = "sk-this-must-stay-hidden";
     let key = ApiKey::new("PUB123", secret);
-    assert_eq!(format!("{key:?}"), r#"ApiKey { public_key: "PUB123", private_key: "<redacted>" }"#);
+    assert_eq!(format!("{key:?}"), r#"ApiKey { public_key: "PUB123", private_key: SecretBox<str>([REDACTED]) }"#);
 
     let parsed =
         ApiKey::from_secret_json("tidb", &format!(r#"{{"public_key": " PUB123 ", "private_key": "{secret}"}}"#));
-    assert_eq!(parsed.unwrap(), key, "keys are trimmed");
+    let parsed = parsed.unwrap();
+    let pair = |key: &ApiKey| (key.public_key.clone(), key.private_key.expose_secret().to_owned());
+    assert_eq!(pair(&parsed), pair(&key), "keys are trimmed");
     for malformed in [
         format!(r#"{{"public_key": 7, "private_key": "{secret}"}}"#),
         format!(r#"{{"publicKey": "PUB123", "private_key": "{secret}"}}"#),
