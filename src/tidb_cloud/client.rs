@@ -154,10 +154,9 @@ impl TiDBCloud {
             return cached.ok_or_else(|| StepError::Misconfigured("no TiDB Cloud API key is configured".into()));
         };
         let missing = |why| StepError::Misconfigured(format!("the TiDB Cloud API key secret {secret_id} {why}"));
-        let out = match client.get_secret_value().secret_id(secret_id).send().await {
-            Err(e) if aws::error_code(&e) == Some("ResourceNotFoundException") => Err(missing("does not exist")),
-            out => out.map_err(aws::fail("GetSecretValue")),
-        }?;
+        let answer = client.get_secret_value().secret_id(secret_id).send().await;
+        let found = aws::unless_code(answer, "ResourceNotFoundException", "GetSecretValue")?;
+        let out = found.ok_or_else(|| missing("does not exist"))?;
         let text = out.secret_string().ok_or_else(|| missing("has no text value; store the key pair as JSON text"))?;
         Ok(self.key.lock().insert(ApiKey::from_secret_json(secret_id, text)?).clone())
     }
