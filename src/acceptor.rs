@@ -23,7 +23,9 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
-use crate::naming::{DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, TIDB_CLOUD_ACCOUNT_TAG, TIDB_CLOUD_ENDPOINT_TAG};
+use crate::naming::{
+    DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, TIDB_CLOUD_ACCOUNT_TAG, TIDB_CLOUD_ENDPOINT_TAG, VPC_TAG,
+};
 use crate::notify::{tell, Notifier};
 use crate::resources::{endpoint_service_id, tag_value};
 use crate::{aws, Settings, Step, StepError};
@@ -184,11 +186,14 @@ impl Step for AcceptConnections {
             self.answer(service_id, accept, true).await?;
             self.answer(service_id, reject, false).await?;
             let database = tag(DB_INSTANCE_TAG).or(tag(DB_CLUSTER_TAG));
+            // A service shared with `per-vpc` belongs to its VPC (`vpc-...`, `vpc-.../2` for its
+            // second load balancer), not to one database: the message names the VPC instead.
+            let vpc = tag(VPC_TAG).and_then(|vpc| vpc.split('/').next());
             for rejected in decisions.iter().filter(|d| d.service_id == service_id && !d.accepted) {
                 self.metrics.count_by("ForeignConnectionRejected", "Stack", &self.settings.stack_name).await;
                 let fields = json!({"service_id": service_id, "service_name": service.service_name(),
                     "vpc_endpoint_id": rejected.vpc_endpoint_id, "vpc_endpoint_owner": rejected.vpc_endpoint_owner,
-                    "reason": rejected.reason, "db_instance_identifier": database});
+                    "reason": rejected.reason, "db_instance_identifier": database, "vpc_id": vpc});
                 let subject = format!("TiDB Cloud link: endpoint connection rejected: {}", rejected.vpc_endpoint_id);
                 tell(&self.notifier, "foreign-connection-rejected", &subject, fields).await;
             }

@@ -115,15 +115,16 @@ class Driver:
 
     # -- what the stack told its notification topic -------------------------------------------
 
-    def told(self, identifier: str, event: str, timeout: float = 30) -> list[dict[str, Any]]:
-        """Bodies of the stack's notifications of kind ``event`` about ``identifier``, waiting up
-        to ``timeout`` for a first one (delivery is asynchronous: Step Functions -> EventBridge ->
-        the notify function -> SNS -> the local subscriber queue)."""
+    def told(self, identifier: str, event: str, timeout: float = 30,
+             about: str = "db_instance_identifier") -> list[dict[str, Any]]:
+        """Bodies of the stack's notifications of kind ``event`` whose ``about`` field is
+        ``identifier``, waiting up to ``timeout`` for a first one (delivery is asynchronous: Step
+        Functions -> EventBridge -> the notify function -> SNS -> the local subscriber queue)."""
         deadline = time.time() + timeout
         while True:
             self.notifications += notifications(self.stack)
             found = [n["body"] for n in self.notifications
-                     if (n["body"].get("db_instance_identifier"), n["body"].get("event")) == (identifier, event)]
+                     if (n["body"].get(about), n["body"].get("event")) == (identifier, event)]
             if found or time.time() > deadline:
                 return found
             time.sleep(0.5)

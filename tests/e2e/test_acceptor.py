@@ -32,12 +32,12 @@ THIRD_ACCOUNT_ACTIONS = ["ec2:CreateVpc", "ec2:CreateSubnet", "ec2:CreateVpcEndp
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _ec2(stack: dict[str, Any], key: str, secret: str) -> Any:
+def ec2_client(stack: dict[str, Any], key: str, secret: str) -> Any:
     return boto3.client("ec2", endpoint_url=stack["endpoint"], region_name=stack["region"],
                         aws_access_key_id=key, aws_secret_access_key=secret)
 
 
-def _third_account_user(stack: dict[str, Any]) -> dict[str, str]:
+def third_account_user(stack: dict[str, Any]) -> dict[str, str]:
     """An IAM user in THIRD_ACCOUNT, made the way `local-stack up` makes the TiDB Cloud stand-in
     (stack._tidb_cloud_user): the account is bootstrapped with an administrator role that the
     stack's account may assume (as AWS Organizations does), and the stack's administrator assumes
@@ -151,7 +151,7 @@ def service(aws: Aws, stack: dict[str, Any], network: scenario.Network) -> dict[
 @pytest.fixture(scope="module")
 def tidb_cloud(stack: dict[str, Any]) -> Consumer:
     tidb = stack["tidb_cloud"]
-    return Consumer(_ec2(stack, tidb["access_key_id"], tidb["secret_access_key"]), "10.97")
+    return Consumer(ec2_client(stack, tidb["access_key_id"], tidb["secret_access_key"]), "10.97")
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +171,9 @@ def test_a_third_account_allowed_by_hand_is_rejected(aws: Aws, stack: dict[str, 
     # The service owner widens the allowed principals by hand; the third account asks to connect.
     aws("ec2").modify_vpc_endpoint_service_permissions(
         ServiceId=service["id"], AddAllowedPrincipals=[f"arn:aws:iam::{THIRD_ACCOUNT}:root"])
-    user = _third_account_user(stack)
+    user = third_account_user(stack)
     offset = acceptor_log.offset()
-    third = Consumer(_ec2(stack, user["access_key_id"], user["secret_access_key"]), "10.96")
+    third = Consumer(ec2_client(stack, user["access_key_id"], user["secret_access_key"]), "10.96")
     third_endpoint = third.request(service["name"])
 
     assert third.wait(third_endpoint, "rejected") == "rejected", "the third account's endpoint was not rejected"

@@ -1,7 +1,8 @@
 """LoadBalancerSharing=per-vpc at its edges, on the ``per_vpc`` stack: a DB cluster shares its
 VPC's load balancer with instances (its turn is its VPC's, read through its DB subnet group); a
 database with a security group of its own takes that group's rules with it when it leaves, the
-others' stay; a database that is deleted is torn down through its VPC's turn (found from its
+others' stay; another account's request to the shared service is rejected and told with its
+VPC; a database that is deleted is torn down through its VPC's turn (found from its
 target group, the database being gone); the last one leaves nothing.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from local_stack import scenario
+from test_acceptor import THIRD_ACCOUNT, Consumer, ec2_client, third_account_user
 from test_clusters import create_cluster
 from test_lifecycle import why
 
@@ -51,6 +53,19 @@ def test_a_cluster_a_database_with_its_own_group_and_a_deleted_one_share_and_lea
     assert (len(shared["load_balancers"]), len(shared["endpoint_services"])) == (1, 1), shared.summary()
     [nlb_group] = [g["GroupId"] for g in shared["security_groups"]]
     assert group_pairs(aws, nlb_group, "IpPermissionsEgress") == {network.security_group_id, own_group}
+
+    # Another account, allowed on the shared service by hand, asks to connect: rejected, and the
+    # notification names the VPC, since the service is not one database's.
+    [service] = shared["endpoint_services"]
+    aws("ec2").modify_vpc_endpoint_service_permissions(
+        ServiceId=service["ServiceId"], AddAllowedPrincipals=[f"arn:aws:iam::{THIRD_ACCOUNT}:root"])
+    user = third_account_user(per_vpc["stack"])
+    third = Consumer(ec2_client(per_vpc["stack"], user["access_key_id"], user["secret_access_key"]), "10.95")
+    endpoint = third.request(service["ServiceName"])
+    assert third.wait(endpoint, "rejected") == "rejected", "the third account's endpoint was not rejected"
+    told = driver.told(network.vpc_id, "foreign-connection-rejected", about="vpc_id")
+    assert [(t["vpc_endpoint_id"], t["service_id"], t["db_instance_identifier"]) for t in told] == [
+        (endpoint, service["ServiceId"], None)], told
 
     # The database with a group of its own leaves: that group's rules go, the shared group's stay.
     run(per_vpc, "deprovision", "edges-reports", lambda: rds.remove_tags_from_resource(
