@@ -24,7 +24,8 @@ use tracing::{info, warn};
 
 use crate::metrics::Metrics;
 use crate::naming::{
-    DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, TIDB_CLOUD_ACCOUNT_TAG, TIDB_CLOUD_ENDPOINT_TAG, VPC_TAG,
+    vpc_of_tag, DB_CLUSTER_TAG, DB_INSTANCE_TAG, MANAGED_BY_TAG, TIDB_CLOUD_ACCOUNT_TAG, TIDB_CLOUD_ENDPOINT_TAG,
+    VPC_TAG,
 };
 use crate::notify::{tell, Notifier};
 use crate::resources::{endpoint_service_id, tag_value};
@@ -186,9 +187,9 @@ impl Step for AcceptConnections {
             self.answer(service_id, accept, true).await?;
             self.answer(service_id, reject, false).await?;
             let database = tag(DB_INSTANCE_TAG).or(tag(DB_CLUSTER_TAG));
-            // A service shared with `per-vpc` belongs to its VPC (`vpc-...`, `vpc-.../2` for its
-            // second load balancer), not to one database: the message names the VPC instead.
-            let vpc = tag(VPC_TAG).and_then(|vpc| vpc.split('/').next());
+            // A service shared with `per-vpc` belongs to its VPC, not to one database: the message
+            // names the VPC instead.
+            let vpc = tag(VPC_TAG).map(vpc_of_tag);
             for rejected in decisions.iter().filter(|d| d.service_id == service_id && !d.accepted) {
                 self.metrics.count_by("ForeignConnectionRejected", "Stack", &self.settings.stack_name).await;
                 let fields = json!({"service_id": service_id, "service_name": service.service_name(),

@@ -161,6 +161,11 @@ pub fn vpc_load_balancer_key(vpc_id: &str, n: u32) -> String {
     }
 }
 
+/// The VPC a [`VPC_TAG`] value names: `vpc-...` for its first load balancer, `vpc-.../<n>` after.
+pub fn vpc_of_tag(value: &str) -> &str {
+    value.split_once('/').map_or(value, |(vpc_id, _)| vpc_id)
+}
+
 /// A short, stable digest of `input` (10 hex digits), for names and idempotency tokens.
 pub fn short_hash(input: &str) -> String {
     format!("{:016x}", fnv1a(input.as_bytes()))[..HASH_LEN].to_owned()
@@ -329,6 +334,7 @@ mod tests {
         assert!(is_valid_aws_name(&resource_name(&vpc_key("vpc-0123456789abcdef0"))));
         let second = Ownership::new("stack", &vpc_load_balancer_key("vpc-0abc", 2));
         assert_eq!(second.tags(), [(MANAGED_BY_TAG, "stack"), (VPC_TAG, "vpc-0abc/2")]);
+        assert_eq!([vpc_of_tag(vpc.tags()[1].1), vpc_of_tag(second.tags()[1].1)], ["vpc-0abc"; 2]);
         assert!(!vpc.owns(second.tags()) && !second.owns(vpc.tags()));
         assert_ne!(resource_name(&second.identifier), resource_name(&vpc.identifier));
     }
