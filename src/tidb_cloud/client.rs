@@ -173,12 +173,13 @@ fn failure(operation: &'static str, status: StatusCode, headers: &HeaderMap, bod
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("?").to_owned();
     let (limit, reset) = (header("x-ratelimit-limit-minute"), header("x-ratelimit-reset"));
     let throttled = format!("{message} (limit {limit} requests a minute, resets in {reset} s)");
-    let unavailable = format!("HTTP {}, code {code}: {message}", status.as_u16());
     match status.as_u16() {
         status @ (401 | 403) => StepError::TiDBCloudUnauthorized { operation, status, message },
         404 => StepError::TiDBCloudNotFound { operation, message },
         429 => StepError::TiDBCloudThrottled { operation, message: throttled },
-        408 | 500..=599 => StepError::TiDBCloudUnavailable { operation, message: unavailable },
+        status @ (408 | 500..=599) => {
+            StepError::TiDBCloudUnavailable { operation, message: format!("HTTP {status}, code {code}: {message}") }
+        }
         status => StepError::TiDBCloudRequestFailed { operation, status, code, message },
     }
 }
