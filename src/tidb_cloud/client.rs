@@ -53,7 +53,6 @@ impl Challenge {
 }
 
 /// One call, as sent (again) to answer a challenge or after a 429.
-#[derive(Clone)]
 pub(super) struct Call {
     operation: &'static str,
     method: Method,
@@ -88,7 +87,7 @@ impl TiDBCloud {
         Call { operation, method, url, body: None }
     }
 
-    pub(super) async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
+    pub(super) async fn json<T: DeserializeOwned>(&self, call: &Call) -> Result<T> {
         let (operation, answer) = (call.operation, self.send(call).await?);
         serde_json::from_slice(&answer).map_err(|e| {
             let message = format!("the answer is not the documented shape: {e}");
@@ -97,10 +96,10 @@ impl TiDBCloud {
     }
 
     /// Sends `call`, its 429s waited out, and returns the body of its successful answer.
-    pub(super) async fn send(&self, call: Call) -> Result<Vec<u8>> {
+    pub(super) async fn send(&self, call: &Call) -> Result<Vec<u8>> {
         let (key, max_wait, challenged) = (self.key().await?, self.options.max_throttle_wait, AtomicBool::new(false));
         let retries = self.options.max_attempts.saturating_sub(1) as usize;
-        (|| self.attempt(&call, &key, &challenged))
+        (|| self.attempt(call, &key, &challenged))
             .retry(ExponentialBuilder::new().with_min_delay(Duration::from_secs(1)).with_max_times(retries))
             .when(|(error, _)| matches!(error, StepError::TiDBCloudThrottled { .. }))
             .adjust(|(_, asked), next| next.map(|next| asked.unwrap_or(next)).filter(|wait| *wait <= max_wait))

@@ -86,7 +86,7 @@ impl TiDBCloud {
     /// TiDB Cloud's AWS account and the zone IDs its endpoints can use, in the cluster's region.
     pub async fn availability_zones(&self, cluster: &str) -> Result<AvailabilityZones> {
         let path = format!("{}:getAvailabilityZones", path(cluster, None)?);
-        self.json(self.call("GetAvailabilityZones", Method::GET, &path)).await
+        self.json(&self.call("GetAvailabilityZones", Method::GET, &path)).await
     }
 
     /// Asks TiDB Cloud to connect the cluster to the endpoint service `service`
@@ -97,7 +97,7 @@ impl TiDBCloud {
         let connection = json!({"clusterId": cluster, "displayName": name, "type": "AWS_ENDPOINT_SERVICE",
             "awsEndpointService": {"name": service}});
         call.body = Some(json!({ "privateLinkConnection": connection }).to_string());
-        match self.json(call).await {
+        match self.json(&call).await {
             Err(conflict @ StepError::TiDBCloudRequestFailed { status: 409, .. }) => {
                 self.find_private_link_connection(cluster, service, None).await?.ok_or(conflict)
             }
@@ -106,7 +106,7 @@ impl TiDBCloud {
     }
 
     pub async fn get_private_link_connection(&self, cluster: &str, id: &str) -> Result<Connection> {
-        self.json(self.call("GetPrivateLinkConnection", Method::GET, &path(cluster, Some(id))?)).await
+        self.json(&self.call("GetPrivateLinkConnection", Method::GET, &path(cluster, Some(id))?)).await
     }
 
     /// Every private link connection of the cluster (all pages).
@@ -116,7 +116,7 @@ impl TiDBCloud {
         for _ in 0..100 {
             let pairs = token.iter().map(|token| ("pageToken", token.as_str()));
             call.url.query_pairs_mut().clear().append_pair("pageSize", "100").extend_pairs(pairs);
-            let page: Page = self.json(call.clone()).await?;
+            let page: Page = self.json(&call).await?;
             connections.extend(page.private_link_connections);
             match page.next_page_token {
                 // A server that hands back the same token would loop us forever.
@@ -150,7 +150,7 @@ impl TiDBCloud {
 
     /// Starts deleting the connection: `DELETING`, then 404 once it is gone. The body is not read.
     pub async fn delete_private_link_connection(&self, cluster: &str, id: &str) -> Result<()> {
-        self.send(self.call("DeletePrivateLinkConnection", Method::DELETE, &path(cluster, Some(id))?)).await.map(drop)
+        self.send(&self.call("DeletePrivateLinkConnection", Method::DELETE, &path(cluster, Some(id))?)).await.map(drop)
     }
 }
 
