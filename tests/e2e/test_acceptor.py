@@ -90,6 +90,15 @@ class Consumer:
         return state
 
 
+def third_account_allowed_by_hand(aws: Aws, stack: dict[str, Any], service_id: str, cidr_prefix: str) -> Consumer:
+    """THIRD_ACCOUNT, which the service's owner has added to its allowed principals by hand, ready
+    to ask for a connection from a VPC of its own."""
+    aws("ec2").modify_vpc_endpoint_service_permissions(
+        ServiceId=service_id, AddAllowedPrincipals=[f"arn:aws:iam::{THIRD_ACCOUNT}:root"])
+    user = third_account_user(stack)
+    return Consumer(ec2_client(stack, user["access_key_id"], user["secret_access_key"]), cidr_prefix)
+
+
 def connection_states(aws: Aws, service_id: str) -> dict[str, str]:
     """endpoint ID -> state, as the service owner sees its connections."""
     connections = aws("ec2").describe_vpc_endpoint_connections(
@@ -169,11 +178,8 @@ def test_a_third_account_allowed_by_hand_is_rejected(aws: Aws, stack: dict[str, 
     assert tidb_cloud.wait(tidb_endpoint, "available") == "available", "TiDB Cloud's endpoint was not accepted"
 
     # The service owner widens the allowed principals by hand; the third account asks to connect.
-    aws("ec2").modify_vpc_endpoint_service_permissions(
-        ServiceId=service["id"], AddAllowedPrincipals=[f"arn:aws:iam::{THIRD_ACCOUNT}:root"])
-    user = third_account_user(stack)
+    third = third_account_allowed_by_hand(aws, stack, service["id"], "10.96")
     offset = acceptor_log.offset()
-    third = Consumer(ec2_client(stack, user["access_key_id"], user["secret_access_key"]), "10.96")
     third_endpoint = third.request(service["name"])
 
     assert third.wait(third_endpoint, "rejected") == "rejected", "the third account's endpoint was not rejected"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from local_stack import scenario
-from test_acceptor import THIRD_ACCOUNT, Consumer, ec2_client, third_account_user
+from test_acceptor import third_account_allowed_by_hand
 from test_clusters import create_cluster
 from test_lifecycle import why
 
@@ -57,10 +57,7 @@ def test_a_cluster_a_database_with_its_own_group_and_a_deleted_one_share_and_lea
     # Another account, allowed on the shared service by hand, asks to connect: rejected, and the
     # notification names the VPC, since the service is not one database's.
     [service] = shared["endpoint_services"]
-    aws("ec2").modify_vpc_endpoint_service_permissions(
-        ServiceId=service["ServiceId"], AddAllowedPrincipals=[f"arn:aws:iam::{THIRD_ACCOUNT}:root"])
-    user = third_account_user(per_vpc["stack"])
-    third = Consumer(ec2_client(per_vpc["stack"], user["access_key_id"], user["secret_access_key"]), "10.95")
+    third = third_account_allowed_by_hand(aws, per_vpc["stack"], service["ServiceId"], "10.95")
     endpoint = third.request(service["ServiceName"])
     assert third.wait(endpoint, "rejected") == "rejected", "the third account's endpoint was not rejected"
     told = driver.told(network.vpc_id, "foreign-connection-rejected", about="vpc_id")
